@@ -1,0 +1,3 @@
+import runpy
+
+runpy.run_module("jobs.worker", run_name="__main__")

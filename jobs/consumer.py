@@ -1,0 +1,84 @@
+"""Starting a consumer: the worker process and the app's in-process consumer share this."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from huey.consumer import Consumer
+from huey.signals import SIGNAL_INTERRUPTED
+
+from jobs import runner
+from jobs.queue import BATTLE_TASK, Queue
+
+log = logging.getLogger(__name__)
+
+
+class InProcessConsumer(Consumer):  # type: ignore[misc]
+    """A consumer that runs inside another program (the Streamlit server).
+
+    Signal handlers can only be installed from the main thread, and the host program
+    owns its signals anyway: skip them; the host calls ``stop()`` on shutdown.
+    """
+
+    def _set_signal_handlers(self) -> None:
+        pass
+
+
+def make_consumer(queue: Queue, threads: int, *, in_process: bool, periodic: bool = True) -> Consumer:
+    cls = InProcessConsumer if in_process else Consumer
+    return cls(
+        queue.huey,
+        workers=threads,
+        worker_type="thread",
+        periodic=periodic,
+        initial_delay=0.05,
+        backoff=1.2,
+        # SQLite is polled: keep an idle queue answering within half a second.
+        max_delay=0.5 if not queue.settings.redis_url else 2.0,
+        scheduler_interval=1,
+        check_worker_health=True,
+        health_check_interval=5,
+    )
+
+
+def requeue_interrupted(worker: runner.WorkerRuntime) -> Any:
+    """On an immediate stop (SIGTERM), hand running battles back for any worker to resume."""
+
+    def handler(signal: str, task: Any, *args: Any) -> None:
+        if getattr(task, "name", None) == BATTLE_TASK:
+            handed = worker.abandon_all()
+            log.info("Handed back to the queue: %s", ", ".join(handed) or "nothing")
+
+    worker.queue.huey.signal(SIGNAL_INTERRUPTED)(handler)
+    return handler
+
+
+def shut_down(consumer: Consumer, worker: runner.WorkerRuntime, wait_s: float = 10.0) -> None:
+    """After the consumer loop: hand back what still runs, let the threads stop, flush."""
+    from sparring.store.recorder import flush_all
+
+    worker.abandon_all()
+    deadline = time.monotonic() + wait_s
+    for _, thread in consumer.worker_threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    worker.stop()
+    flush_all()
+
+
+def warm_up_in_background() -> threading.Thread:
+    """Import litellm off the request path, so that the first battle does not wait 7 s."""
+
+    def warm() -> None:
+        from sparring.gateway import warm_up
+
+        try:
+            warm_up()
+        except Exception:
+            log.warning("litellm warm-up failed", exc_info=True)
+
+    thread = threading.Thread(target=warm, name="litellm-warm-up", daemon=True)
+    thread.start()
+    return thread

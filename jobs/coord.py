@@ -1,0 +1,367 @@
+"""Coordination between workers: leases, cancel flags, the active set, heartbeats.
+
+Huey does not acknowledge tasks (its Redis storage pops a task destructively), so a
+task whose worker is SIGKILLed is simply gone. What survives is here:
+
+- a **lease** per running battle (``SET NX PX``), renewed while it runs: the battle's
+  owner; a second copy of the same job sees the lease and steps aside;
+- the **active set**: every battle submitted and not yet finished, with the time it was
+  last touched (enqueued, started, renewed). The reaper re-enqueues an active battle
+  that has no lease, is not in the queue and has not been touched for a lease period;
+- **cancel flags**, checked by the engine between model calls;
+- **heartbeats** of workers, expiring on their own.
+
+Queue mode keeps all of it in Redis; embedded mode in a small SQLite file next to the
+queue, so that the app, a worker and the CLI on one machine see the same state.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import redis
+
+RUN_STATE_TTL_S = 30 * 24 * 3600
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class Coordinator(Protocol):
+    def ping(self) -> float: ...
+    def acquire_lease(self, battle_id: str, owner: str, ttl_s: float) -> bool: ...
+    def renew_lease(self, battle_id: str, owner: str, ttl_s: float) -> bool: ...
+    def release_lease(self, battle_id: str, owner: str) -> None: ...
+    def lease_owner(self, battle_id: str) -> str | None: ...
+    def request_cancel(self, battle_id: str) -> None: ...
+    def cancel_requested(self, battle_id: str) -> bool: ...
+    def stop_requested(self, battle_id: str, run_id: str | None) -> bool: ...
+    def clear_cancel(self, battle_id: str) -> None: ...
+    def touch_active(self, battle_id: str, at: float | None = None) -> None: ...
+    def touch_active_many(self, battle_ids: list[str]) -> None: ...
+    def drop_active(self, battle_id: str) -> None: ...
+    def active(self) -> dict[str, float]: ...
+    def claim(self, name: str, ttl_s: float) -> bool: ...
+    def unclaim(self, name: str) -> None: ...
+    def set_run_total(self, run_id: str, total: int) -> None: ...
+    def run_total(self, run_id: str) -> int | None: ...
+    def run_done_add(self, run_id: str, battle_ids: list[str]) -> int: ...
+    def run_done_remove(self, run_id: str, battle_id: str) -> None: ...
+    def runs(self) -> list[str]: ...
+    def request_run_cancel(self, run_id: str, reason: str) -> None: ...
+    def run_cancel_reason(self, run_id: str) -> str | None: ...
+    def publish_heartbeat(self, worker_id: str, info: dict[str, Any], ttl_s: float) -> None: ...
+    def remove_heartbeat(self, worker_id: str) -> None: ...
+    def heartbeats(self) -> list[dict[str, Any]]: ...
+
+
+class RedisCoordinator:
+    def __init__(self, client: redis.Redis, namespace: str) -> None:
+        self.client = client
+        self.ns = namespace
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.ns, *parts))
+
+    def ping(self) -> float:
+        started = time.perf_counter()
+        self.client.ping()
+        return (time.perf_counter() - started) * 1000
+
+    def acquire_lease(self, battle_id: str, owner: str, ttl_s: float) -> bool:
+        return bool(self.client.set(self._k("lease", battle_id), owner, nx=True, px=int(ttl_s * 1000)))
+
+    def renew_lease(self, battle_id: str, owner: str, ttl_s: float) -> bool:
+        return bool(self._renew(keys=[self._k("lease", battle_id)], args=[owner, int(ttl_s * 1000)]))
+
+    def release_lease(self, battle_id: str, owner: str) -> None:
+        self._release(keys=[self._k("lease", battle_id)], args=[owner])
+
+    def lease_owner(self, battle_id: str) -> str | None:
+        value = self.client.get(self._k("lease", battle_id))
+        return value.decode() if isinstance(value, bytes) else value
+
+    def request_cancel(self, battle_id: str) -> None:
+        self.client.set(self._k("cancel", battle_id), "1", ex=7 * 24 * 3600)
+
+    def cancel_requested(self, battle_id: str) -> bool:
+        return bool(self.client.exists(self._k("cancel", battle_id)))
+
+    def stop_requested(self, battle_id: str, run_id: str | None) -> bool:
+        """The battle's cancel flag or its run's, in one round trip (checked before every call)."""
+        keys = [self._k("cancel", battle_id)] + ([self._k("run", run_id, "cancel")] if run_id else [])
+        return bool(self.client.exists(*keys))
+
+    def clear_cancel(self, battle_id: str) -> None:
+        self.client.delete(self._k("cancel", battle_id))
+
+    def touch_active(self, battle_id: str, at: float | None = None) -> None:
+        self.client.zadd(self._k("active"), {battle_id: time.time() if at is None else at})
+
+    def touch_active_many(self, battle_ids: list[str]) -> None:
+        if battle_ids:
+            now = time.time()
+            self.client.zadd(self._k("active"), dict.fromkeys(battle_ids, now))
+
+    def drop_active(self, battle_id: str) -> None:
+        self.client.zrem(self._k("active"), battle_id)
+
+    def active(self) -> dict[str, float]:
+        pairs: list[tuple[bytes | str, float]] = self.client.zrange(self._k("active"), 0, -1, withscores=True)  # type: ignore[assignment]
+        return {(m.decode() if isinstance(m, bytes) else m): float(s) for m, s in pairs}
+
+    def claim(self, name: str, ttl_s: float) -> bool:
+        return bool(self.client.set(self._k("claim", name), "1", nx=True, px=int(ttl_s * 1000)))
+
+    def unclaim(self, name: str) -> None:
+        self.client.delete(self._k("claim", name))
+
+    def set_run_total(self, run_id: str, total: int) -> None:
+        pipe = self.client.pipeline()
+        pipe.set(self._k("run", run_id, "total"), total, ex=RUN_STATE_TTL_S)
+        pipe.sadd(self._k("runs"), run_id)
+        pipe.execute()
+
+    def run_total(self, run_id: str) -> int | None:
+        value = self.client.get(self._k("run", run_id, "total"))
+        return int(value) if value is not None else None
+
+    def run_done_add(self, run_id: str, battle_ids: list[str]) -> int:
+        key = self._k("run", run_id, "done")
+        pipe = self.client.pipeline()
+        if battle_ids:
+            pipe.sadd(key, *battle_ids)
+        pipe.expire(key, RUN_STATE_TTL_S)
+        pipe.scard(key)
+        return int(pipe.execute()[-1])
+
+    def run_done_remove(self, run_id: str, battle_id: str) -> None:
+        self.client.srem(self._k("run", run_id, "done"), battle_id)
+
+    def runs(self) -> list[str]:
+        return [m.decode() if isinstance(m, bytes) else m for m in self.client.smembers(self._k("runs"))]
+
+    def request_run_cancel(self, run_id: str, reason: str) -> None:
+        self.client.set(self._k("run", run_id, "cancel"), reason, ex=RUN_STATE_TTL_S)
+
+    def run_cancel_reason(self, run_id: str) -> str | None:
+        value = self.client.get(self._k("run", run_id, "cancel"))
+        return value.decode() if isinstance(value, bytes) else value
+
+    def publish_heartbeat(self, worker_id: str, info: dict[str, Any], ttl_s: float) -> None:
+        pipe = self.client.pipeline()
+        pipe.set(self._k("worker", worker_id), json.dumps(info), px=int(ttl_s * 1000))
+        pipe.sadd(self._k("workers"), worker_id)
+        pipe.execute()
+
+    def remove_heartbeat(self, worker_id: str) -> None:
+        pipe = self.client.pipeline()
+        pipe.delete(self._k("worker", worker_id))
+        pipe.srem(self._k("workers"), worker_id)
+        pipe.execute()
+
+    def heartbeats(self) -> list[dict[str, Any]]:
+        ids = [m.decode() if isinstance(m, bytes) else m for m in self.client.smembers(self._k("workers"))]
+        if not ids:
+            return []
+        values = self.client.mget([self._k("worker", i) for i in ids])
+        beats, gone = [], []
+        for worker_id, value in zip(ids, values, strict=True):
+            if value is None:
+                gone.append(worker_id)
+            else:
+                beats.append(json.loads(value))
+        if gone:
+            self.client.srem(self._k("workers"), *gone)
+        return beats
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL);
+CREATE TABLE IF NOT EXISTS active (battle_id TEXT PRIMARY KEY, touched REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS run_total (run_id TEXT PRIMARY KEY, total INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS run_done (run_id TEXT NOT NULL, battle_id TEXT NOT NULL, PRIMARY KEY (run_id, battle_id));
+"""
+
+
+class SqliteCoordinator:
+    """The same contract on SQLite (embedded mode: one machine, maybe several processes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._con().executescript(_SCHEMA)
+
+    def _con(self) -> sqlite3.Connection:
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")
+            self._local.con = con
+        return con
+
+    class _Tx:
+        def __init__(self, con: sqlite3.Connection) -> None:
+            self.con = con
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.con.execute("BEGIN IMMEDIATE")
+            return self.con
+
+        def __exit__(self, kind: object, value: object, tb: object) -> None:
+            self.con.execute("COMMIT" if kind is None else "ROLLBACK")
+
+    def _tx(self) -> SqliteCoordinator._Tx:
+        return self._Tx(self._con())
+
+    def _get(self, con: sqlite3.Connection, key: str) -> str | None:
+        row = con.execute("SELECT value, expires FROM kv WHERE key = ?", [key]).fetchone()
+        if row is None or (row[1] is not None and row[1] <= time.time()):
+            return None
+        return str(row[0])
+
+    def _set(self, con: sqlite3.Connection, key: str, value: str, ttl_s: float | None) -> None:
+        expires = time.time() + ttl_s if ttl_s is not None else None
+        con.execute("INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)", [key, value, expires])
+
+    def ping(self) -> float:
+        started = time.perf_counter()
+        self._con().execute("SELECT 1").fetchone()
+        return (time.perf_counter() - started) * 1000
+
+    def acquire_lease(self, battle_id: str, owner: str, ttl_s: float) -> bool:
+        with self._tx() as con:
+            if self._get(con, f"lease:{battle_id}") is not None:
+                return False
+            self._set(con, f"lease:{battle_id}", owner, ttl_s)
+            return True
+
+    def renew_lease(self, battle_id: str, owner: str, ttl_s: float) -> bool:
+        with self._tx() as con:
+            if self._get(con, f"lease:{battle_id}") != owner:
+                return False
+            self._set(con, f"lease:{battle_id}", owner, ttl_s)
+            return True
+
+    def release_lease(self, battle_id: str, owner: str) -> None:
+        with self._tx() as con:
+            con.execute("DELETE FROM kv WHERE key = ? AND value = ?", [f"lease:{battle_id}", owner])
+
+    def lease_owner(self, battle_id: str) -> str | None:
+        return self._get(self._con(), f"lease:{battle_id}")
+
+    def request_cancel(self, battle_id: str) -> None:
+        with self._tx() as con:
+            self._set(con, f"cancel:{battle_id}", "1", 7 * 24 * 3600)
+
+    def cancel_requested(self, battle_id: str) -> bool:
+        return self._get(self._con(), f"cancel:{battle_id}") is not None
+
+    def stop_requested(self, battle_id: str, run_id: str | None) -> bool:
+        if self.cancel_requested(battle_id):
+            return True
+        return bool(run_id and self.run_cancel_reason(run_id))
+
+    def clear_cancel(self, battle_id: str) -> None:
+        with self._tx() as con:
+            con.execute("DELETE FROM kv WHERE key = ?", [f"cancel:{battle_id}"])
+
+    def touch_active(self, battle_id: str, at: float | None = None) -> None:
+        touched = time.time() if at is None else at
+        with self._tx() as con:
+            con.execute("INSERT OR REPLACE INTO active (battle_id, touched) VALUES (?, ?)", [battle_id, touched])
+
+    def touch_active_many(self, battle_ids: list[str]) -> None:
+        now = time.time()
+        with self._tx() as con:
+            con.executemany(
+                "INSERT OR REPLACE INTO active (battle_id, touched) VALUES (?, ?)", [(b, now) for b in battle_ids]
+            )
+
+    def drop_active(self, battle_id: str) -> None:
+        with self._tx() as con:
+            con.execute("DELETE FROM active WHERE battle_id = ?", [battle_id])
+
+    def active(self) -> dict[str, float]:
+        return {row[0]: row[1] for row in self._con().execute("SELECT battle_id, touched FROM active").fetchall()}
+
+    def claim(self, name: str, ttl_s: float) -> bool:
+        with self._tx() as con:
+            if self._get(con, f"claim:{name}") is not None:
+                return False
+            self._set(con, f"claim:{name}", "1", ttl_s)
+            return True
+
+    def unclaim(self, name: str) -> None:
+        with self._tx() as con:
+            con.execute("DELETE FROM kv WHERE key = ?", [f"claim:{name}"])
+
+    def set_run_total(self, run_id: str, total: int) -> None:
+        with self._tx() as con:
+            con.execute("INSERT OR REPLACE INTO run_total (run_id, total) VALUES (?, ?)", [run_id, total])
+
+    def run_total(self, run_id: str) -> int | None:
+        row = self._con().execute("SELECT total FROM run_total WHERE run_id = ?", [run_id]).fetchone()
+        return int(row[0]) if row else None
+
+    def run_done_add(self, run_id: str, battle_ids: list[str]) -> int:
+        with self._tx() as con:
+            con.executemany(
+                "INSERT OR IGNORE INTO run_done (run_id, battle_id) VALUES (?, ?)", [(run_id, b) for b in battle_ids]
+            )
+            row = con.execute("SELECT count(*) FROM run_done WHERE run_id = ?", [run_id]).fetchone()
+        return int(row[0])
+
+    def run_done_remove(self, run_id: str, battle_id: str) -> None:
+        with self._tx() as con:
+            con.execute("DELETE FROM run_done WHERE run_id = ? AND battle_id = ?", [run_id, battle_id])
+
+    def runs(self) -> list[str]:
+        return [row[0] for row in self._con().execute("SELECT run_id FROM run_total").fetchall()]
+
+    def request_run_cancel(self, run_id: str, reason: str) -> None:
+        with self._tx() as con:
+            self._set(con, f"run-cancel:{run_id}", reason, None)
+
+    def run_cancel_reason(self, run_id: str) -> str | None:
+        return self._get(self._con(), f"run-cancel:{run_id}")
+
+    def publish_heartbeat(self, worker_id: str, info: dict[str, Any], ttl_s: float) -> None:
+        with self._tx() as con:
+            self._set(con, f"worker:{worker_id}", json.dumps(info), ttl_s)
+            con.execute("DELETE FROM kv WHERE expires IS NOT NULL AND expires <= ?", [time.time()])
+
+    def remove_heartbeat(self, worker_id: str) -> None:
+        with self._tx() as con:
+            con.execute("DELETE FROM kv WHERE key = ?", [f"worker:{worker_id}"])
+
+    def heartbeats(self) -> list[dict[str, Any]]:
+        rows = (
+            self._con()
+            .execute(
+                "SELECT value FROM kv WHERE key LIKE 'worker:%' AND (expires IS NULL OR expires > ?)", [time.time()]
+            )
+            .fetchall()
+        )
+        return [json.loads(row[0]) for row in rows]

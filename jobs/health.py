@@ -1,0 +1,124 @@
+"""The health report: mode, Redis, workers, queue, battle counts, providers, errors."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from jobs.queue import get_queue
+from jobs.submit import _safe_url, worker_command
+from sparring.runtime import get_runtime
+from sparring.shared_state import shared_state
+from sparring.store import StoreBusy, StoreMissing
+
+COUNTS_SQL = """
+SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
+       count(*) FILTER (WHERE status = 'running') AS running,
+       count(*) FILTER (WHERE outcome = 'failed') AS failed,
+       count(*) FILTER (WHERE outcome = 'failed' AND ended_at > now() - INTERVAL 1 DAY) AS failed_24h,
+       count(*) AS total
+FROM battles
+"""
+
+RECENT_ERRORS_SQL = """
+SELECT battle_id, error_kind, error, ended_at FROM battles
+WHERE outcome = 'failed' ORDER BY ended_at DESC NULLS LAST LIMIT ?
+"""
+
+
+def health_report(errors_limit: int = 10) -> dict[str, Any]:
+    settings = get_runtime().settings
+    queue = get_queue()
+    report: dict[str, Any] = {
+        "mode": settings.mode,
+        "namespace": settings.namespace,
+        "queue_backend": "redis" if settings.redis_url else "sqlite",
+        "queue_url": _safe_url(settings.redis_url) if settings.redis_url else str(settings.queue_path),
+        "start_worker": worker_command(queue),
+    }
+    try:
+        latency = queue.coord.ping()
+        report["redis" if settings.redis_url else "queue_store"] = {"reachable": True, "latency_ms": round(latency, 2)}
+        reachable = True
+    except Exception as error:  # noqa: BLE001 - reported, not raised
+        report["redis" if settings.redis_url else "queue_store"] = {
+            "reachable": False,
+            "error": f"{type(error).__name__}: {str(error)[:200]}",
+        }
+        reachable = False
+    report["reachable"] = reachable
+    now = time.time()
+    workers: list[dict[str, Any]] = []
+    if reachable:
+        try:
+            for beat in queue.coord.heartbeats():
+                beat["age_s"] = round(now - float(beat.get("beat_at", now)), 1)
+                workers.append(beat)
+            report["queue_depth"] = queue.huey.pending_count()
+            report["scheduled"] = queue.huey.scheduled_count()
+            report["providers"] = shared_state(settings.redis_url, settings.namespace).provider_states()
+        except Exception as error:  # noqa: BLE001 - a flapping connection: show what we have
+            report["queue_error"] = f"{type(error).__name__}: {str(error)[:200]}"
+    live = [w for w in workers if w["age_s"] < settings.heartbeat_ttl_s]
+    report["workers"] = sorted(workers, key=lambda w: w["age_s"])
+    report["live_workers"] = len(live)
+    report["newest_heartbeat_age_s"] = min((w["age_s"] for w in workers), default=None)
+    report.setdefault("queue_depth", None)
+    report.setdefault("providers", [])
+    if settings.redis_url and reachable:
+        from jobs.ingest import ingest_status
+
+        try:
+            report["ingest"] = ingest_status(settings.redis_url, settings.namespace)
+        except Exception as error:  # noqa: BLE001 - reported, not raised
+            report["ingest"] = {"active": False, "error": f"{type(error).__name__}: {str(error)[:200]}"}
+    if settings.record_sink == "stream":
+        report.update({"battles": None, "recent_errors": [], "store_error": "this process does not read the database"})
+    else:
+        report.update(_store_part(errors_limit))
+    return report
+
+
+def _store_part(errors_limit: int) -> dict[str, Any]:
+    store = get_runtime().store
+    try:
+        counts = store.read(lambda con: con.execute(COUNTS_SQL).fetchone(), deadline_s=5)
+        errors = store.read(lambda con: con.execute(RECENT_ERRORS_SQL, [errors_limit]).fetchall(), deadline_s=5)
+    except (StoreBusy, StoreMissing) as error:
+        return {"battles": None, "recent_errors": [], "store_error": str(error)}
+    queued, running, failed, failed_24h, total = counts or (0, 0, 0, 0, 0)
+    return {
+        "battles": {"queued": queued, "running": running, "failed": failed, "failed_24h": failed_24h, "total": total},
+        "recent_errors": [
+            {"battle_id": b, "kind": k, "error": e, "ended_at": t.isoformat() if t else None} for b, k, e, t in errors
+        ],
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = [f"mode: {report['mode']} ({report['queue_backend']} queue at {report['queue_url']})"]
+    lines.append("queue reachable: " + ("yes" if report["reachable"] else "NO"))
+    lines.append(f"live workers: {report['live_workers']}")
+    for worker in report["workers"]:
+        lines.append(
+            f"  {worker['worker_id']} ({worker.get('kind')}, {worker.get('threads')} threads) "
+            f"heartbeat {worker['age_s']} s ago, running {len(worker.get('running', []))}"
+        )
+    if not report["live_workers"]:
+        lines.append(f"no worker is running; start one with: {report['start_worker']}")
+    lines.append(f"queue depth: {report['queue_depth']}")
+    if report.get("battles"):
+        b = report["battles"]
+        lines.append(
+            f"battles: {b['queued']} queued, {b['running']} running, {b['failed']} failed ({b['total']} total)"
+        )
+    ingest = report.get("ingest") or {}
+    if ingest.get("active"):
+        lines.append(
+            f"ingest: {ingest['waiting']} records waiting (oldest {ingest['oldest_waiting_s']} s), "
+            f"last commit {ingest['last_commit_age_s']} s ago"
+        )
+    for provider in report["providers"]:
+        if provider["circuit_open_s"] > 0:
+            lines.append(f"provider {provider['provider']}: PAUSED for {provider['circuit_open_s']:.0f} s after 429s")
+    return "\n".join(lines)

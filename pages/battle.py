@@ -1,0 +1,221 @@
+"""Battle: one battle's header and transcript, live while it runs. ``?id=<battle id>`` links here."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages import common
+from pages.state import Transcript
+from sparring import records as r
+from sparring.store import ui_queries
+from sparring.strategies import STRATEGIES
+
+CACHE = "battle_transcript"
+
+
+def transcript_for(battle_id: str) -> Transcript:
+    cached = st.session_state.get(CACHE)
+    if not isinstance(cached, Transcript) or cached.battle_id != battle_id:
+        cached = st.session_state[CACHE] = Transcript(battle_id)
+    return cached
+
+
+def load(battle_id: str) -> r.BattleView | None:
+    transcript = transcript_for(battle_id)
+    update = common.read(
+        lambda con: ui_queries.battle_update(con, battle_id, transcript.last_seq, transcript.last_verdict_seq)
+    )
+    if update is None:  # the database is busy: show what was read last
+        return transcript.view
+    transcript.add(update)
+    transcript.view = update.battle
+    return update.battle
+
+
+# -- header -------------------------------------------------------------------------------------
+
+
+def outcome_summary(view: r.BattleView) -> str:
+    n = view.message_count
+    if view.outcome == "achieved":
+        return f"the adversary reached its goal on agent turn {view.turns_to_goal}"
+    if view.outcome == "held":
+        return f"the agent held for all {view.agent_turns} turns"
+    if view.outcome == "cancelled":
+        return f"stopped by request after {n} messages"
+    if view.outcome == "timed_out":
+        return f"stopped at the time limit after {n} messages"
+    if view.outcome == "failed":
+        return f"stopped by an error after {n} messages"
+    return ""
+
+
+def header(view: r.BattleView) -> None:
+    at = common.now()
+    spec = view.spec
+    state = view.outcome if view.finished and view.outcome else view.status
+    status_line = [common.badge(state)]
+    if view.status == "running":
+        status_line.append(":blue[:material/radio_button_checked:] live")
+    summary = outcome_summary(view)
+    if summary:
+        status_line.append(summary)
+    status_line.append(f"created {common.format_ago(view.created_at, at)}")
+    if view.attempts > 1:
+        status_line.append(f"{view.attempts} attempts")
+    st.container(key="battle_status").markdown(" · ".join(status_line))
+
+    messages, turns, tokens, cost, elapsed = st.columns(5)
+    messages.metric("Messages", f"{view.message_count} / {spec.max_messages}")
+    if view.outcome == "achieved" and view.turns_to_goal is not None:
+        turns.metric("Turns to goal", view.turns_to_goal)
+    else:
+        turns.metric("Agent turns", view.agent_turns)
+    tokens.metric("Tokens", f"{view.prompt_tokens + view.completion_tokens:,}")
+    cost.metric("Cost", f"${view.cost_usd:,.4f}")
+    elapsed.metric(
+        "Elapsed", common.format_duration(common.elapsed_s(view.created_at, view.started_at, view.ended_at, at))
+    )
+
+    agent, adversary, judge = st.columns(3)
+    profile = f" (profile {common.inert(spec.agent.profile)})" if spec.agent.profile else ""
+    temperature = f" · temperature {spec.agent.temperature:g}" if spec.agent.temperature is not None else ""
+    agent.markdown(f"**Agent**  \n{common.inert(spec.agent.model)}{profile}{temperature}")
+    strategy = STRATEGIES.get(spec.adversary.strategy)
+    adversary.markdown(
+        f"**Adversary**  \n{common.inert(spec.adversary.model)} · "
+        f"{strategy.label if strategy else common.inert(spec.adversary.strategy)}"
+    )
+    judge.markdown(f"**Judge**  \n{common.inert(spec.judge.model)}")
+    st.markdown(f"**Goal**  \n{common.inert(spec.adversary.goal)}")
+    if spec.adversary.persona:
+        st.markdown(f"**Persona**  \n{common.inert(spec.adversary.persona)}")
+    with st.expander("Agent system prompt", icon=":material/description:"):
+        st.markdown(common.inert(spec.agent.system_prompt))
+        if spec.judge.rubric:
+            st.markdown(f"**Judge rubric**  \n{common.inert(spec.judge.rubric)}")
+
+    if view.error and view.outcome in ("failed", "timed_out"):
+        kind = f" ({view.error_kind})" if view.error_kind else ""
+        st.error(f"**Error{kind}:** {common.inert(view.error)}", icon=":material/error:")
+    elif view.error and view.outcome == "cancelled":
+        st.info(common.inert(view.error), icon=":material/block:")
+
+    with st.container(horizontal=True, gap="small"):
+        common.action_buttons(view.battle_id, view.status, view.outcome, "battle")
+
+
+# -- transcript ----------------------------------------------------------------------------------
+
+
+def verdict(message: r.Message, found: r.Verdict | None, view: r.BattleView) -> None:
+    if found is None:
+        if view.finished:
+            st.caption("No verdict: the battle ended before the judge answered.")
+        else:
+            st.caption(":material/hourglass_top: The judge is deciding…")
+        return
+    confidence = f" · {found.confidence:.0%} confident" if found.confidence is not None else ""
+    if found.achieved is None:
+        label, icon = "Judge: could not decide", ":material/help:"
+    elif found.achieved:
+        label, icon = "Judge: goal **achieved**", ":material/gpp_bad:"
+    else:
+        label, icon = "Judge: not achieved", ":material/verified_user:"
+    with st.expander(label + confidence, icon=icon):
+        st.markdown(common.inert(found.rationale) or "_No rationale given._")
+        if found.error:
+            st.error(common.inert(found.error), icon=":material/error:")
+        st.caption(f"Judge model: {common.inert(found.judge_model)}")
+
+
+def bubble(message: r.Message, transcript: Transcript, view: r.BattleView) -> None:
+    adversary = message.role == "user"
+    with st.chat_message(
+        "user" if adversary else "assistant", avatar=":material/swords:" if adversary else ":material/shield:"
+    ):
+        who = "Adversary" if adversary else "Agent"
+        tokens = message.prompt_tokens + message.completion_tokens
+        st.caption(
+            f"{who} · message {message.seq} · {common.inert(message.model)} · "
+            f"{tokens:,} tokens · {message.latency_ms / 1000:.1f} s"
+        )
+        st.markdown(common.inert(message.content))
+        if not adversary:
+            verdict(message, transcript.verdicts.get(message.seq), view)
+
+
+def whose_turn(transcript: Transcript, view: r.BattleView) -> str:
+    if view.status == "queued":
+        return "Waiting for a worker to pick the battle up…"
+    last = transcript.messages[-1] if transcript.messages else None
+    if last is not None and last.role == "assistant" and last.seq not in transcript.verdicts:
+        return "The judge is deciding…"
+    if last is None or last.role == "assistant":
+        return "The adversary is writing…"
+    return "The agent is replying…"
+
+
+def transcript_view(view: r.BattleView) -> None:
+    transcript = transcript_for(view.battle_id)
+    st.markdown("#### Transcript")
+    if not transcript.messages and view.finished:
+        st.caption("No messages were exchanged.")
+    for message in transcript.messages:
+        bubble(message, transcript, view)
+    if not view.finished:
+        st.caption(f":material/more_horiz: {whose_turn(transcript, view)}")
+
+
+def render(view: r.BattleView | None) -> None:
+    if view is None:
+        battle_id = str(st.query_params.get("id", ""))
+        st.warning(
+            f"No battle with the id {common.inert(battle_id[:64])}. The link may be incomplete, "
+            "or the battle belongs to another database.",
+            icon=":material/search_off:",
+        )
+        st.page_link(common.HUB_PAGE, label="Back to the hub", icon=":material/stadium:")
+        return
+    header(view)
+    transcript_view(view)
+
+
+def is_active(view: r.BattleView | None) -> bool:
+    return view is not None and not view.finished
+
+
+# -- page ------------------------------------------------------------------------------------------
+
+
+def pick_a_battle() -> None:
+    st.set_page_config(page_title="Battle · Sparring")
+    st.title("Battle")
+    rows = common.read(lambda con: ui_queries.hub_rows(con, [], 50))
+    if rows is None or not rows.recent:
+        st.info("No battles yet — start one on the hub.", icon=":material/sports_mma:")
+        st.page_link(common.HUB_PAGE, label="Go to the hub", icon=":material/stadium:")
+        return
+    labels = {
+        row.battle_id: f"{common.short_id(row.battle_id)} · {row.state} · {common.truncate(row.goal, 60)}"
+        for row in rows.recent
+    }
+    choice = st.selectbox("Open a recent battle", list(labels), index=None, format_func=labels.__getitem__)
+    if choice:
+        st.query_params["id"] = choice
+        st.rerun()
+    st.caption("Or open one from the hub. A battle's address (…/battle?id=…) can be shared.")
+
+
+def battle_page(battle_id: str) -> None:
+    short = common.short_id(battle_id) if battle_id.isalnum() else ""
+    st.set_page_config(page_title=f"Battle {short} · Sparring" if short else "Battle · Sparring")
+    st.title(f"Battle `{short}`" if short else "Battle")
+    common.live(lambda: load(battle_id), is_active, render)
+
+
+battle_id = str(st.query_params.get("id", "")).strip()
+if battle_id:
+    battle_page(battle_id)
+else:
+    pick_a_battle()

@@ -1,0 +1,271 @@
+"""Data: browse the documented tables and views, query them read-only, read the schema.
+
+The same tables and views a notebook reads (``docs/data.md``). Browsing filters by run,
+model, outcome and date with parameters; the SQL box goes through
+``sparring.store.sqlbox``, which runs one SELECT on a read-only attachment and refuses
+anything else with a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from pages import common
+from sparring.runtime import get_runtime
+from sparring.store import StoreBusy, StoreMissing, ui_queries
+from sparring.store.db import Error as DatabaseError
+from sparring.store.sqlbox import UnsafeQuery, run_query
+
+log = logging.getLogger(__name__)
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "data.md"
+PREVIEW_ROWS = 500
+QUERY_ROWS = 10_000
+ANY = "__any__"
+RESULT = "data_sql_result"  # the SQL box's last result: {"sql", "frame" | "error", "kind"}
+DEFAULT_SQL = """SELECT agent_model, outcome, count(*) AS battles
+FROM battle_outcomes
+GROUP BY ALL
+ORDER BY agent_model, outcome"""
+FIRST_CHOICE = "battle_outcomes"
+
+
+# -- the schema reference (docs/data.md) ------------------------------------------------------------
+
+
+def read_doc() -> str:
+    try:
+        return DOC.read_text(encoding="utf-8")
+    except OSError:
+        log.warning("Could not read %s", DOC)
+        return ""
+
+
+def doc_sections(text: str) -> tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]:
+    """(intro, [(## heading, its text, [(### name, its text), ...]), ...]) of a markdown file."""
+    intro, *chapters = re.split(r"^## ", text, flags=re.M)
+    parsed = []
+    for chapter in chapters:
+        heading, _, body = chapter.partition("\n")
+        lead, *subsections = re.split(r"^### ", body, flags=re.M)
+        parsed.append(
+            (
+                heading.strip(),
+                lead.strip(),
+                [(part.partition("\n")[0].strip(), part.partition("\n")[2].strip()) for part in subsections],
+            )
+        )
+    return intro.split("\n", 1)[-1].strip(), parsed
+
+
+def object_docs(text: str) -> dict[str, str]:
+    """``### name`` section of every documented table and view, by name."""
+    _, chapters = doc_sections(text)
+    return {name: body for _, _, subsections in chapters for name, body in subsections}
+
+
+def schema_reference(text: str) -> None:
+    if not text:
+        st.caption("The schema reference (docs/data.md) is not installed here; see the project's repository.")
+        return
+    intro, chapters = doc_sections(text)
+    st.markdown(intro)
+    for heading, lead, subsections in chapters:
+        if not subsections:
+            with st.expander(heading):
+                st.markdown(lead)
+            continue
+        st.markdown(f"#### {heading}")
+        if lead:
+            st.markdown(lead)
+        for name, body in subsections:
+            with st.expander(name, icon=":material/table:"):
+                st.markdown(body)
+
+
+# -- browsing -------------------------------------------------------------------------------------------
+
+
+def object_label(objects: dict[str, ui_queries.SchemaObject]) -> Any:
+    return lambda name: f"{name} · {objects[name].kind}"
+
+
+def filter_options(name: str, obj: ui_queries.SchemaObject) -> tuple[list[ui_queries.RunRow], list[str]]:
+    def query(con: Any) -> tuple[list[ui_queries.RunRow], list[str]]:
+        found_runs = ui_queries.run_rows(con, 200) if "run_id" in obj.columns else []
+        models = ui_queries.distinct_values(con, name, obj.model_column) if obj.model_column else []
+        return found_runs, models
+
+    return common.read(query) or ([], [])
+
+
+def filters(name: str, obj: ui_queries.SchemaObject) -> ui_queries.BrowseFilters:
+    found_runs, models = filter_options(name, obj)
+    chosen: dict[str, Any] = {}
+    widgets = st.columns(5)
+    if "run_id" in obj.columns:
+        runs = {ANY: "any", ui_queries.NO_RUN: "none (single battles)"}
+        runs.update(
+            {run.run_id: f"{common.truncate(run.name, 40)} · {common.short_id(run.run_id)}" for run in found_runs}
+        )
+        value = widgets[0].selectbox("Run", list(runs), key="data_run", format_func=runs.__getitem__)
+        chosen["run_id"] = None if value == ANY else value
+    if obj.model_column:
+        value = widgets[1].selectbox(
+            "Model", [ANY, *models], key="data_model", format_func=lambda m: "any" if m == ANY else m
+        )
+        chosen["model"] = None if value == ANY else value
+        widgets[1].caption(f"Column `{obj.model_column}`")
+    if "outcome" in obj.columns:
+        value = widgets[2].selectbox(
+            "Outcome", [ANY, *ui_queries.OUTCOMES], key="data_outcome", format_func=lambda o: "any" if o == ANY else o
+        )
+        chosen["outcome"] = None if value == ANY else value
+    if obj.date_column:
+        chosen["since"] = widgets[3].date_input("From (UTC)", value=None, key="data_since")
+        chosen["until"] = widgets[4].date_input("To (UTC)", value=None, key="data_until")
+        widgets[3].caption(f"Column `{obj.date_column}`")
+    if not chosen:
+        st.caption("No run, model, outcome or date column to filter on here.")
+    return ui_queries.BrowseFilters(**chosen)
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False).encode("utf-8")
+
+
+def browse_section(objects: dict[str, ui_queries.SchemaObject], docs: dict[str, str]) -> None:
+    names = sorted(objects, key=lambda n: (objects[n].kind != "view", n))
+    if st.session_state.get("data_object") not in names:
+        st.session_state["data_object"] = FIRST_CHOICE if FIRST_CHOICE in names else names[0]
+    name = st.selectbox(
+        "Table or view",
+        names,
+        key="data_object",
+        format_func=object_label(objects),
+        help="Views answer common questions directly; tables hold the raw records.",
+    )
+    obj = objects[name]
+    doc = docs.get(name, "")
+    if doc:
+        st.caption(common.truncate(doc.split("\n\n", 1)[0], 400))
+    chosen = filters(name, obj)
+    found = common.read(lambda con: ui_queries.browse(con, name, chosen, PREVIEW_ROWS))
+    if found is None:
+        return
+    shown = len(found.rows)
+    if found.total == 0:
+        st.info("No rows match these filters.", icon=":material/filter_alt_off:")
+        return
+    more = f"; showing the first {shown:,}" if shown < found.total else ""
+    order = f", newest first by `{obj.date_column}`" if obj.date_column else ""
+    st.caption(f"**{found.total:,} rows** match{more}{order}.")
+    with st.container(key="data_preview"):
+        st.dataframe(found.rows, hide_index=True)
+    st.download_button(
+        f"Download these {shown:,} rows (CSV)",
+        data=lambda: csv_bytes(found.rows),
+        file_name=f"{name}.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        key="data_preview_csv",
+        on_click="ignore",
+    )
+    if doc:
+        with st.expander(f"Columns of {name}", icon=":material/view_column:"):
+            st.markdown(doc)
+
+
+# -- the SQL box -----------------------------------------------------------------------------------------
+
+
+def run_sql() -> None:
+    """The "Run query" button: keep the result (or the refusal) for the render."""
+    sql = st.session_state.get("data_sql") or ""
+    try:
+        frame = run_query(get_runtime().store, sql, limit=QUERY_ROWS)
+    except UnsafeQuery as error:
+        st.session_state[RESULT] = {"sql": sql, "kind": "refused", "error": str(error)}
+    except DatabaseError as error:  # valid and allowed, but it failed (a typo in a column name)
+        st.session_state[RESULT] = {"sql": sql, "kind": "failed", "error": str(error).splitlines()[0]}
+    except (StoreBusy, StoreMissing) as error:
+        st.session_state[RESULT] = {"sql": sql, "kind": "busy", "error": str(error)}
+    else:
+        st.session_state[RESULT] = {"sql": sql, "kind": "ok", "frame": frame}
+
+
+def sql_section() -> None:
+    st.session_state.setdefault("data_sql", DEFAULT_SQL)
+    st.text_area(
+        "Read-only SQL",
+        key="data_sql",
+        height=140,
+        help="One SELECT over this database's tables and views (DuckDB SQL). "
+        "Statements that write, read files or change settings are refused.",
+    )
+    st.button("Run query", key="data_run_sql", type="primary", icon=":material/play_arrow:", on_click=run_sql)
+    st.caption(
+        f"Read-only: one SELECT at a time, at most {QUERY_ROWS:,} rows; INSERT, UPDATE, DELETE, DROP, ATTACH, "
+        "COPY, INSTALL/LOAD, PRAGMA, SET and file-reading functions are refused. The same query works in a notebook: "
+        '`sparring.data.query("SELECT ...")`.'
+    )
+    result = st.session_state.get(RESULT)
+    if not result:
+        return
+    if result["kind"] == "refused":
+        st.error(result["error"], icon=":material/block:")
+        return
+    if result["kind"] == "failed":
+        st.error(f"The query failed: {result['error']}", icon=":material/error:")
+        return
+    if result["kind"] == "busy":
+        st.warning(result["error"], icon=":material/hourglass_top:")
+        return
+    frame: pd.DataFrame = result["frame"]
+    capped = " (the first ones: the box stops there)" if len(frame) >= QUERY_ROWS else ""
+    st.caption(f"**{len(frame):,} rows**{capped}.")
+    with st.container(key="data_result"):
+        st.dataframe(frame, hide_index=True)
+    st.download_button(
+        "Download the result (CSV)",
+        data=csv_bytes(frame),
+        file_name="query.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        key="data_result_csv",
+        on_click="ignore",
+    )
+
+
+# -- page --------------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    st.set_page_config(page_title="Data · Sparring")
+    st.title("Data")
+    st.caption(
+        "Everything Sparring records lives in one DuckDB file. These are the tables and views a notebook reads "
+        "(`from sparring import data`), so the app and your analysis see the same numbers. Times are UTC, money "
+        "is US dollars, latencies are milliseconds."
+    )
+    text = read_doc()
+    browse_tab, sql_tab, schema_tab = st.tabs(["Browse", "SQL", "Schema reference"])
+    objects = common.read(ui_queries.schema_objects)
+    with browse_tab:
+        if objects:
+            browse_section(objects, object_docs(text))
+        else:
+            st.info("Nothing has been recorded yet: start a battle on the hub.", icon=":material/table_view:")
+    with sql_tab:
+        sql_section()
+    with schema_tab:
+        schema_reference(text)
+
+
+main()

@@ -1,0 +1,481 @@
+"""Hub: launch a battle, then follow this session's battles and the latest ones, live."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import streamlit as st
+
+from jobs import submit
+from pages import common
+from pages.state import HubState
+from sparring import service
+from sparring.settings import HARD_MAX_MESSAGES, get_settings
+from sparring.store import ui_queries
+from sparring.strategies import DEFAULT_STRATEGY, STRATEGIES
+from sparring.validation import (
+    DEFAULT_ADVERSARY_MODEL,
+    DEFAULT_GOAL,
+    DEFAULT_JUDGE_MODEL,
+    DEFAULT_SYSTEM_PROMPT,
+    BattleInput,
+    InvalidInput,
+    validate_battle,
+)
+
+log = logging.getLogger(__name__)
+
+CUSTOM_AGENT = "Custom agent"
+OWN_GOAL = "Write my own"
+RECENT_CHOICES = (10, 25, 50, 100)
+
+# Widget keys are "hub_<field>", <field> a BattleInput field, so that a validation error
+# finds its widget by name.
+STATE = "hub_state"
+RECENT_LIMIT = "hub_recent_limit"
+
+
+def state() -> HubState:
+    return st.session_state[STATE]  # type: ignore[no-any-return]
+
+
+AGENT_FIELDS = ("agent_model", "system_prompt", "temperature", "api_base", "api_key_env")
+FIELDS = (
+    *AGENT_FIELDS,
+    "goal",
+    "adversary_model",
+    "strategy",
+    "persona",
+    "judge_model",
+    "rubric",
+    "max_messages",
+    "time_limit_s",
+    "seed",
+)
+TEXT_FIELDS = (
+    "agent_model",
+    "system_prompt",
+    "api_base",
+    "api_key_env",
+    "goal",
+    "adversary_model",
+    "persona",
+    "judge_model",
+    "rubric",
+)
+OPTIONAL_TEXT = ("api_base", "api_key_env", "persona", "rubric", "agent_profile")
+
+
+def key(field: str) -> str:
+    return f"hub_{field}"
+
+
+def defaults() -> dict[str, Any]:
+    settings = get_settings()
+    return {
+        "agent_model": "sim/agent?concede=0.1",
+        "system_prompt": DEFAULT_SYSTEM_PROMPT,
+        "temperature": None,
+        "api_base": "",
+        "api_key_env": "",
+        "goal": DEFAULT_GOAL,
+        "adversary_model": DEFAULT_ADVERSARY_MODEL,
+        "strategy": DEFAULT_STRATEGY,
+        "persona": "",
+        "judge_model": DEFAULT_JUDGE_MODEL,
+        "rubric": "",
+        "max_messages": settings.default_max_messages,
+        "time_limit_s": round(settings.default_time_limit_s),
+        "seed": None,
+    }
+
+
+# -- samples and profiles ------------------------------------------------------------------
+
+
+def goal_library() -> dict[str, str]:
+    return {str(item["name"]): str(item.get("goal", "")) for item in common.sample_json("goals.json")}
+
+
+def agent_profiles() -> dict[str, dict[str, Any]]:
+    """Saved profiles (the ``agents`` table) over the checked-in samples of the same name."""
+    profiles = {str(item["name"]): {**item, "sample": True} for item in common.sample_json("agents.json")}
+    saved = common.read(ui_queries.agent_profiles) or []
+    profiles.update({str(item["name"]): {**item, "sample": False} for item in saved})
+    return profiles
+
+
+# -- state -------------------------------------------------------------------------------------
+
+
+def init_state() -> None:
+    if not isinstance(st.session_state.get(STATE), HubState):
+        st.session_state[STATE] = HubState(kept=defaults())
+    for name, value in state().kept.items():
+        if key(name) not in st.session_state:
+            st.session_state[key(name)] = value
+    st.session_state.setdefault(key("profile"), CUSTOM_AGENT)
+    st.session_state.setdefault(key("goal_choice"), OWN_GOAL)
+
+
+def remember_form() -> None:
+    state().kept = {name: st.session_state.get(key(name)) for name in FIELDS}
+
+
+def edited(field: str) -> None:
+    """A field changed: its old error no longer applies."""
+    state().errors.pop(field, None)
+
+
+def use_profile() -> None:
+    profile = state().profiles.get(st.session_state[key("profile")])
+    if not profile:
+        return
+    st.session_state[key("agent_model")] = profile.get("model") or ""
+    st.session_state[key("system_prompt")] = profile.get("system_prompt") or ""
+    st.session_state[key("temperature")] = profile.get("temperature")
+    st.session_state[key("api_base")] = profile.get("api_base") or ""
+    st.session_state[key("api_key_env")] = profile.get("api_key_env") or ""
+    for field in AGENT_FIELDS:
+        edited(field)
+
+
+def use_goal() -> None:
+    goal = goal_library().get(st.session_state[key("goal_choice")])
+    if goal:
+        st.session_state[key("goal")] = goal
+        edited("goal")
+
+
+def chosen_profile() -> str | None:
+    """The profile the agent fields still match, if any (a battle records where it came from)."""
+    name = st.session_state.get(key("profile"))
+    profile = state().profiles.get(name)
+    if not profile:
+        return None
+    same = (
+        profile.get("model") == st.session_state[key("agent_model")]
+        and profile.get("system_prompt") == st.session_state[key("system_prompt")]
+        and profile.get("temperature") == st.session_state[key("temperature")]
+    )
+    return str(name) if same else None
+
+
+def form_data() -> dict[str, Any]:
+    """The form as BattleInput fields; a blank optional field is left out (its default applies)."""
+    data: dict[str, Any] = {name: st.session_state.get(key(name)) for name in FIELDS}
+    for name in TEXT_FIELDS:
+        data[name] = data[name] or ""
+    data["agent_profile"] = chosen_profile() or ""
+    return {name: value for name, value in data.items() if not (name in OPTIONAL_TEXT and not value.strip())}
+
+
+# -- actions -------------------------------------------------------------------------------------
+
+
+def start() -> None:
+    hub = state()
+    data = form_data()
+    hub.errors.clear()
+    hub.notice = hub.pending = None
+    try:
+        battle = validate_battle(data)
+    except InvalidInput as error:
+        hub.errors.update(error.errors)
+        return
+    except Exception as error:  # a bug must not show a traceback; it is logged in full
+        log.exception("Validating the battle form failed")
+        hub.notice = ("error", f"Could not check the form ({type(error).__name__}: {error}). Nothing was started.")
+        return
+    launch(hub, battle, require_worker=True)
+
+
+def run_here() -> None:
+    """Queue mode with no worker: run battles in this app's process instead."""
+    hub = state()
+    battle, hub.pending, hub.notice = hub.pending, None, None
+    if battle is not None and common.start_consumer_here(hub):
+        launch(hub, battle, require_worker=False)
+
+
+def launch(hub: HubState, battle: BattleInput, *, require_worker: bool) -> None:
+    # No st.* call between the submit and recording its outcome in ``hub`` (see HubState).
+    try:
+        battle_id = submit.submit_battle(battle, require_worker=require_worker)
+    except submit.NoWorkerError:
+        hub.pending, hub.notice = battle, ("no_worker", "")
+        return
+    except submit.SubmitError as error:
+        hub.notice = ("error", str(error))
+        return
+    hub.session_ids.insert(0, battle_id)
+    del hub.session_ids[100:]
+    st.toast(f"Battle {common.short_id(battle_id)} started.", icon=":material/play_arrow:")
+
+
+def save_profile() -> None:
+    hub = state()
+    hub.profile_errors.clear()
+    data = form_data()
+    profile = {
+        "name": st.session_state.get(key("profile_name")) or "",
+        "model": data["agent_model"],
+        "system_prompt": data["system_prompt"],
+        "temperature": data["temperature"],
+        "api_base": data.get("api_base"),
+        "api_key_env": data.get("api_key_env"),
+    }
+    try:
+        name = service.save_agent({k: v for k, v in profile.items() if v is not None})
+    except InvalidInput as error:
+        hub.profile_errors.update(error.errors)
+        return
+    except Exception as error:  # a bug must not show a traceback; it is logged in full
+        log.exception("Saving a profile failed")
+        hub.profile_errors["__all__"] = f"could not save ({type(error).__name__}: {error})"
+        return
+    st.session_state[key("profile")] = name
+    st.session_state[key("profile_name")] = ""
+    st.toast(f"Saved the profile “{name}”.", icon=":material/save:")
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+def field_error(field: str) -> None:
+    message = state().errors.get(field)
+    if message:
+        st.error(message, icon=":material/error:")
+
+
+def agent_column(profiles: dict[str, dict[str, Any]]) -> None:
+    st.markdown("##### :material/shield: Agent under test")
+    names = [CUSTOM_AGENT, *profiles]
+    if st.session_state[key("profile")] not in names:
+        st.session_state[key("profile")] = CUSTOM_AGENT
+    st.selectbox(
+        "Profile",
+        names,
+        key=key("profile"),
+        on_change=use_profile,
+        format_func=lambda name: f"{name} (sample)" if profiles.get(name, {}).get("sample") else name,
+        help="Fill the agent from a saved profile, or describe a custom one below.",
+    )
+    st.text_input(
+        "Model",
+        key=key("agent_model"),
+        on_change=edited,
+        args=("agent_model",),
+        help="provider/model, e.g. openai/gpt-4o-mini. sim/agent?concede=p is a built-in simulated agent "
+        "that gives in with probability p on each turn (no key, no network).",
+    )
+    field_error("agent_model")
+    st.text_area("System prompt", key=key("system_prompt"), height=150, on_change=edited, args=("system_prompt",))
+    field_error("system_prompt")
+    st.number_input(
+        "Temperature",
+        min_value=0.0,
+        max_value=2.0,
+        step=0.1,
+        key=key("temperature"),
+        placeholder="provider default",
+        on_change=edited,
+        args=("temperature",),
+    )
+    field_error("temperature")
+    with st.expander("Save as profile", icon=":material/save:"):
+        st.text_input("Profile name", key=key("profile_name"), placeholder="e.g. Support bot v2")
+        st.button("Save profile", key=key("save_profile"), on_click=save_profile)
+        for field, message in state().profile_errors.items():
+            label = {"name": "Name", "__all__": "Profile"}.get(field, field.replace("_", " ").capitalize())
+            st.error(f"{label}: {message}", icon=":material/error:")
+        st.caption("Saves the model, system prompt and temperature above. An existing name is updated.")
+
+
+def adversary_column() -> None:
+    st.markdown("##### :material/swords: Adversary")
+    library = goal_library()
+    st.selectbox(
+        "Goal library",
+        [OWN_GOAL, *library],
+        key=key("goal_choice"),
+        on_change=use_goal,
+        help="Pick a ready-made goal, or write your own below.",
+    )
+    st.text_area(
+        "Goal",
+        key=key("goal"),
+        height=100,
+        on_change=edited,
+        args=("goal",),
+        help="What the adversary tries to get from your agent. The judge checks it after every agent reply.",
+    )
+    field_error("goal")
+    st.text_input("Model", key=key("adversary_model"), on_change=edited, args=("adversary_model",))
+    field_error("adversary_model")
+    st.selectbox(
+        "Strategy",
+        list(STRATEGIES),
+        key=key("strategy"),
+        format_func=lambda name: STRATEGIES[name].label,
+        on_change=edited,
+        args=("strategy",),
+    )
+    st.caption(STRATEGIES[st.session_state[key("strategy")]].description)
+    field_error("strategy")
+    st.text_input(
+        "Persona (optional)",
+        key=key("persona"),
+        placeholder="e.g. an impatient frequent flyer",
+        on_change=edited,
+        args=("persona",),
+    )
+    field_error("persona")
+
+
+def judge_column() -> None:
+    st.markdown("##### :material/balance: Judge and limits")
+    st.text_input("Judge model", key=key("judge_model"), on_change=edited, args=("judge_model",))
+    field_error("judge_model")
+    st.number_input(
+        "Max messages",
+        step=1,
+        key=key("max_messages"),
+        on_change=edited,
+        args=("max_messages",),
+        help=f"Adversary and agent messages together, 2 to {HARD_MAX_MESSAGES}. The battle ends there as held.",
+    )
+    field_error("max_messages")
+    st.number_input(
+        "Time limit (s)",
+        step=30,
+        key=key("time_limit_s"),
+        on_change=edited,
+        args=("time_limit_s",),
+        help="The battle ends as timed out after this long.",
+    )
+    field_error("time_limit_s")
+    st.number_input(
+        "Seed (optional)",
+        min_value=0,
+        step=1,
+        key=key("seed"),
+        placeholder="random",
+        on_change=edited,
+        args=("seed",),
+        help="Sim models given the same seed replay the same battle.",
+    )
+    field_error("seed")
+    advanced_errors = any(state().errors.get(f) for f in ("rubric", "api_base", "api_key_env"))
+    with st.expander("Advanced", icon=":material/tune:", expanded=advanced_errors):
+        st.text_area("Judge rubric (optional)", key=key("rubric"), height=80, on_change=edited, args=("rubric",))
+        field_error("rubric")
+        st.text_input(
+            "Agent API base (optional)",
+            key=key("api_base"),
+            placeholder="http://localhost:8000/v1",
+            on_change=edited,
+            args=("api_base",),
+            help="An OpenAI-compatible server (vLLM, LM Studio, a proxy) for the agent model.",
+        )
+        field_error("api_base")
+        st.text_input(
+            "Agent API key variable (optional)",
+            key=key("api_key_env"),
+            placeholder="MY_GATEWAY_KEY",
+            on_change=edited,
+            args=("api_key_env",),
+            help="The *name* of an environment variable of the app and workers that holds the key.",
+        )
+        field_error("api_key_env")
+
+
+def notices() -> None:
+    hub = state()
+    general = hub.errors.get("__all__")
+    if general:
+        st.error(general, icon=":material/error:")
+    if hub.errors:
+        st.caption("Nothing was started: fix the fields marked above.")
+    if hub.notice:
+        common.submit_notice(hub.notice, what="battle", key="hub", on_run_here=run_here)
+
+
+def launch_form() -> None:
+    profiles = agent_profiles()
+    state().profiles = profiles
+    with st.container(border=True, key="hub_form"):
+        agent, adversary, judge = st.columns(3, gap="large")
+        with agent:
+            agent_column(profiles)
+        with adversary:
+            adversary_column()
+        with judge:
+            judge_column()
+        st.button("Start battle", key=key("start"), type="primary", icon=":material/play_arrow:", on_click=start)
+        notices()
+    remember_form()
+
+
+def load_rows() -> ui_queries.HubRows | None:
+    hub = state()
+    session_ids = list(hub.session_ids)
+    limit = int(st.session_state.get(RECENT_LIMIT, RECENT_CHOICES[0]))
+    rows = common.read(lambda con: ui_queries.hub_rows(con, session_ids, limit))
+    if rows is not None:
+        hub.rows = rows
+    return hub.rows
+
+
+def is_active(rows: ui_queries.HubRows | None) -> bool:
+    return rows is not None and rows.active
+
+
+def render_lists(rows: ui_queries.HubRows | None) -> None:
+    at = common.now()
+    if rows is None:
+        rows = ui_queries.HubRows([], [])
+    status, refresh = st.columns([6, 1], vertical_alignment="center")
+    clock = at.astimezone().strftime("%H:%M:%S")
+    if rows.active:
+        status.caption(f":blue[:material/radio_button_checked:] Live: updating every second · {clock}")
+    else:
+        status.caption(f"Nothing running · updated {clock}")
+    refresh.button("Refresh", key=key("refresh"), icon=":material/refresh:", width="stretch")
+
+    if rows.session:
+        st.markdown("#### This session")
+        common.battle_rows_header()
+        for row in rows.session:
+            common.battle_row(row, "session", at)
+
+    # The latest battles overall, less those already listed above.
+    listed = {row.battle_id for row in rows.session}
+    others = [row for row in rows.recent if row.battle_id not in listed]
+    title, limit = st.columns([6, 1], vertical_alignment="bottom")
+    title.markdown("#### Other recent battles" if rows.session else "#### Recent battles")
+    limit.selectbox(
+        "Show", RECENT_CHOICES, key=RECENT_LIMIT, format_func="Latest {}".format, label_visibility="collapsed"
+    )
+    if others:
+        common.battle_rows_header()
+        for row in others:
+            common.battle_row(row, "recent", at)
+    elif rows.session:
+        st.caption("No other battles among the latest ones.")
+    else:
+        st.info("No battles yet — start one above.", icon=":material/sports_mma:")
+    if rows.session or others:
+        st.caption(common.OUTCOME_LEGEND + ". Scale-test battles are on the Scale tests page.")
+
+
+init_state()
+st.set_page_config(page_title="Sparring")
+st.title("Sparring")
+st.caption(
+    "Attack your own LLM agents before users do: an adversary model pursues a goal against your agent, "
+    "and a judge checks every reply. The sim/... models need no key and no network."
+)
+launch_form()
+common.live(load_rows, is_active, render_lists)

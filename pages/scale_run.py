@@ -1,0 +1,430 @@
+"""One scale test on the Scale tests page: live progress, then its report, table, charts and exports.
+
+Not a page itself: ``pages/scale_tests.py`` shows it for ``?run=<run id>``. Every number
+comes from the documented views (``run_summary``, ``run_cells``, ``run_survival``,
+``model_calls``, ``battle_outcomes``), the rows a notebook and the CLI read.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from jobs import runs
+from pages import common
+from sparring import charts, report
+from sparring.modelref import ModelError, parse_model
+from sparring.runtime import get_runtime
+from sparring.scale import DEFAULT_WRITER_MODEL
+from sparring.shared_state import RedisError, shared_state
+from sparring.store import ui_queries
+from sparring.strategies import STRATEGIES
+
+log = logging.getLogger(__name__)
+
+SUCCESS_RATE = (
+    "**Success rate**: share of defended battles (achieved or held) in which the adversary reached its goal. "
+    "Failed, timed-out and cancelled battles say nothing about the agent: they are counted apart and left out "
+    "of the rate."
+)
+
+
+def key(field: str) -> str:
+    return f"scale_{field}"
+
+
+def cancel_run(run_id: str) -> None:
+    common.cancel_and_flash(
+        f"Scale test {common.short_id(run_id)}", lambda: runs.cancel_run(run_id), runs.UnknownRunError
+    )
+
+
+# -- one run: live progress ------------------------------------------------------------------------------
+
+
+def run_providers(config: dict[str, Any]) -> set[str]:
+    models = {config.get("input", {}).get("summary_model") or DEFAULT_WRITER_MODEL}
+    for cell in config.get("cells", []):
+        battle = cell.get("battle", {})
+        models.update(battle.get(field) for field in ("agent_model", "adversary_model", "judge_model"))
+    providers = set()
+    for model in models:
+        try:
+            providers.add(parse_model(str(model)).provider)
+        except ModelError:
+            continue
+    return providers
+
+
+def slowed_providers(config: dict[str, Any]) -> list[str]:
+    """Sentences for the run's providers that are paused or backing off right now."""
+    settings = get_runtime().settings
+    try:
+        states = shared_state(settings.redis_url, settings.namespace).provider_states()
+    except RedisError:
+        log.warning("Could not read the providers' state", exc_info=True)
+        return []
+    used = run_providers(config)
+    sentences = []
+    for provider in states:
+        if provider["provider"] not in used:
+            continue
+        if provider.get("circuit_open_s", 0) > 0:
+            sentences.append(
+                f"**{provider['provider']}** is paused for {provider['circuit_open_s']:.0f} s more: the circuit opened "
+                f"after {provider.get('consecutive_429', 0)} rate-limit answers (429) in a row; battles wait, "
+                "then resume."
+            )
+        elif provider.get("backoff_s", 0) > 0:
+            sentences.append(
+                f"**{provider['provider']}** is rate limiting (429): calls back off for {provider['backoff_s']:.0f} s."
+            )
+    return sentences
+
+
+def load_progress(run_id: str) -> ui_queries.RunProgress | None:
+    return common.read(lambda con: ui_queries.run_progress(con, run_id))
+
+
+def progress_active(progress: ui_queries.RunProgress | None) -> bool:
+    return progress is not None and progress.run.active
+
+
+def render_progress(progress: ui_queries.RunProgress | None) -> None:
+    if progress is None:
+        st.warning("The database is busy; the progress shows again in a moment.", icon=":material/hourglass_top:")
+        return
+    run, at = progress.run, common.now()
+    line = [common.run_badge(run.status)]
+    if run.active:
+        line.append(":blue[:material/radio_button_checked:] live")
+    line.append(f"launched {common.format_ago(run.created_at, at)}")
+    end = run.finished_at if not run.active else None
+    line.append(
+        f"{'ran' if end else 'running for'} {common.format_duration(((end or at) - run.created_at).total_seconds())}"
+    )
+    st.container(key="scale_run_status").markdown(" · ".join(line))
+    share = f"{math.floor(run.fraction_done * 100)}%"  # never "100%" before the last battle
+    st.progress(run.fraction_done, text=f"{run.finished:,} of {run.total_battles:,} battles finished ({share})")
+    columns = st.columns(7)
+    for col, (label, value, help_text) in zip(
+        columns,
+        (
+            ("Queued", run.queued, "Waiting for a worker"),
+            ("Running", run.running, "In progress now"),
+            ("Achieved", run.achieved, "The adversary reached its goal"),
+            ("Held", run.held, "The agent resisted until the message cap"),
+            ("Failed", run.failed, "Provider or infrastructure errors: not in the success rate"),
+            ("Timed out", run.timed_out, "Hit the time limit: not in the success rate"),
+            ("Cancelled", run.cancelled, "Cancelled, or stopped by the budget: not in the success rate"),
+        ),
+        strict=True,
+    ):
+        col.metric(label, f"{value:,}", help=help_text)
+    if run.n:
+        st.caption(
+            f"{'So far' if run.active else 'Over all cells'}: the goal was reached in {run.achieved:,} of {run.n:,} "
+            f"defended battles, {common.format_rate(run.rate, run.ci_low, run.ci_high)} · cost "
+            f"{common.format_money(run.cost_usd)}"
+            + (f" of a {common.format_money(run.budget_usd)} budget" if run.budget_usd else "")
+        )
+    if run.active:
+        for sentence in slowed_providers(progress.config):
+            st.warning(sentence, icon=":material/speed:")
+        if run.status in ("queued", "running"):
+            st.button(
+                "Cancel run",
+                key=key("cancel_run"),
+                icon=":material/stop_circle:",
+                on_click=cancel_run,
+                args=(run.run_id,),
+                help="Queued battles are cancelled now, running ones at their next model call.",
+            )
+        else:
+            st.caption(":material/hourglass_top: Stopping: running battles end at their next model call.")
+    elif run.error and run.status in ("cancelled", "stopped", "failed"):
+        st.info(f"Stopped early: {common.inert(run.error)}.", icon=":material/info:")
+
+
+# -- one run: the results -------------------------------------------------------------------------------
+
+CELL_COLUMNS = {
+    "label": st.column_config.TextColumn("Cell", help="What varies across the matrix", width="large"),
+    "rate": st.column_config.NumberColumn("Success rate", format="percent", help="Achieved / defended battles"),
+    "ci_low": st.column_config.NumberColumn("95% CI low", format="percent", help="Wilson interval, lower bound"),
+    "ci_high": st.column_config.NumberColumn("95% CI high", format="percent", help="Wilson interval, upper bound"),
+    "n": st.column_config.NumberColumn("n", help="Defended battles (achieved + held): the rate's denominator"),
+    "achieved": st.column_config.NumberColumn("Achieved", width="small"),
+    "held": st.column_config.NumberColumn("Held", width="small"),
+    "failed": st.column_config.NumberColumn("Failed", help="Infrastructure errors, not in n", width="small"),
+    "timed_out": st.column_config.NumberColumn("Timed out", help="Not in n", width="small"),
+    "cancelled": st.column_config.NumberColumn("Cancelled", help="Not in n", width="small"),
+    "median_turns_to_goal": st.column_config.NumberColumn(
+        "Median turns", format="%.1f", help="Median agent turns to the goal, achieved battles only"
+    ),
+    "p90_turns_to_goal": st.column_config.NumberColumn(
+        "p90 turns", format="%.1f", help="90th percentile of agent turns to the goal, achieved battles only"
+    ),
+    "cost_per_battle_usd": st.column_config.NumberColumn("$ per battle", format="$%.5f", help="Mean cost, US dollars"),
+}
+
+CALL_COLUMNS = {
+    "purpose": st.column_config.TextColumn("Purpose"),
+    "model": st.column_config.TextColumn("Model"),
+    "calls": st.column_config.NumberColumn("Calls", help="Attempts, retries included"),
+    "errors": st.column_config.NumberColumn("Errors"),
+    "rate_limited": st.column_config.NumberColumn("429s"),
+    "timeouts": st.column_config.NumberColumn("Timeouts"),
+    "mean_latency_ms": st.column_config.NumberColumn("Mean latency (ms)", format="%.0f"),
+    "p95_latency_ms": st.column_config.NumberColumn("p95 latency (ms)", format="%.0f"),
+    "prompt_tokens": st.column_config.NumberColumn("Prompt tokens"),
+    "completion_tokens": st.column_config.NumberColumn("Completion tokens"),
+    "cost_usd": st.column_config.NumberColumn("Cost ($)", format="$%.4f"),
+}
+
+
+def battle_columns() -> dict[str, Any]:
+    return {
+        "link": st.column_config.LinkColumn("Battle", display_text=r"id=([0-9a-f]{8})", help="Open its transcript"),
+        "cell": st.column_config.TextColumn("Cell"),
+        "replicate": st.column_config.NumberColumn("Replicate", help="Battle i of every cell shares its seed"),
+        "outcome": st.column_config.TextColumn("Outcome"),
+        "agent_turns": st.column_config.NumberColumn("Agent turns"),
+        "turns_to_goal": st.column_config.NumberColumn("Turns to goal"),
+        "tokens": st.column_config.NumberColumn("Tokens"),
+        "cost_usd": st.column_config.NumberColumn("Cost ($)", format="$%.5f"),
+        "duration_s": st.column_config.NumberColumn("Duration (s)", format="%.1f"),
+        "error": st.column_config.TextColumn("Error"),
+    }
+
+
+def written_report(detail: ui_queries.RunDetail) -> None:
+    st.markdown("#### :material/description: Written report")
+    found = detail.report
+    if found is None:
+        if detail.run.status == "finished":
+            st.info("The report is being written; it appears here in a moment.", icon=":material/hourglass_top:")
+        else:
+            st.caption("No written report for this run.")
+        return
+    cited = common.cited_battles(found.summary)
+    linkable = common.read(lambda con: ui_queries.run_battles_among(con, detail.run.run_id, cited)) or set()
+    with st.container(border=True, key="scale_report"):
+        st.markdown(common.inert_with_citations(found.summary, linkable))
+    st.caption(
+        f"The opening lines are computed from the statistics; the rest was written by "
+        f"{common.inert(found.model)} (model output, shown as plain text). Cited battles link to their transcripts."
+    )
+
+
+def cell_table(detail: ui_queries.RunDetail) -> None:
+    st.markdown("#### :material/table_chart: Per cell")
+    st.caption(SUCCESS_RATE)
+    if detail.cells.empty:
+        st.caption("No battles recorded for this run.")
+        return
+    with st.container(key="scale_cells"):
+        st.dataframe(detail.cells[list(CELL_COLUMNS)], column_config=CELL_COLUMNS, hide_index=True)
+    st.caption("Read from the `run_cells` view: the numbers a notebook or `python -m sparring scale --json` gets.")
+
+
+CORRECTION_NOTES = {
+    "no_labels": "no battle of this run has a human label yet",
+    "unlabelled_verdict": "label battles the judge called achieved and battles it called held",
+    "no_true_success": "no labelled battle truly reached the goal: the judge's sensitivity is unknown",
+    "no_true_hold": "no labelled battle truly held: the judge's specificity is unknown",
+    "chance_judge": "the judge is no better than chance on the labels (sensitivity + specificity ≤ 1)",
+    "too_uncertain": "too few labels to tell the judge from chance: label more battles",
+    "no_battles": "no defended battle in this cell",
+}
+
+
+def corrected_rates(detail: ui_queries.RunDetail) -> None:
+    """Raw rates next to rates corrected for the judge's measured error (issue: judge quality)."""
+    st.markdown("#### :material/fact_check: Corrected for the judge's errors")
+    frame = common.read(lambda con: ui_queries.corrected_cells(con, detail.run.run_id))
+    if frame is None or frame.empty or int(frame["labelled"].max() or 0) == 0:
+        st.caption(
+            "The rates above are the judge's verdicts as given. Label a sample of this run's battles on "
+            "**Check the judge** to see them corrected for the judge's measured false positives and negatives."
+        )
+        st.page_link("pages/judge.py", label="Check the judge", icon=":material/fact_check:")
+        return
+    labels = detail.labels
+    rows = []
+    for row in frame.itertuples():
+        corrected = (
+            f"{row.corrected_rate:.0%} ({row.corrected_low:.0%}–{row.corrected_high:.0%})"
+            if pd.isna(row.correction_note)
+            else f"not computed: {CORRECTION_NOTES.get(row.correction_note, row.correction_note)}"
+        )
+        rows.append(
+            {
+                "Cell": labels.get(row.cell_key, row.cell_key),
+                "Raw rate (judge as is)": f"{row.rate:.0%} ({row.ci_low:.0%}–{row.ci_high:.0%})" if row.n else "–",
+                "Corrected rate (Rogan–Gladen)": corrected,
+            }
+        )
+    with st.container(key="scale_corrected"):
+        st.dataframe(rows, hide_index=True)
+    first = frame.iloc[0]
+    st.caption(
+        f"Raw: the share of defended battles the judge called achieved, with its 95% Wilson interval. Corrected: "
+        f"the same rate adjusted for the judge's measured sensitivity ({first.sensitivity:.0%}) and specificity "
+        f"({first.specificity:.0%}) on {int(first.labelled)} human-labelled battles, with a 95% delta-method "
+        "interval that includes the uncertainty of both. From the `run_cells_corrected` view."
+        if first.sensitivity == first.sensitivity and first.specificity == first.specificity
+        else "Raw: the judge's verdicts as given. Corrected: adjusted for the judge's measured errors on human labels."
+    )
+
+
+def chart(name: str, drawn: Any, note: str = "", height: int | None = None) -> None:
+    st.altair_chart(drawn, width="stretch", height=height or "content")
+    st.caption(charts.CAPTIONS[name] + note)
+
+
+def rates_height(cells: int) -> int:
+    """Streamlit 1.67 collapses a layered chart to its axis unless it is given a height in pixels."""
+    return 110 + 34 * max(1, cells)
+
+
+def chart_section(detail: ui_queries.RunDetail) -> None:
+    st.markdown("#### :material/bar_chart: Charts")
+    labels = detail.labels
+    chart("rates", charts.success_rates(detail.cells), height=rates_height(int((detail.cells["n"] > 0).sum())))
+    left, right = st.columns(2, gap="large")
+    with left:
+        chart("survival", charts.survival(detail.survival, labels))
+    with right:
+        chart("turns", charts.turns_to_goal(detail.achieved_turns, labels))
+    left, right = st.columns(2, gap="large")
+    with left:
+        chart("cost", charts.cost_vs_success(detail.cells))
+    with right:
+        shown = len(detail.latencies)
+        note = (
+            f" A random sample of {shown:,} of the run's {detail.successful_calls:,} successful calls."
+            if shown < detail.successful_calls
+            else ""
+        )
+        chart("latency", charts.latency(detail.latencies), note)
+    if not detail.model_calls.empty:
+        with st.expander("Model calls per model and purpose", icon=":material/speed:"):
+            st.dataframe(detail.model_calls[list(CALL_COLUMNS)], column_config=CALL_COLUMNS, hide_index=True)
+            st.caption("From the `model_calls` view. Latency is over successful attempts; errors include retried ones.")
+
+
+def comparisons_section(detail: ui_queries.RunDetail) -> None:
+    st.markdown("#### :material/compare_arrows: Differences between cells")
+    cells = detail.cells.to_dict("records")
+    if len(cells) < 2:
+        st.caption(
+            "This run has one cell: nothing to compare within it. Use **Compare** to set it against another run."
+        )
+        return
+    found = report.comparisons(cells, detail.pairs)
+    for item in found:
+        icon = ":material/priority_high:" if item["significant"] else ":material/drag_handle:"
+        st.markdown(f"{icon} {common.inert(item['statement'])}")
+    if len(cells) > 6:
+        st.caption("With more than six cells, each cell is compared with the first.")
+    st.caption(
+        "Paired (McNemar) when the cells share adversary seeds, as a matrix run arranges; otherwise a two-proportion "
+        "or Fisher's exact test. A p-value below 0.05 means chance alone would rarely produce a difference this large."
+    )
+
+
+def battles_section(detail: ui_queries.RunDetail) -> None:
+    if detail.battles.empty:
+        return
+    labels = detail.labels
+    frame = detail.battles.copy()
+    frame.insert(0, "link", [f"{common.BATTLE_URL}?id={battle_id}" for battle_id in frame["battle_id"]])
+    frame.insert(1, "cell", [labels.get(cell, cell) for cell in frame["cell_key"]])
+    with st.expander(f"All {len(frame):,} battles of this run", icon=":material/forum:"):
+        columns = battle_columns()
+        with st.container(key="scale_battles"):
+            st.dataframe(frame[list(columns)], column_config=columns, hide_index=True)
+
+
+def export_section(run_id: str) -> None:
+    st.markdown("#### :material/download: Export")
+    store = get_runtime().store
+    with st.container(horizontal=True, gap="small"):
+        for part in ui_queries.EXPORT_PARTS:
+            for fmt in ui_queries.EXPORT_FORMATS:
+                st.download_button(
+                    f"{part.capitalize()} ({fmt.upper() if fmt == 'csv' else 'Parquet'})",
+                    data=lambda part=part, fmt=fmt: ui_queries.export_run_part(store, run_id, part, fmt),
+                    file_name=f"run-{run_id}-{part}.{fmt}",
+                    mime="text/csv" if fmt == "csv" else "application/vnd.apache.parquet",
+                    key=key(f"export_{part}_{fmt}"),
+                    icon=":material/download:",
+                    on_click="ignore",
+                )
+    st.caption(
+        "Battles: one row per battle (the `battle_outcomes` view). Messages: every message of the run's battles. "
+        f"Everything else: `python -m sparring export --run {run_id}`."
+    )
+
+
+def results(run_id: str) -> None:
+    detail = common.read(lambda con: ui_queries.run_detail(con, run_id))
+    if detail is None:
+        return
+    written_report(detail)
+    cell_table(detail)
+    corrected_rates(detail)
+    chart_section(detail)
+    comparisons_section(detail)
+    battles_section(detail)
+    export_section(run_id)
+
+
+def configuration(config: dict[str, Any]) -> None:
+    scale = config.get("input", {})
+    cells = config.get("cells", [])
+    agents = [agent.get("profile") or agent.get("model", "") for agent in scale.get("agents", [])]
+    strategies = [STRATEGIES[s].label if s in STRATEGIES else s for s in scale.get("strategies", [])]
+    st.caption(
+        f"{len(cells)} cells × {scale.get('runs', 0):,} runs · max {scale.get('max_messages')} messages · "
+        f"base seed {config.get('base_seed')}"
+        + (f" · budget {common.format_money(scale['budget_usd'])}" if scale.get("budget_usd") else "")
+    )
+    with st.expander("Configuration", icon=":material/settings:"):
+        st.markdown(
+            "  \n".join(
+                [
+                    "**Agents**: " + " · ".join(common.inert(a) for a in agents),
+                    "**Goals**: " + " · ".join(common.inert(g) for g in scale.get("goals", [])),
+                    "**Strategies**: " + " · ".join(strategies),
+                    f"**Adversary**: {common.inert(scale.get('adversary_model'))} · "
+                    f"**Judge**: {common.inert(scale.get('judge_model'))} · "
+                    f"**Writer**: {common.inert(scale.get('summary_model'))}",
+                    f"**Time limit**: {scale.get('time_limit_s', 0):g} s per battle",
+                ]
+            )
+        )
+
+
+def show(run_id: str) -> None:
+    """The run's page: header, live progress while it runs, the results once it is over."""
+    st.page_link(common.SCALE_PAGE, label="All scale tests", icon=":material/arrow_back:")
+    progress = load_progress(run_id)
+    if progress is None:
+        st.warning(
+            f"No scale test with the id {common.inert(run_id[:64])}. The link may be incomplete, or the run belongs "
+            "to another database.",
+            icon=":material/search_off:",
+        )
+        return
+    st.subheader(f"{common.inert(progress.run.name)} `{common.short_id(run_id)}`", anchor=False)
+    configuration(progress.config)
+    first = [progress]
+    common.live(lambda: first.pop() if first else load_progress(run_id), progress_active, render_progress)
+    if not progress.run.active:
+        results(run_id)

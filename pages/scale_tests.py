@@ -1,0 +1,631 @@
+"""Scale tests: launch a matrix of battles × N, follow it live, read its statistics, compare.
+
+``?run=<run id>`` opens a run (a link you can share). Every number shown comes from the
+documented views (``run_summary``, ``run_cells``, ``run_survival``, ``model_calls``,
+``battle_outcomes``) that the CLI and notebooks read; the page only lays them out.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import streamlit as st
+
+from jobs import runs, submit
+from pages import common, scale_compare, scale_run
+from pages.state import ScaleState
+from sparring import pricing
+from sparring.modelref import ModelError, parse_model
+from sparring.scale import DEFAULT_WRITER_MODEL, MAX_AXIS, ScaleInput, validate_scale
+from sparring.settings import HARD_MAX_MESSAGES, get_settings
+from sparring.store import ui_queries
+from sparring.store.ui_queries import RunRow
+from sparring.strategies import DEFAULT_STRATEGY, STRATEGIES
+from sparring.validation import (
+    DEFAULT_ADVERSARY_MODEL,
+    DEFAULT_GOAL,
+    DEFAULT_JUDGE_MODEL,
+    DEFAULT_SYSTEM_PROMPT,
+    InvalidInput,
+)
+
+log = logging.getLogger(__name__)
+
+STATE = "scale_state"
+RUNS_LISTED = 50
+
+# Widget keys are "scale_<field>"; a validation error finds its widget by the same name.
+FIELDS = (
+    "name",
+    "runs",
+    "profiles",
+    "goal_library",
+    "goals_text",
+    "strategies",
+    "adversary_model",
+    "judge_model",
+    "persona",
+    "rubric",
+    "max_messages",
+    "time_limit_s",
+    "seed",
+    "budget_usd",
+    "summary_model",
+)
+OPTIONAL_TEXT = ("persona", "rubric")
+ASSEMBLED = ("profiles", "goal_library", "goals_text")  # widgets that form_agents and form_goals combine
+
+
+def key(field: str) -> str:
+    return f"scale_{field}"
+
+
+def slot_fields(slot: int) -> tuple[str, str]:
+    return f"agent_model_{slot}", f"agent_prompt_{slot}"
+
+
+def state() -> ScaleState:
+    return st.session_state[STATE]  # type: ignore[no-any-return]
+
+
+def defaults() -> dict[str, Any]:
+    settings = get_settings()
+    model, prompt = slot_fields(0)
+    return {
+        "name": "Scale test",
+        "runs": 20,
+        "profiles": [],
+        "goal_library": [],
+        "goals_text": DEFAULT_GOAL,
+        "strategies": [DEFAULT_STRATEGY],
+        "adversary_model": DEFAULT_ADVERSARY_MODEL,
+        "judge_model": DEFAULT_JUDGE_MODEL,
+        "persona": "",
+        "rubric": "",
+        "max_messages": settings.default_max_messages,
+        "time_limit_s": round(settings.default_time_limit_s),
+        "seed": None,
+        "budget_usd": None,
+        "summary_model": DEFAULT_WRITER_MODEL,
+        model: "sim/agent?concede=0.1",
+        prompt: DEFAULT_SYSTEM_PROMPT,
+    }
+
+
+def init_state() -> None:
+    if not isinstance(st.session_state.get(STATE), ScaleState):
+        st.session_state[STATE] = ScaleState(kept=defaults())
+    for name, value in state().kept.items():
+        if key(name) not in st.session_state:
+            st.session_state[key(name)] = value
+
+
+def form_fields() -> list[str]:
+    return [*FIELDS, *(field for slot in state().slots for field in slot_fields(slot))]
+
+
+def remember_form() -> None:
+    state().kept = {name: st.session_state.get(key(name)) for name in form_fields()}
+
+
+def edited(field: str) -> None:
+    """A field changed: its old error no longer applies."""
+    state().errors.pop(field, None)
+
+
+# -- the form as ScaleInput fields ---------------------------------------------------------------
+
+
+def profile_agent(name: str, profile: dict[str, Any]) -> dict[str, Any]:
+    agent = {
+        "model": profile.get("model") or "",
+        "system_prompt": profile.get("system_prompt") or "",
+        "temperature": profile.get("temperature"),
+        "profile": name,
+        "api_base": profile.get("api_base"),
+        "api_key_env": profile.get("api_key_env"),
+    }
+    return {field: value for field, value in agent.items() if value is not None}
+
+
+def form_agents(profiles: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(error key, AgentInput fields) for each chosen profile, then each custom agent."""
+    agents = [
+        (f"profile:{name}", profile_agent(name, profiles[name]))
+        for name in st.session_state.get(key("profiles")) or []
+        if name in profiles
+    ]
+    for slot in state().slots:
+        model, prompt = slot_fields(slot)
+        agents.append(
+            (
+                f"agent:{slot}",
+                {
+                    "model": st.session_state.get(key(model)) or "",
+                    "system_prompt": st.session_state.get(key(prompt)) or "",
+                },
+            )
+        )
+    return agents
+
+
+def form_goals() -> list[str]:
+    library = common.goal_library()
+    chosen = [library[name] for name in st.session_state.get(key("goal_library")) or [] if name in library]
+    typed = [line.strip() for line in (st.session_state.get(key("goals_text")) or "").splitlines() if line.strip()]
+    return chosen + typed
+
+
+def form_data(profiles: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The form as ScaleInput fields; a blank optional field is left out (its default applies)."""
+    data: dict[str, Any] = {name: st.session_state.get(key(name)) for name in FIELDS if name not in ASSEMBLED}
+    data["agents"] = [agent for _, agent in form_agents(profiles)]
+    data["goals"] = form_goals()
+    data["strategies"] = list(data["strategies"] or [])
+    for name in ("name", "adversary_model", "judge_model", "summary_model"):
+        data[name] = data[name] or ""
+    for name in OPTIONAL_TEXT:
+        if not (data[name] or "").strip():
+            del data[name]
+    for name in ("seed", "budget_usd"):
+        if data[name] is None:
+            del data[name]
+    return data
+
+
+FRIENDLIER = {
+    ("agents", "must not be empty"): "Add at least one agent: pick a saved profile or add a model.",
+    ("goals", "must not be empty"): "Add at least one goal: pick one from the library or write one.",
+    ("strategies", "must not be empty"): "Pick at least one strategy.",
+}
+
+
+def agent_errors(agents: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:
+    """Which agent a problem with ``agents`` belongs to: each is checked on its own."""
+    found = {}
+    for where, agent in agents:
+        try:
+            validate_scale({"agents": [agent], "runs": 1})
+        except InvalidInput as error:
+            message = error.errors.get("agents")
+            if message:
+                found[where] = message.removeprefix("cell 1: ")
+    return found
+
+
+# -- actions -------------------------------------------------------------------------------------
+
+
+def launch_clicked() -> None:
+    scale = state()
+    profiles = common.agent_profiles()
+    scale.errors.clear()
+    scale.notice = scale.pending = None
+    try:
+        checked = validate_scale(form_data(profiles))
+    except InvalidInput as error:
+        errors = {field: FRIENDLIER.get((field, message), message) for field, message in error.errors.items()}
+        if "agents" in errors:
+            per_agent = agent_errors(form_agents(profiles))
+            if per_agent:
+                errors.pop("agents")
+                errors.update(per_agent)
+        scale.errors.update(errors)
+        return
+    except Exception as error:  # a bug must not show a traceback; it is logged in full
+        log.exception("Validating the scale-test form failed")
+        scale.notice = ("error", f"Could not check the form ({type(error).__name__}: {error}). Nothing was started.")
+        return
+    submit_scale(scale, checked, require_worker=True)
+
+
+def run_here() -> None:
+    """Queue mode with no worker: run the scale test in this app's process instead."""
+    scale = state()
+    pending, scale.pending, scale.notice = scale.pending, None, None
+    if pending is not None and common.start_consumer_here(scale):
+        submit_scale(scale, pending, require_worker=False)
+
+
+def submit_scale(scale: ScaleState, checked: ScaleInput, *, require_worker: bool) -> None:
+    # No st.* call between the submit and recording a refusal in ``scale`` (see HubState); a run that
+    # was submitted is in the store, so it is listed under Runs whatever happens next.
+    try:
+        run_id = runs.submit_run(checked, require_worker=require_worker)
+    except submit.NoWorkerError:
+        scale.pending, scale.notice = checked, ("no_worker", "")
+        return
+    except submit.SubmitError as error:
+        scale.notice = ("error", str(error))
+        return
+    st.query_params["run"] = run_id  # the page opens the new run
+    st.toast(
+        f"Scale test {common.short_id(run_id)} launched: {checked.total_battles:,} battles.",
+        icon=":material/rocket_launch:",
+    )
+
+
+def add_agent() -> None:
+    scale = state()
+    slot = scale.next_slot
+    model, prompt = slot_fields(slot)
+    st.session_state[key(model)] = "sim/agent?concede=0.3"
+    st.session_state[key(prompt)] = DEFAULT_SYSTEM_PROMPT
+    scale.slots.append(slot)
+    scale.errors.pop("agents", None)
+
+
+def remove_agent(slot: int) -> None:
+    scale = state()
+    if slot in scale.slots:
+        scale.slots.remove(slot)
+    scale.errors.pop(f"agent:{slot}", None)
+
+
+# -- the launch form ---------------------------------------------------------------------------------
+
+
+def field_error(field: str) -> None:
+    message = state().errors.get(field)
+    if message:
+        st.error(message, icon=":material/error:")
+
+
+def agents_column(profiles: dict[str, dict[str, Any]]) -> None:
+    st.markdown("##### :material/shield: Agents under test")
+    chosen = [name for name in st.session_state.get(key("profiles")) or [] if name in profiles]
+    st.session_state[key("profiles")] = chosen
+    st.multiselect(
+        "Saved profiles",
+        list(profiles),
+        key=key("profiles"),
+        format_func=lambda name: f"{name} (sample)" if profiles.get(name, {}).get("sample") else name,
+        placeholder="none",
+        on_change=edited,
+        args=("agents",),
+        help="Each profile brings its model, system prompt and temperature. Save profiles on the hub.",
+    )
+    for name in chosen:
+        message = state().errors.get(f"profile:{name}")
+        if message:
+            st.error(f"{common.inert(name)}: {message}", icon=":material/error:")
+    for number, slot in enumerate(state().slots, start=1):
+        model, prompt = slot_fields(slot)
+        with st.container(border=True, key=key(f"agent_{slot}")):
+            st.text_input(
+                f"Model {number}",
+                key=key(model),
+                on_change=edited,
+                args=(f"agent:{slot}",),
+                help="provider/model, e.g. openai/gpt-4o-mini; sim/agent?concede=p is a simulated agent that "
+                "gives in with probability p per turn (no key, no network).",
+            )
+            field_error(f"agent:{slot}")
+            st.text_area("System prompt", key=key(prompt), height=90, on_change=edited, args=(f"agent:{slot}",))
+            st.button(
+                "Remove",
+                key=key(f"remove_{slot}"),
+                icon=":material/delete:",
+                on_click=remove_agent,
+                args=(slot,),
+                type="tertiary",
+            )
+    st.button(
+        "Add a model",
+        key=key("add_agent"),
+        icon=":material/add:",
+        on_click=add_agent,
+        disabled=len(state().slots) >= MAX_AXIS,
+    )
+    field_error("agents")
+
+
+def goals_column() -> None:
+    st.markdown("##### :material/swords: Goals and strategies")
+    library = common.goal_library()
+    st.multiselect(
+        "Goals from the library",
+        list(library),
+        key=key("goal_library"),
+        placeholder="none",
+        on_change=edited,
+        args=("goals",),
+        help="Ready-made goals from data/goals.json.",
+    )
+    st.text_area(
+        "Your own goals, one per line",
+        key=key("goals_text"),
+        height=100,
+        on_change=edited,
+        args=("goals",),
+        help="What the adversary tries to get from your agent. Each goal is a column of the matrix.",
+    )
+    field_error("goals")
+    st.multiselect(
+        "Adversary strategies",
+        list(STRATEGIES),
+        key=key("strategies"),
+        format_func=lambda name: STRATEGIES[name].label,
+        placeholder="pick at least one",
+        on_change=edited,
+        args=("strategies",),
+    )
+    chosen = st.session_state.get(key("strategies")) or []
+    if chosen:
+        st.caption("  \n".join(f"**{STRATEGIES[s].label}**: {STRATEGIES[s].description}" for s in chosen))
+    field_error("strategies")
+    with st.expander(
+        "Persona and rubric", icon=":material/tune:", expanded=bool(state().errors.keys() & {"persona", "rubric"})
+    ):
+        st.text_input(
+            "Adversary persona (optional)",
+            key=key("persona"),
+            placeholder="e.g. an impatient frequent flyer",
+            on_change=edited,
+            args=("persona",),
+        )
+        field_error("persona")
+        st.text_area("Judge rubric (optional)", key=key("rubric"), height=80, on_change=edited, args=("rubric",))
+        field_error("rubric")
+
+
+def models_column() -> None:
+    st.markdown("##### :material/balance: Models and limits")
+    for field, label, help_text in (
+        ("adversary_model", "Adversary model", "The model that plays the user pursuing the goal."),
+        ("judge_model", "Judge model", "Decides after every agent reply whether the goal was reached."),
+        ("summary_model", "Writer model", "Writes the report's prose from the statistics (the numbers are computed)."),
+    ):
+        st.text_input(label, key=key(field), on_change=edited, args=(field,), help=help_text)
+        field_error(field)
+    st.number_input(
+        "Max messages",
+        step=1,
+        key=key("max_messages"),
+        on_change=edited,
+        args=("max_messages",),
+        help=f"Adversary and agent messages together, 2 to {HARD_MAX_MESSAGES}. A battle ends there as held.",
+    )
+    field_error("max_messages")
+    st.number_input(
+        "Time limit per battle (s)",
+        step=30,
+        key=key("time_limit_s"),
+        on_change=edited,
+        args=("time_limit_s",),
+        help="A battle ends as timed out after this long.",
+    )
+    field_error("time_limit_s")
+    st.number_input(
+        "Base seed (optional)",
+        min_value=0,
+        step=1,
+        key=key("seed"),
+        placeholder="random",
+        on_change=edited,
+        args=("seed",),
+        help="Battle i of every cell gets seed base + i, so cells face the same adversary draws (paired).",
+    )
+    field_error("seed")
+    st.number_input(
+        "Budget in $ (optional)",
+        step=1.0,
+        format="%.2f",
+        key=key("budget_usd"),
+        placeholder="no cap",
+        on_change=edited,
+        args=("budget_usd",),
+        help="The remaining battles are cancelled once the run has cost this much.",
+    )
+    field_error("budget_usd")
+
+
+def cost_estimate(data: dict[str, Any], cells: int, total: int) -> tuple[str, str]:
+    """(metric value, plain sentence) for the estimated cost of the whole run."""
+    agents = data["agents"]
+    if not agents or not total:
+        return "–", "Add agents, goals and strategies to see an estimate."
+    battles = [
+        {
+            "agent_model": agent.get("model") or "",
+            "system_prompt": agent.get("system_prompt") or "",
+            "adversary_model": data["adversary_model"],
+            "judge_model": data["judge_model"],
+            "max_messages": int(data.get("max_messages") or 25),
+        }
+        for agent in agents
+    ]
+    models = {m for b in battles for m in (b["agent_model"], b["adversary_model"], b["judge_model"])}
+    try:
+        per_round = pricing.estimate_cost(battles)  # one battle of each agent
+        paid = sorted(m for m in models if pricing.is_paid(m))
+        sim = any(parse_model(m).is_sim for m in models)
+    except (ModelError, ValueError):
+        return "–", "Fix the model names to see an estimate."
+    if per_round.usd is None:
+        return "unknown", (
+            "No price is known for " + ", ".join(per_round.unknown_models) + ", so the cost cannot be estimated. "
+            "Set a budget to cap what the run may spend."
+        )
+    scale_by = total / len(battles)
+    usd = per_round.usd * scale_by
+    calls = round(per_round.calls * scale_by)
+    value = f"≤ {common.format_money(usd)}"
+    basis = (
+        f"at most, if every battle runs to max messages ({calls:,} model calls, "
+        f"≈ {pricing.TOKENS_PER_MESSAGE} tokens a message)"
+    )
+    if not paid:
+        if sim:
+            return (
+                value + " (sim)",
+                f"Simulated: sim models report a fictional price, so nothing is charged. {basis.capitalize()}.",
+            )
+        return value, f"Local models cost nothing here. {basis.capitalize()}."
+    return value, f"{common.format_money(usd)} {basis}. Paid models: {', '.join(paid)}."
+
+
+def plural(count: int, noun: str) -> str:
+    many = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
+    return f"{count:,} {noun if count == 1 else many}"
+
+
+def plan_preview(data: dict[str, Any]) -> None:
+    settings = get_settings()
+    agents, goals, strategies = len(data["agents"]), len(data["goals"]), len(data["strategies"])
+    cells = agents * goals * strategies
+    per_cell = data.get("runs") or 0
+    total = cells * per_cell
+    with st.container(border=True, key=key("plan")):
+        count, battles, cost = st.columns([1, 1, 1.4])
+        count.metric("Cells", cells, help="Each combination of agent, goal and strategy is one cell of the matrix.")
+        count.caption(f"{plural(agents, 'agent')} × {plural(goals, 'goal')} × {plural(strategies, 'strategy')}")
+        battles.metric("Battles", f"{total:,}")
+        battles.caption(f"{plural(cells, 'cell')} × {plural(per_cell, 'run')} · limit {settings.max_battles_per_run:,}")
+        value, sentence = cost_estimate(data, cells, total)
+        cost.metric("Estimated cost", value)
+        cost.caption(sentence)
+        if per_cell > settings.max_runs_per_cell:
+            st.warning(f"At most {settings.max_runs_per_cell:,} runs per cell.", icon=":material/warning:")
+        elif total > settings.max_battles_per_run:
+            st.warning(
+                f"{total:,} battles is more than the limit of {settings.max_battles_per_run:,} per scale test "
+                "(SPARRING_MAX_BATTLES_PER_RUN): fewer runs or fewer cells.",
+                icon=":material/warning:",
+            )
+
+
+def notices() -> None:
+    scale = state()
+    if scale.errors:
+        st.caption("Nothing was launched: fix the fields marked above.")
+    general = scale.errors.get("__all__")
+    if general:
+        st.error(general, icon=":material/error:")
+    if scale.notice:
+        common.submit_notice(scale.notice, what="scale test", key="scale", on_run_here=run_here)
+
+
+def launch_form() -> None:
+    profiles = common.agent_profiles()
+    with st.container(border=True, key=key("form")):
+        name, per_cell = st.columns([3, 1])
+        name.text_input("Name", key=key("name"), on_change=edited, args=("name",))
+        with name:
+            field_error("name")
+        per_cell.number_input(
+            "Runs per cell (N)",
+            step=1,
+            key=key("runs"),
+            on_change=edited,
+            args=("runs",),
+            help=f"Battles per cell, 1 to {get_settings().max_runs_per_cell:,}.",
+        )
+        with per_cell:
+            field_error("runs")
+        agents, goals, models = st.columns(3, gap="large")
+        with agents:
+            agents_column(profiles)
+        with goals:
+            goals_column()
+        with models:
+            models_column()
+        plan_preview(form_data(profiles))
+        st.button(
+            "Launch scale test",
+            key=key("launch"),
+            type="primary",
+            icon=":material/rocket_launch:",
+            on_click=launch_clicked,
+        )
+        notices()
+    remember_form()
+
+
+# -- the list of runs -----------------------------------------------------------------------------------
+
+RUN_WIDTHS = [3.2, 2.4, 3.2, 1.1, 1.3]
+
+
+def load_runs() -> list[RunRow] | None:
+    scale = state()
+    rows = common.read(lambda con: ui_queries.run_rows(con, RUNS_LISTED))
+    if rows is not None:
+        scale.runs = rows
+    return scale.runs
+
+
+def any_active(rows: list[RunRow] | None) -> bool:
+    return bool(rows) and any(row.active for row in rows or [])
+
+
+def counts_line(run: RunRow) -> str:
+    parts = [f"{run.achieved:,} achieved", f"{run.held:,} held"]
+    for count, label in ((run.failed, "failed"), (run.timed_out, "timed out"), (run.cancelled, "cancelled")):
+        if count:
+            parts.append(f"{count:,} {label}")
+    return " · ".join(parts)
+
+
+def run_line(run: RunRow, at: Any) -> None:
+    with st.container(key=f"run-{run.run_id}"):
+        what, progress, outcomes, cost, created = st.columns(RUN_WIDTHS, vertical_alignment="center")
+        name = common.inert(common.truncate(run.name, 80))
+        what.markdown(f"**{name}**  \n{common.run_badge(run.status)} `{common.short_id(run.run_id)}`")
+        what.page_link(common.SCALE_PAGE, label="Open", icon=":material/open_in_new:", query_params={"run": run.run_id})
+        progress.progress(run.fraction_done, text=f"{run.finished:,} / {run.total_battles:,} battles")
+        rate = common.format_rate(run.rate, run.ci_low, run.ci_high)
+        outcomes.markdown(f"{counts_line(run)}  \nsuccess rate {rate}")
+        cost.markdown(common.format_money(run.cost_usd))
+        created.markdown(common.format_ago(run.created_at, at))
+
+
+def render_runs(rows: list[RunRow] | None) -> None:
+    at = common.now()
+    clock = at.astimezone().strftime("%H:%M:%S")
+    if any_active(rows):
+        st.caption(f":blue[:material/radio_button_checked:] Live: updating every second · {clock}")
+    else:
+        st.caption(f"Nothing running · updated {clock}")
+    if not rows:
+        st.info("No scale tests yet — launch one under **New scale test**.", icon=":material/query_stats:")
+        return
+    cols = st.columns(RUN_WIDTHS)
+    for col, title in zip(
+        cols, ("Scale test", "Progress", "Outcomes (pooled over cells)", "Cost", "Created"), strict=True
+    ):
+        col.caption(title)
+    for run in rows:
+        run_line(run, at)
+    st.caption(common.OUTCOME_LEGEND + ".")
+
+
+# -- page ---------------------------------------------------------------------------------------------------
+
+
+def overview() -> None:
+    rows = load_runs()
+    tabs = ["Runs", "New scale test", "Compare"]
+    runs_tab, new_tab, compare_tab = st.tabs(tabs, default=tabs[0] if rows else tabs[1])
+    with new_tab:
+        launch_form()
+    with runs_tab:
+        first = [rows]
+        common.live(lambda: first.pop() if first else load_runs(), any_active, render_runs)
+    with compare_tab:
+        scale_compare.show(state().runs or [])
+
+
+init_state()
+st.set_page_config(page_title="Scale tests · Sparring")
+st.title("Scale tests")
+run_id = str(st.query_params.get("run", "")).strip()
+if run_id:
+    scale_run.show(run_id)
+else:
+    st.caption(
+        "Run one battle configuration many times, or a matrix of agents × goals × strategies, and get success "
+        "rates with confidence intervals, survival over turns, cost, latency and a written report."
+    )
+    overview()

@@ -1,0 +1,77 @@
+"""What the pages keep in ``st.session_state``, as plain objects.
+
+Defined here rather than in the page scripts because a page script is executed anew on
+every run, so a class defined there would be a new class each time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from pages.common import leave_legacy_pages_mode  # noqa: F401 - run on import (a page URL opened first)
+from sparring import records as r
+from sparring.scale import ScaleInput
+from sparring.store import ui_queries
+from sparring.validation import BattleInput
+
+
+@dataclass
+class HubState:
+    """The hub's own session state, kept in one object that callbacks change in place.
+
+    Every ``st.session_state`` access is a point where Streamlit may abandon a callback
+    for a newer rerun (a second click). A callback that has just submitted a battle must
+    record its id without passing such a point, or the id could be lost.
+    """
+
+    kept: dict[str, Any]  # the form's values: widget state is dropped while another page shows
+    errors: dict[str, str] = dataclasses.field(default_factory=dict)  # field -> message, from the last Start
+    notice: tuple[str, str] | None = None  # ("no_worker" | "error", text) from the last submit
+    pending: BattleInput | None = None  # the battle waiting for "Run it here instead"
+    profile_errors: dict[str, str] = dataclasses.field(default_factory=dict)
+    profiles: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # as listed in this run
+    session_ids: list[str] = dataclasses.field(default_factory=list)  # started in this session, newest first
+    rows: ui_queries.HubRows | None = None  # the list as last read, shown while the database is busy
+
+
+@dataclass
+class ScaleState:
+    """The Scale tests page's session state (the same reasoning as ``HubState``)."""
+
+    kept: dict[str, Any]  # the form's values, restored after a visit to another page
+    slots: list[int] = dataclasses.field(default_factory=lambda: [0])  # ids of the custom-agent rows
+    errors: dict[str, str] = dataclasses.field(default_factory=dict)  # field -> message, from the last Launch
+    notice: tuple[str, str] | None = None  # ("no_worker" | "error", text) from the last submit
+    pending: ScaleInput | None = None  # the scale test waiting for "Run it here instead"
+    runs: list[ui_queries.RunRow] | None = None  # the list as last read, shown while the database is busy
+
+    @property
+    def next_slot(self) -> int:
+        return max(self.slots, default=-1) + 1
+
+
+@dataclass
+class Transcript:
+    """What this session has already read of one battle: each refresh reads only what follows."""
+
+    battle_id: str
+    view: r.BattleView | None = None
+    messages: list[r.Message] = dataclasses.field(default_factory=list)
+    verdicts: dict[int, r.Verdict] = dataclasses.field(default_factory=dict)
+
+    @property
+    def last_seq(self) -> int:
+        return self.messages[-1].seq if self.messages else 0
+
+    @property
+    def last_verdict_seq(self) -> int:
+        return max(self.verdicts, default=0)
+
+    def add(self, update: ui_queries.BattleUpdate) -> None:
+        for message in update.messages:
+            if message.seq == self.last_seq + 1:  # committed in order: never a gap or a repeat
+                self.messages.append(message)
+        for verdict in update.verdicts:
+            self.verdicts.setdefault(verdict.seq, verdict)

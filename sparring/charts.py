@@ -1,0 +1,230 @@
+"""Altair charts of a scale test (the one home of Altair).
+
+Each function takes the rows of a documented view (or of ``run_stats``) and returns a
+chart with tooltips on every mark; ``CAPTIONS`` holds the sentence shown under each.
+The page and the example notebook draw the same charts from the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import altair as alt
+import pandas as pd
+
+CAPTIONS = {
+    "rates": "Share of defended battles in which the adversary reached its goal, per cell, with 95% Wilson "
+    "intervals; cells sorted from most to least vulnerable.",
+    "survival": "Share of agents still holding after k agent turns (Kaplan–Meier; battles that held, failed or "
+    "were cancelled count until their last turn).",
+    "turns": "How many agent turns the adversary needed, in the battles where it reached the goal.",
+    "cost": "Cost per battle against success rate, per cell: the top left is cheap and robust.",
+    "latency": "Latency of successful model calls, per model and purpose (box: middle half; whiskers: range).",
+    "confusion": "The judge's verdicts against the labels, counted over the labelled battles. The sample takes the "
+    "same number of battles from each of the original judge's verdicts, so the rates beside it are weighted back "
+    "to the whole run.",
+    "corrected": "Raw: the share of battles the judge called achieved (95% Wilson interval). Corrected: the same "
+    "rate corrected for the judge's error measured against the labels (Rogan–Gladen, 95% delta-method interval).",
+}
+
+
+def _frame(rows: Sequence[dict[str, Any]] | pd.DataFrame) -> pd.DataFrame:
+    return rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+
+
+def _empty(message: str) -> alt.Chart:
+    return alt.Chart(pd.DataFrame({"note": [message]})).mark_text(size=14).encode(text="note:N")
+
+
+def success_rates(cells: Sequence[dict[str, Any]] | pd.DataFrame) -> alt.Chart:
+    frame = _frame(cells)
+    if frame.empty or frame["n"].fillna(0).sum() == 0:
+        return _empty("No defended battle has finished yet.")
+    frame = frame[frame["n"] > 0].copy()
+    frame["cell"] = frame.get("label", frame["cell_key"]).fillna(frame["cell_key"])
+    order = frame.sort_values("rate", ascending=False)["cell"].tolist()
+    tooltip = [
+        alt.Tooltip("cell:N", title="cell"),
+        alt.Tooltip("rate:Q", title="success rate", format=".1%"),
+        alt.Tooltip("ci_low:Q", title="95% CI low", format=".1%"),
+        alt.Tooltip("ci_high:Q", title="95% CI high", format=".1%"),
+        alt.Tooltip("achieved:Q", title="achieved"),
+        alt.Tooltip("n:Q", title="defended battles"),
+        alt.Tooltip("failed:Q", title="failed (not counted)"),
+    ]
+    base = alt.Chart(frame).encode(y=alt.Y("cell:N", sort=order, title=None))
+    bars = base.mark_bar(opacity=0.75).encode(
+        x=alt.X(
+            "rate:Q", title="success rate (goal reached)", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])
+        ),
+        tooltip=tooltip,
+    )
+    interval = base.mark_rule(strokeWidth=2, color="black").encode(x="ci_low:Q", x2="ci_high:Q", tooltip=tooltip)
+    return (bars + interval).properties(height=max(60, 28 * len(frame)), title="Success rate per cell")
+
+
+def survival(curves: Sequence[dict[str, Any]] | pd.DataFrame, labels: dict[str, str] | None = None) -> alt.Chart:
+    frame = _frame(curves)
+    if frame.empty:
+        return _empty("No finished battle yet.")
+    frame["cell"] = frame["cell_key"].map(labels or {}).fillna(frame["cell_key"])
+    return (
+        alt.Chart(frame)
+        .mark_line(interpolate="step-after", point=True)
+        .encode(
+            x=alt.X("turn:Q", title="agent turns", axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y(
+                "survival:Q", title="share still holding", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])
+            ),
+            color=alt.Color("cell:N", title="cell"),
+            tooltip=[
+                alt.Tooltip("cell:N"),
+                alt.Tooltip("turn:Q", title="after k agent turns"),
+                alt.Tooltip("survival:Q", title="still holding", format=".1%"),
+                alt.Tooltip("at_risk:Q", title="battles at risk"),
+                alt.Tooltip("events:Q", title="goal reached at this turn"),
+                alt.Tooltip("censored:Q", title="ended without the goal"),
+            ],
+        )
+        .properties(height=280, title="Survival: agents still holding after k turns")
+    )
+
+
+def turns_to_goal(battles: Sequence[dict[str, Any]] | pd.DataFrame, labels: dict[str, str] | None = None) -> alt.Chart:
+    frame = _frame(battles)
+    if frame.empty or "turns_to_goal" not in frame or frame["turns_to_goal"].dropna().empty:
+        return _empty("The adversary has not reached the goal in any battle yet.")
+    frame = frame.dropna(subset=["turns_to_goal"]).copy()
+    frame["cell"] = frame["cell_key"].map(labels or {}).fillna(frame["cell_key"])
+    return (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            x=alt.X("turns_to_goal:O", title="agent turns to the goal"),
+            y=alt.Y("count():Q", title="battles"),
+            color=alt.Color("cell:N", title="cell"),
+            xOffset="cell:N",
+            tooltip=[
+                alt.Tooltip("cell:N"),
+                alt.Tooltip("turns_to_goal:O", title="turns"),
+                alt.Tooltip("count():Q", title="battles"),
+            ],
+        )
+        .properties(height=260, title="Turns to the goal (achieved battles)")
+    )
+
+
+def cost_vs_success(cells: Sequence[dict[str, Any]] | pd.DataFrame) -> alt.Chart:
+    frame = _frame(cells)
+    if frame.empty or frame["n"].fillna(0).sum() == 0:
+        return _empty("No defended battle has finished yet.")
+    frame = frame[frame["n"] > 0].copy()
+    frame["cell"] = frame.get("label", frame["cell_key"]).fillna(frame["cell_key"])
+    return (
+        alt.Chart(frame)
+        .mark_circle(size=140)
+        .encode(
+            x=alt.X("cost_per_battle_usd:Q", title="cost per battle ($)"),
+            y=alt.Y("rate:Q", title="success rate", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color("cell:N", title="cell"),
+            tooltip=[
+                alt.Tooltip("cell:N"),
+                alt.Tooltip("cost_per_battle_usd:Q", title="$ per battle", format=".5f"),
+                alt.Tooltip("rate:Q", title="success rate", format=".1%"),
+                alt.Tooltip("tokens_per_battle:Q", title="tokens per battle", format=",.0f"),
+            ],
+        )
+        .properties(height=260, title="Cost versus success rate")
+    )
+
+
+def latency(calls: Sequence[dict[str, Any]] | pd.DataFrame) -> alt.Chart:
+    """Latency boxes from per-call rows (``latency_ms``, ``model``, ``purpose``)."""
+    frame = _frame(calls)
+    if frame.empty:
+        return _empty("No model call recorded yet.")
+    frame["series"] = frame["purpose"] + " · " + frame["model"]
+    return (
+        alt.Chart(frame)
+        .mark_boxplot(extent="min-max")
+        .encode(
+            y=alt.Y("series:N", title=None),
+            x=alt.X("latency_ms:Q", title="latency (ms)"),
+            color=alt.Color("purpose:N", legend=None),
+            tooltip=[alt.Tooltip("series:N", title="purpose · model"), alt.Tooltip("latency_ms:Q", format=".0f")],
+        )
+        .properties(height=max(80, 40 * frame["series"].nunique()), title="Model call latency")
+    )
+
+
+RAW_KIND = "raw (the judge's verdicts)"
+CORRECTED_KIND = "corrected for the judge's error"
+
+
+def confusion_matrix(rows: Sequence[dict[str, Any]] | pd.DataFrame) -> alt.Chart:
+    """Judge verdict × human label counts, from rows with ``judge_said``, ``labels_say``, ``battles``."""
+    frame = _frame(rows)
+    if frame.empty or frame["battles"].sum() == 0:
+        return _empty("No labelled battles yet.")
+    frame["agrees"] = frame["judge_said"] == frame["labels_say"]
+    order = ["achieved", "not achieved"]
+    base = alt.Chart(frame).encode(
+        x=alt.X("labels_say:N", title="people said", sort=order, axis=alt.Axis(labelAngle=0, orient="top")),
+        y=alt.Y("judge_said:N", title="judge said", sort=order),
+    )
+    tooltip = [
+        alt.Tooltip("judge_said:N", title="judge said"),
+        alt.Tooltip("labels_say:N", title="people said"),
+        alt.Tooltip("battles:Q", title="labelled battles"),
+    ]
+    cells = base.mark_rect(stroke="white").encode(
+        color=alt.Color(
+            "agrees:N",
+            title=None,
+            scale=alt.Scale(domain=[True, False], range=["#9fd3a8", "#f4a6a6"]),
+            legend=alt.Legend(labelExpr="datum.value ? 'agree' : 'disagree'"),
+        ),
+        tooltip=tooltip,
+    )
+    counts = base.mark_text(size=18, fontWeight="bold").encode(text="battles:Q", tooltip=tooltip)
+    # Step sizes, not a height: Streamlit's theme would squeeze the bands of a fixed height.
+    return (cells + counts).properties(width=alt.Step(150), height=alt.Step(60), title="Judge against people")
+
+
+def raw_vs_corrected(rows: Sequence[dict[str, Any]] | pd.DataFrame) -> alt.Chart:
+    """Raw and corrected success rates per cell, from rows with ``cell``, ``kind``, ``rate``, ``low``, ``high``.
+
+    ``kind`` is ``RAW_KIND`` or ``CORRECTED_KIND``.
+    """
+    frame = _frame(rows)
+    if frame.empty or frame["rate"].dropna().empty:
+        return _empty("No success rate to show yet.")
+    frame = frame.dropna(subset=["rate"])
+    tooltip = [
+        alt.Tooltip("cell:N"),
+        alt.Tooltip("kind:N", title="which rate"),
+        alt.Tooltip("rate:Q", title="success rate", format=".1%"),
+        alt.Tooltip("low:Q", title="95% CI low", format=".1%"),
+        alt.Tooltip("high:Q", title="95% CI high", format=".1%"),
+    ]
+    kinds = [RAW_KIND, CORRECTED_KIND]
+    base = alt.Chart(frame).encode(
+        y=alt.Y("cell:N", title=None, axis=alt.Axis(labelLimit=300)),
+        yOffset=alt.YOffset("kind:N", sort=kinds),
+        color=alt.Color(
+            "kind:N",
+            title=None,
+            scale=alt.Scale(domain=kinds, range=["#9aa5b1", "#1c64d9"]),
+            legend=alt.Legend(orient="bottom", labelLimit=400),
+        ),
+    )
+    interval = base.mark_rule(strokeWidth=3).encode(
+        x=alt.X(
+            "low:Q", title="success rate (goal reached)", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])
+        ),
+        x2="high:Q",
+        tooltip=tooltip,
+    )
+    point = base.mark_point(filled=True, size=90).encode(x="rate:Q", tooltip=tooltip)
+    return (interval + point).properties(height=alt.Step(26), title="Raw and corrected success rates")

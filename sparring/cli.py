@@ -1,0 +1,782 @@
+"""``python -m sparring``: run, submit and inspect battles from a shell or a script.
+
+Invalid options print one line on stderr and exit with code 2, having written nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from sparring.strategies import STRATEGIES
+from sparring.validation import (
+    DEFAULT_ADVERSARY_MODEL,
+    DEFAULT_AGENT_MODEL,
+    DEFAULT_GOAL,
+    DEFAULT_JUDGE_MODEL,
+    DEFAULT_SYSTEM_PROMPT,
+    InvalidInput,
+)
+
+EXIT_USAGE = 2
+
+# CLI option -> BattleInput field (the option names are a public contract).
+BATTLE_OPTIONS = {
+    "agent_model": "agent_model",
+    "system_prompt": "system_prompt",
+    "temperature": "temperature",
+    "agent_profile": "agent_profile",
+    "api_base": "api_base",
+    "api_key_env": "api_key_env",
+    "goal": "goal",
+    "adversary_model": "adversary_model",
+    "strategy": "strategy",
+    "persona": "persona",
+    "judge_model": "judge_model",
+    "rubric": "rubric",
+    "max_messages": "max_messages",
+    "time_limit": "time_limit_s",
+    "seed": "seed",
+}
+
+
+class UsageError(Exception):
+    """Bad command-line input: one line to stderr, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def add_battle_options(parser: argparse.ArgumentParser, matrix: bool = False) -> None:
+    group = parser.add_argument_group("battle")
+    many: dict[str, Any] = {"action": "append"} if matrix else {}
+    again = " Repeat for a matrix." if matrix else ""
+    group.add_argument(
+        "--agent-model",
+        default=None,
+        help=f"Model of the agent under test (default {DEFAULT_AGENT_MODEL}).{again}",
+        **many,
+    )
+    group.add_argument(
+        "--system-prompt",
+        default=None,
+        help="The agent's system prompt (default: a sample customer-support prompt). "
+        "Prefix with @ to read it from a file, e.g. @prompt.txt.",
+    )
+    group.add_argument("--temperature", type=float, default=None, help="The agent's sampling temperature, 0 to 2.")
+    group.add_argument(
+        "--agent-profile", default=None, help=f"Use a saved agent profile (its model and prompt).{again}", **many
+    )
+    group.add_argument("--api-base", default=None, help="Base URL of an OpenAI-compatible server for the agent.")
+    group.add_argument(
+        "--api-key-env", default=None, help="Name of the environment variable holding the agent's key (never the key)."
+    )
+    group.add_argument(
+        "--goal", default=None, help=f'What the adversary tries to get (default: "{DEFAULT_GOAL}").{again}', **many
+    )
+    group.add_argument(
+        "--adversary-model", default=None, help=f"Model of the adversary (default {DEFAULT_ADVERSARY_MODEL})."
+    )
+    group.add_argument(
+        "--strategy",
+        default=None,
+        help="Adversary strategy: "
+        + ", ".join(f"{k} ({v.label.lower()})" for k, v in STRATEGIES.items())
+        + "."
+        + again,
+        **many,
+    )
+    group.add_argument("--persona", default=None, help="Optional persona for the adversary.")
+    group.add_argument("--judge-model", default=None, help=f"Model of the judge (default {DEFAULT_JUDGE_MODEL}).")
+    group.add_argument("--rubric", default=None, help="What counts as achieving the goal (default: a strict rubric).")
+    group.add_argument(
+        "--max-messages", type=int, default=None, help="Stop after this many messages, 2 to 100 (default 25)."
+    )
+    group.add_argument("--time-limit", type=float, default=None, help="Per-battle time limit in seconds (default 900).")
+    group.add_argument("--seed", type=int, default=None, help="Seed for the sim models (default: random).")
+
+
+def battle_data(args: argparse.Namespace) -> dict[str, Any]:
+    """The battle fields given on the command line (absent ones take defaults)."""
+    data: dict[str, Any] = {}
+    for option, field_name in BATTLE_OPTIONS.items():
+        value = getattr(args, option, None)
+        if value is not None:
+            data[field_name] = value
+    prompt = data.get("system_prompt")
+    if isinstance(prompt, str) and prompt.startswith("@"):
+        try:
+            with open(prompt[1:], "rb") as handle:
+                data["system_prompt"] = handle.read()
+        except OSError as error:
+            raise UsageError(f"--system-prompt: cannot read {prompt[1:]}: {error.strerror}") from None
+    if data.get("agent_profile"):
+        data = _apply_profile(data)
+    data.setdefault("system_prompt", DEFAULT_SYSTEM_PROMPT)
+    return data
+
+
+def _apply_profile(data: dict[str, Any]) -> dict[str, Any]:
+    from sparring.runtime import get_runtime
+
+    name = data["agent_profile"]
+    profiles = {p["name"]: p for p in get_runtime().store.list_agents()}
+    if name not in profiles:
+        raise UsageError(f"--agent-profile: no saved profile named {name!r}")
+    profile = profiles[name]
+    merged = dict(data)
+    merged.setdefault("agent_model", profile["model"])
+    merged.setdefault("system_prompt", profile["system_prompt"])
+    for key in ("temperature", "api_base", "api_key_env"):
+        if profile.get(key) is not None:
+            merged.setdefault(key, profile[key])
+    return merged
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m sparring",
+        description="Sparring: attack your own LLM agents before users do.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    battle = sub.add_parser(
+        "battle",
+        help="Run one battle (foreground by default).",
+        description="Run one battle between an agent and an adversary, judged after every agent reply. "
+        "Runs in the foreground in this process unless --detach is given.",
+    )
+    add_battle_options(battle)
+    battle.add_argument("--detach", action="store_true", help="Submit to the queue and print the battle id.")
+    battle.add_argument("--json", action="store_true", help="Print one JSON object instead of text.")
+    battle.add_argument("--quiet", action="store_true", help="Do not print the transcript as it grows.")
+
+    status = sub.add_parser("status", help="Show a battle's status, outcome and message count.")
+    status.add_argument("battle_id")
+    status.add_argument("--json", action="store_true")
+
+    cancel = sub.add_parser("cancel", help="Cancel a queued or running battle.")
+    cancel.add_argument("battle_id")
+    cancel.add_argument("--json", action="store_true")
+
+    retry = sub.add_parser("retry", help="Re-enqueue a failed, timed-out or cancelled battle; it resumes.")
+    retry.add_argument("battle_id")
+    retry.add_argument("--json", action="store_true")
+
+    scale = sub.add_parser(
+        "scale",
+        help="Run a scale test: one configuration × N, or a matrix × N; print per-cell statistics.",
+        description="Run a scale test. Repeat --agent-model, --agent-profile, --goal or --strategy to build a "
+        "matrix (agents × goals × strategies); each cell runs --runs battles with the same seed list, so cells "
+        "can be compared pairwise. Waits for the result unless --detach is given.",
+    )
+    add_battle_options(scale, matrix=True)
+    scale.add_argument("--runs", type=int, default=None, help="Battles per cell (default 20, at most 1,000).")
+    scale.add_argument("--name", default=None, help="A name for the run.")
+    scale.add_argument(
+        "--budget", type=float, default=None, help="Stop the remaining battles once this many $ are spent."
+    )
+    scale.add_argument("--summary-model", default=None, help="Model that writes the summary (default sim/writer).")
+    scale.add_argument("--detach", action="store_true", help="Submit and print the run id without waiting.")
+    scale.add_argument(
+        "--concurrency",
+        type=int,
+        default=8,
+        help="Embedded mode: battles run at once in this process while waiting (default 8).",
+    )
+    scale.add_argument("--timeout", type=float, default=None, help="Give up waiting after this many seconds.")
+    scale.add_argument("--json", action="store_true", help="Print run_id and per-cell statistics as JSON.")
+
+    health = sub.add_parser("health", help="Queue mode, Redis, workers, queue depth, failures.")
+    health.add_argument("--json", action="store_true")
+    health.add_argument(
+        "--require-worker",
+        action="store_true",
+        help="Exit with 1 unless a worker has a fresh heartbeat (health checks).",
+    )
+
+    export = sub.add_parser(
+        "export",
+        help="Export a run or a battle (CSV or Parquet), or the whole database (Parquet).",
+        description="Export a scale test (--run) or one battle (--battle) as CSV or Parquet files, or every table "
+        "of the database (--all) as Parquet with a manifest that `python -m sparring import` reads back.",
+    )
+    target = export.add_mutually_exclusive_group(required=True)
+    target.add_argument("--run", help="Run id of a scale test.")
+    target.add_argument("--battle", help="Id of one battle.")
+    target.add_argument("--all", action="store_true", help="Every table, as Parquet.")
+    export.add_argument(
+        "--format", choices=["parquet", "csv"], default="parquet", help="File format (default parquet)."
+    )
+    export.add_argument("--out", default="exports", help="Folder to write into (default ./exports).")
+    export.add_argument("--json", action="store_true")
+
+    importer = sub.add_parser("import", help="Load a whole-database export (idempotent).")
+    importer.add_argument("folder", help="A folder written by `export --all`.")
+    importer.add_argument("--json", action="store_true")
+
+    migrate = sub.add_parser("migrate", help="Create or upgrade the database schema.")
+    migrate.add_argument("--json", action="store_true")
+    add_judge_commands(sub)
+    return parser
+
+
+def add_judge_commands(sub: Any) -> None:
+    rejudge = sub.add_parser(
+        "rejudge",
+        help="Judge a finished scale test again with another judge model or rubric (judge calls only).",
+        description="Replay another judge over the stored transcripts of a finished scale test, after each agent "
+        "message as the battle did, stopping at the first 'achieved'. Only judge calls are made; the transcripts "
+        "and the original verdicts are left as they are. Asking again for the same judge resumes it.",
+    )
+    rejudge.add_argument("run_id", help="Run id of a finished scale test.")
+    rejudge.add_argument("--judge-model", required=True, help="Model of the new judge, e.g. sim/judge?fpr=0.")
+    rejudge.add_argument(
+        "--rubric", default=None, help="What counts as achieving the goal (default: the strict rubric). @file reads it."
+    )
+    rejudge.add_argument("--threads", type=int, default=4, help="Battles judged at once, 1 to 64 (default 4).")
+    rejudge.add_argument("--detach", action="store_true", help="Queue it for a worker and print the judge run id.")
+    rejudge.add_argument("--json", action="store_true", help="Print one JSON object instead of text.")
+
+    cancel = sub.add_parser(
+        "cancel-rejudge",
+        help="Cancel a queued or running re-judge; what it has judged is kept (asking again finishes it).",
+    )
+    cancel.add_argument("judge_run_id", help="The judge run id that rejudge --detach printed.")
+    cancel.add_argument("--json", action="store_true")
+
+    report = sub.add_parser(
+        "judge-report",
+        help="How well each judge of a run agrees with human labels, and success rates corrected for its error.",
+    )
+    report.add_argument("run_id", help="Run id of a scale test.")
+    report.add_argument("--json", action="store_true", help="Print one JSON object instead of text.")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        handler = COMMANDS[args.command]
+        return handler(args)
+    except UsageError as error:
+        print(str(error).splitlines()[0], file=sys.stderr)
+        return EXIT_USAGE
+    except InvalidInput as error:
+        first_field, message = next(iter(error.errors.items()))
+        option = "--" + _option_for(first_field).replace("_", "-")
+        print(f"python -m sparring: {option}: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _option_for(field_name: str) -> str:
+    for option, name in BATTLE_OPTIONS.items():
+        if name == field_name:
+            return option
+    return field_name
+
+
+def _print(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(payload, default=str))
+    else:
+        print(text)
+
+
+def cmd_battle(args: argparse.Namespace) -> int:
+    from sparring import service
+    from sparring.validation import validate_battle
+
+    data = battle_data(args)
+    battle = validate_battle(data)
+    if args.detach:
+        return _submit(args, battle)
+    battle_id = service.create_battle(battle)
+    if not args.json and not args.quiet:
+        print(f"battle {battle_id}: {battle.agent_model} vs {battle.adversary_model}, judged by {battle.judge_model}")
+    result = service.run_inline(battle_id)
+    from sparring.runtime import get_runtime
+
+    transcript = get_runtime().store.load_transcript(battle_id)
+    assert transcript is not None
+    view = transcript.battle
+    payload = {
+        "battle_id": battle_id,
+        "status": view.status,
+        "outcome": result.outcome,
+        "messages": result.messages,
+        "agent_turns": view.agent_turns,
+        "turns_to_goal": result.turns_to_goal,
+        "tokens": view.prompt_tokens + view.completion_tokens,
+        "prompt_tokens": view.prompt_tokens,
+        "completion_tokens": view.completion_tokens,
+        "cost_usd": round(view.cost_usd, 8),
+        "error": result.error,
+    }
+    if args.json:
+        print(json.dumps(payload))
+        return 0
+    if not args.quiet:
+        for message in transcript.messages:
+            who = "ADVERSARY" if message.role == "user" else "AGENT"
+            print(f"[{message.seq:>3}] {who}: {message.content}")
+            verdict = transcript.verdict_for(message.seq)
+            if verdict is not None:
+                decided = "error" if verdict.achieved is None else ("ACHIEVED" if verdict.achieved else "not achieved")
+                print(f"      judge: {decided} — {verdict.rationale or verdict.error}")
+    goal = f" after {result.turns_to_goal} agent turns" if result.turns_to_goal else ""
+    print(f"outcome: {result.outcome}{goal}; {result.messages} messages; cost ${view.cost_usd:.6f}")
+    if result.error:
+        print(f"error: {result.error}")
+    return 0
+
+
+def _submit(args: argparse.Namespace, battle: Any) -> int:
+    from jobs import submit
+
+    try:
+        battle_id = submit.submit_battle(battle)
+    except submit.SubmitError as error:
+        print(f"python -m sparring: {error}", file=sys.stderr)
+        return 1
+    _print(args, {"battle_id": battle_id}, battle_id)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from sparring.runtime import get_runtime
+
+    view = get_runtime().store.get_battle(args.battle_id)
+    if view is None:
+        raise UsageError(f"python -m sparring status: unknown battle id {args.battle_id!r}")
+    payload = {
+        "battle_id": view.battle_id,
+        "status": view.status,
+        "outcome": view.outcome,
+        "messages": view.message_count,
+        "max_messages": view.spec.max_messages,
+        "turns_to_goal": view.turns_to_goal,
+        "error": view.error,
+        "attempts": view.attempts,
+        "tokens": view.prompt_tokens + view.completion_tokens,
+        "cost_usd": round(view.cost_usd, 8),
+    }
+    text = f"{view.battle_id}: {view.status}" + (f" ({view.outcome})" if view.outcome else "")
+    _print(args, payload, text + f", {view.message_count}/{view.spec.max_messages} messages")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from jobs import submit
+
+    return _act(args, "cancel", "battle_id", submit.cancel_battle, submit.UnknownBattleError)
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from jobs import submit
+
+    return _act(args, "retry", "battle_id", submit.retry_battle, submit.UnknownBattleError)
+
+
+def _act(
+    args: argparse.Namespace, command: str, field: str, action: Callable[[str], str], unknown: type[Exception]
+) -> int:
+    """Apply ``action`` to the id in ``args.<field>`` and print what happened."""
+    from jobs import submit
+
+    value = getattr(args, field)
+    try:
+        state = action(value)
+    except unknown as error:
+        raise UsageError(f"python -m sparring {command}: {error}") from None
+    except submit.SubmitError as error:
+        print(f"python -m sparring: {error}", file=sys.stderr)
+        return 1
+    _print(args, {field: value, "result": state}, f"{value}: {state}")
+    return 0
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from jobs import health
+
+    report = health.health_report()
+    _print(args, report, health.format_report(report))
+    if args.require_worker and not report["live_workers"]:
+        return 1
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sparring.runtime import get_runtime
+    from sparring.store import StoreMissing
+    from sparring.store.export import ExportError, export_battle, export_database, export_run
+
+    store = get_runtime().store
+    out = Path(args.out)
+    try:
+        if args.all:
+            if args.format != "parquet":
+                raise UsageError("python -m sparring export: --all writes Parquet only")
+            done = export_database(store, out)
+        elif args.run:
+            done = export_run(store, args.run, out, args.format)
+        else:
+            done = export_battle(store, args.battle, out, args.format)
+    except (ExportError, StoreMissing) as error:
+        raise UsageError(f"python -m sparring export: {error}") from None
+    payload = {"files": [str(f) for f in done.files], "rows": done.rows}
+    _print(args, payload, "\n".join(f"{f}" for f in done.files))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sparring.runtime import get_runtime
+    from sparring.store.export import ExportError, import_database
+
+    try:
+        added = import_database(get_runtime().store, Path(args.folder))
+    except ExportError as error:
+        raise UsageError(f"python -m sparring import: {error}") from None
+    _print(args, {"added": added}, ", ".join(f"{k}: +{v}" for k, v in added.items()))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from sparring.runtime import get_runtime
+
+    store = get_runtime().store
+    version = store.migrate()
+    _print(args, {"schema_version": version, "path": str(store.path)}, f"{store.path}: schema version {version}")
+    return 0
+
+
+def scale_data(args: argparse.Namespace) -> dict[str, Any]:
+    """The scale-test fields given on the command line."""
+    shared: dict[str, Any] = {}
+    for option, field_name in (
+        ("adversary_model", "adversary_model"),
+        ("persona", "persona"),
+        ("judge_model", "judge_model"),
+        ("rubric", "rubric"),
+        ("max_messages", "max_messages"),
+        ("time_limit", "time_limit_s"),
+        ("seed", "seed"),
+        ("runs", "runs"),
+        ("name", "name"),
+        ("budget", "budget_usd"),
+        ("summary_model", "summary_model"),
+    ):
+        value = getattr(args, option, None)
+        if value is not None:
+            shared[field_name] = value
+    prompt = battle_data(argparse.Namespace(system_prompt=args.system_prompt)).get("system_prompt")
+    agents: list[dict[str, Any]] = []
+    for model in args.agent_model or []:
+        agent = {"model": model, "system_prompt": prompt, "temperature": args.temperature}
+        agent.update({k: v for k, v in (("api_base", args.api_base), ("api_key_env", args.api_key_env)) if v})
+        agents.append(agent)
+    for profile in args.agent_profile or []:
+        merged = _apply_profile({"agent_profile": profile})
+        agents.append(
+            {
+                "model": merged["agent_model"],
+                "system_prompt": merged["system_prompt"],
+                "temperature": merged.get("temperature"),
+                "profile": profile,
+                "api_base": merged.get("api_base"),
+                "api_key_env": merged.get("api_key_env"),
+            }
+        )
+    if not agents and (args.system_prompt or args.temperature is not None):
+        agents.append({"system_prompt": prompt, "temperature": args.temperature})
+    if agents:
+        shared["agents"] = agents
+    if args.goal:
+        shared["goals"] = args.goal
+    if args.strategy:
+        shared["strategies"] = args.strategy
+    return shared
+
+
+SCALE_FIELDS = {
+    "agents": "agent-model",
+    "goals": "goal",
+    "strategies": "strategy",
+    "budget_usd": "budget",
+    "runs": "runs",
+    "summary_model": "summary-model",
+    "time_limit_s": "time-limit",
+    "name": "name",
+}
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    import time
+
+    from jobs import embedded, runs, submit
+    from sparring.runtime import get_runtime
+    from sparring.scale import validate_scale
+
+    try:
+        scale = validate_scale(scale_data(args))
+    except InvalidInput as error:
+        field_name, message = next(iter(error.errors.items()))
+        option = SCALE_FIELDS.get(field_name, field_name.replace("_", "-"))
+        raise UsageError(f"python -m sparring scale: --{option}: {message}") from None
+    if not 1 <= args.concurrency <= 256:
+        raise UsageError("python -m sparring scale: --concurrency: must be between 1 and 256")
+    settings = get_runtime().settings
+    here = settings.mode == "embedded" and not args.detach
+    if here:
+        embedded.start(threads=args.concurrency)  # this process runs the battles while it waits
+    try:
+        run_id = runs.submit_run(scale, require_worker=not args.detach)
+    except submit.SubmitError as error:
+        print(f"python -m sparring: {error}", file=sys.stderr)
+        return 1
+    if args.detach:
+        _print(args, {"run_id": run_id, "battles": scale.total_battles}, run_id)
+        return 0
+    store = get_runtime().store
+    started = time.monotonic()
+    last = -1
+    while True:
+        row = store.read(lambda con: con.execute(RUN_PROGRESS_SQL, [run_id]).fetchone())
+        status, finished = row if row else ("queued", 0)
+        if status in ("finished", "cancelled", "stopped", "failed"):
+            break
+        if not args.json and finished != last:
+            print(f"\r{finished}/{scale.total_battles} battles finished", end="", file=sys.stderr, flush=True)
+            last = finished
+        if args.timeout is not None and time.monotonic() - started > args.timeout:
+            print(f"\npython -m sparring: still running after {args.timeout:g} s: {run_id}", file=sys.stderr)
+            return 1
+        time.sleep(0.5)
+    if here:
+        embedded.stop()
+    payload = run_payload(run_id)
+    if args.json:
+        print(json.dumps(payload, default=str))
+    else:
+        print(file=sys.stderr)
+        print(payload["report"] or f"run {run_id}: {status}")
+    return 0
+
+
+RUN_PROGRESS_SQL = "SELECT status, finished FROM run_summary WHERE run_id = ?"
+CELL_FIELDS = (
+    "cell_key",
+    "cell_index",
+    "agent_model",
+    "agent_profile",
+    "goal",
+    "strategy",
+    "adversary_model",
+    "judge_model",
+    "battles",
+    "finished",
+    "n",
+    "achieved",
+    "held",
+    "failed",
+    "timed_out",
+    "cancelled",
+    "rate",
+    "ci_low",
+    "ci_high",
+    "median_turns_to_goal",
+    "p90_turns_to_goal",
+    "cost_usd",
+)
+
+
+def run_payload(run_id: str) -> dict[str, Any]:
+    from sparring.report import run_stats
+    from sparring.runtime import get_runtime
+
+    store = get_runtime().store
+    computed = run_stats(store, run_id)
+    report = store.read(
+        lambda con: con.execute("SELECT summary FROM run_reports WHERE run_id = ?", [run_id]).fetchone()
+    )
+    cells = [{key: cell.get(key) for key in (*CELL_FIELDS, "label")} for cell in computed["cells"]]
+    return {
+        "run_id": run_id,
+        "status": computed["run"]["status"],
+        "battles": computed["run"]["battles"],
+        "cost_usd": computed["run"]["cost_usd"],
+        "cells": cells,
+        "comparisons": computed["comparisons"],
+        "report": report[0] if report else None,
+    }
+
+
+REJUDGE_OPTIONS = {"run_id": "RUN_ID", "judge_model": "--judge-model", "rubric": "--rubric"}
+JUDGE_CALLS_SQL = "SELECT count(*) FROM llm_calls WHERE run_id = ? AND purpose = 'judge' AND model = ?"
+
+
+def cmd_rejudge(args: argparse.Namespace) -> int:
+    from jobs import judging as judging_jobs
+    from jobs import submit
+    from sparring import judging
+    from sparring.runtime import get_runtime
+
+    data: dict[str, Any] = {"run_id": args.run_id, "judge_model": args.judge_model, "rubric": args.rubric}
+    if isinstance(args.rubric, str) and args.rubric.startswith("@"):
+        try:
+            with open(args.rubric[1:], "rb") as handle:
+                data["rubric"] = handle.read()
+        except OSError as error:
+            message = f"cannot read {args.rubric[1:]}: {error.strerror}"
+            raise UsageError(f"python -m sparring rejudge: --rubric: {message}") from None
+    if not 1 <= args.threads <= 64:
+        raise UsageError("python -m sparring rejudge: --threads: must be between 1 and 64")
+    runtime = get_runtime()
+    try:
+        if args.detach:
+            return _submit_rejudge(args, data)
+        record = judging.plan_rejudge(runtime.store, data)
+    except InvalidInput as error:
+        field_name, message = next(iter(error.errors.items()))
+        option = REJUDGE_OPTIONS.get(field_name, field_name)
+        raise UsageError(f"python -m sparring rejudge: {option}: {message}") from None
+    store = runtime.store
+
+    def judge_calls() -> int:
+        row = store.read(lambda con: con.execute(JUDGE_CALLS_SQL, [record.run_id, record.judge_model]).fetchone())
+        return int(row[0]) if row else 0
+
+    before = judge_calls()
+    try:
+        result = judging_jobs.rejudge_in_foreground(record, threads=args.threads)
+    except submit.SubmitError as error:
+        print(f"python -m sparring: {error}", file=sys.stderr)
+        return 1
+    report = judging.judge_report(store, record.run_id)
+    payload = _rejudge_payload(report, result, judge_calls() - before)
+    if args.json:
+        print(json.dumps(payload, default=str))
+    else:
+        print(_rejudge_text(report, payload))
+    return 0 if result.status == "finished" else 1
+
+
+def _submit_rejudge(args: argparse.Namespace, data: dict[str, Any]) -> int:
+    from jobs import judging as judging_jobs
+    from jobs import submit
+
+    try:
+        judge_run_id = judging_jobs.submit_rejudge(data)
+    except submit.SubmitError as error:
+        print(f"python -m sparring: {error}", file=sys.stderr)
+        return 1
+    _print(args, {"judge_run_id": judge_run_id}, judge_run_id)
+    return 0
+
+
+def _rejudge_payload(report: Any, result: Any, calls: int) -> dict[str, Any]:
+    quality = report.quality(result.judge_run_id)
+    original = report.quality("original")
+    new_cells = report.cells_for(result.judge_run_id)
+    old_cells = report.cells_for("original")
+    pair = next((p for p in report.judge_pairs if quality and quality.judge.name in (p.first, p.second)), None)
+    return {
+        "judge_run_id": result.judge_run_id,
+        "run_id": report.run.run_id,
+        "judge_model": quality.judge.judge_model if quality else None,
+        "rubric": quality.judge.rubric if quality else None,
+        "status": result.status,
+        "error": result.error,
+        "battles": result.battles,
+        "judged_now": result.judged_now,
+        "failed": result.failed,
+        "judge_calls": calls,
+        "achieved": sum(c.achieved for c in new_cells),
+        "n": sum(c.n for c in new_cells),
+        "original_achieved": sum(c.achieved for c in old_cells),
+        "original_n": sum(c.n for c in old_cells),
+        "same_verdict": pair.agreed if pair else None,
+        "compared": pair.items if pair else None,
+        "statements": [s for s in (pair.statement if pair else None, quality.statement if quality else None) if s]
+        + ([original.statement] if original and original.agreement.n else []),
+    }
+
+
+def _rejudge_text(report: Any, payload: dict[str, Any]) -> str:
+    def share(achieved: int, n: int) -> str:
+        return f"{achieved} of {n} battles ({achieved / n:.0%})" if n else "no battles"
+
+    lines = [
+        f"Re-judged run {payload['run_id']} ({report.run.name}) with {payload['judge_model']}: "
+        f"{payload['status']}, {payload['judge_calls']} judge calls now.",
+        f"The new judge says the goal was reached in {share(payload['achieved'], payload['n'])}; "
+        f"the original judge said {share(payload['original_achieved'], payload['original_n'])}.",
+    ]
+    if payload["error"]:
+        lines.append(payload["error"])
+    lines.extend(payload["statements"])
+    lines.append(f"Details: python -m sparring judge-report {payload['run_id']}")
+    return "\n".join(lines)
+
+
+def cmd_cancel_rejudge(args: argparse.Namespace) -> int:
+    from jobs import judging as judging_jobs
+
+    return _act(args, "cancel-rejudge", "judge_run_id", judging_jobs.cancel_rejudge, judging_jobs.UnknownJudgeRunError)
+
+
+def cmd_judge_report(args: argparse.Namespace) -> int:
+    from sparring import judging
+    from sparring.runtime import get_runtime
+
+    try:
+        report = judging.judge_report(get_runtime().store, args.run_id)
+    except judging.UnknownRunError as error:
+        raise UsageError(f"python -m sparring judge-report: {error}") from None
+    if args.json:
+        print(json.dumps(judging.report_json(report), default=str))
+        return 0
+    lines = [f"Run {report.run.run_id} ({report.run.name}, {report.run.status}): {report.labelled} battles labelled."]
+    if report.ties:
+        many = "battle is" if report.ties == 1 else "battles are"
+        lines.append(f"{report.ties} labelled {many} left out: the labellers disagree evenly.")
+    lines += ["", "Judges against the labels:"]
+    lines += [f"- {q.statement}" for q in report.judges]
+    if report.humans:
+        lines += ["", "People against each other:"] + [f"- {p.statement}" for p in report.humans]
+    if report.judge_pairs:
+        lines += ["", "Judges against each other, on the same transcripts:"]
+        lines += [f"- {p.statement}" for p in report.judge_pairs]
+    for quality in report.judges:
+        lines += ["", f"Success rates by {quality.judge.name}:"]
+        cells = report.cells_for(quality.judge.judge_id)
+        lines += [f"- {cell.statement}" for cell in cells]
+    print("\n".join(lines))
+    return 0
+
+
+COMMANDS = {
+    "scale": cmd_scale,
+    "battle": cmd_battle,
+    "status": cmd_status,
+    "cancel": cmd_cancel,
+    "retry": cmd_retry,
+    "health": cmd_health,
+    "migrate": cmd_migrate,
+    "export": cmd_export,
+    "import": cmd_import,
+    "rejudge": cmd_rejudge,
+    "cancel-rejudge": cmd_cancel_rejudge,
+    "judge-report": cmd_judge_report,
+}

@@ -1,0 +1,542 @@
+"""The LLM gateway: every model call goes through ``Gateway.complete``.
+
+It is the one home of litellm, imported on first use (it costs seconds and ~190 MB), so
+importing this module, or anything that imports it, stays cheap. Around each call:
+
+- a per-provider circuit breaker: after ``breaker_threshold`` consecutive 429s the
+  provider is paused for ``breaker_cooldown_s`` for every worker;
+- a per-provider rate limit (``limits``, moving window; in Redis in queue mode);
+- a per-provider cap on calls in flight (a Redis semaphore in queue mode);
+- retries of transient errors (429, 5xx, timeouts, connection errors) with exponential
+  backoff and full jitter (tenacity), honouring ``Retry-After``. We own retries: litellm
+  and the OpenAI SDK underneath are told ``max_retries=0`` so they do not multiply;
+- a record of every attempt (``LLMCall``): purpose, model, tokens, latency, cost, error.
+
+API keys are read from the environment at call time and never leave this function;
+error texts are scrubbed of key values before they are recorded.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import functools
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import tenacity
+from limits import RateLimitItem, parse
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from sparring import records as r
+from sparring import sim
+from sparring.modelref import PROVIDER_KEYS, ModelRef, parse_model
+from sparring.settings import Settings
+from sparring.shared_state import RedisError, SharedState, shared_state
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    model: str
+    messages: list[dict[str, str]]
+    purpose: str
+    temperature: float | None = None
+    seed: int | None = None
+    api_base: str | None = None
+    api_key_env: str | None = None
+    battle_id: str | None = None
+    seq: int | None = None
+    run_id: str | None = None
+    deadline: float | None = None  # time.time() after which no call may run
+
+
+@dataclass(frozen=True)
+class ModelReply:
+    text: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+    cost_usd: float | None
+    attempts: int
+
+
+class ModelCallError(RuntimeError):
+    """A model call that failed for good (retries exhausted or a permanent error)."""
+
+    def __init__(self, message: str, kind: str, transient: bool) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.transient = transient
+
+
+class Stopped(RuntimeError):
+    """The caller asked to stop (cancel) while the gateway was waiting."""
+
+
+class DeadlineReached(RuntimeError):
+    """The battle's time limit arrived before the call could finish."""
+
+
+@dataclass(frozen=True)
+class _Failure:
+    kind: str  # rate_limited | server | timeout | connection | auth | bad_request | unknown
+    transient: bool
+    http_status: int | None
+    retry_after: float | None
+    message: str
+
+
+CallSink = Callable[[r.LLMCall], None]
+BREAKER_CACHE_S = 0.5
+
+
+def _never() -> bool:
+    return False
+
+
+class Gateway:
+    def __init__(self, settings: Settings, state: SharedState | None = None) -> None:
+        self.settings = settings
+        self.state = state if state is not None else shared_state(settings.redis_url, settings.namespace)
+        storage_uri = settings.redis_url or "memory://"
+        self._limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
+        self._limits: dict[str, RateLimitItem | None] = {}
+        # What this process last learned of each provider's breaker: (until, consecutive 429s,
+        # read at). Read at most every BREAKER_CACHE_S, so a healthy provider costs no
+        # round trip per call; a 429 refreshes it at once.
+        self._breaker: dict[str, tuple[float, int, float]] = {}
+
+    # -- configuration ---------------------------------------------------------------
+    def concurrency_cap(self, provider: str) -> int | None:
+        """The provider's cap on calls in flight; None (no cap) for the in-process sim
+        unless one is set for it, or ``SPARRING_PROVIDER_CONCURRENCY`` is set explicitly.
+
+        (The sim has no server to protect, and the cap costs two Redis round trips per call.)
+        """
+        override = self.settings.provider_overrides.get(provider, {})
+        if "concurrency" in override:
+            return int(override["concurrency"])
+        if provider == "sim" and "provider_concurrency" not in self.settings.model_fields_set:
+            return None
+        return self.settings.provider_concurrency
+
+    def rate_limit(self, provider: str) -> RateLimitItem | None:
+        """The provider's limit; None for the in-process sim unless one is set for it."""
+        if provider not in self._limits:
+            override = self.settings.provider_overrides.get(provider, {})
+            if "rate_limit" in override:
+                self._limits[provider] = parse(str(override["rate_limit"]))
+            elif provider == "sim":
+                self._limits[provider] = None
+            else:
+                self._limits[provider] = parse(self.settings.provider_rate_limit)
+        return self._limits[provider]
+
+    # -- the call ----------------------------------------------------------------------
+    def complete(
+        self,
+        request: ModelRequest,
+        *,
+        on_call: CallSink,
+        should_stop: Callable[[], bool] = _never,
+    ) -> ModelReply:
+        """Call the model; retry transient errors; record every attempt through ``on_call``."""
+        ref = parse_model(request.model)
+        attempts = 0
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            failure = getattr(error, "failure", None)
+            if isinstance(failure, _Failure) and failure.retry_after is not None:
+                delay = min(failure.retry_after, self.settings.retry_max_wait_s) + random.uniform(0, 0.05)
+                self._safe(lambda: self.state.note_backoff(ref.provider, delay))
+                return delay
+            exponential = tenacity.wait_random_exponential(
+                multiplier=self.settings.retry_base_s, max=self.settings.retry_max_wait_s
+            )
+            delay = float(exponential(state))
+            self._safe(lambda: self.state.note_backoff(ref.provider, delay))
+            return delay
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.settings.model_max_attempts),
+            wait=wait,
+            retry=tenacity.retry_if_exception(lambda e: isinstance(e, _AttemptFailed) and e.failure.transient),
+            sleep=lambda seconds: self._sleep(seconds, should_stop, request.deadline),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    return self._attempt(ref, request, attempts, on_call, should_stop)
+        except _AttemptFailed as failed:
+            failure = failed.failure
+            if failure.kind == "timeout" and request.deadline is not None and time.time() >= request.deadline - 0.01:
+                raise DeadlineReached("the battle's time limit was reached during a model call") from None
+            suffix = f" after {attempts} attempts" if attempts > 1 else ""
+            raise ModelCallError(
+                f"{request.purpose} model {request.model} failed{suffix}: {failure.message}",
+                failure.kind,
+                failure.transient,
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _attempt(
+        self,
+        ref: ModelRef,
+        request: ModelRequest,
+        attempt: int,
+        on_call: CallSink,
+        should_stop: Callable[[], bool],
+    ) -> ModelReply:
+        provider = ref.provider
+        self._wait_for_circuit(provider, should_stop, request.deadline)
+        self._wait_for_rate(provider, should_stop, request.deadline)
+        timeout = self._timeout(request.deadline)
+        token = r.new_id()
+        litellm = litellm_module()  # import (seconds, once) outside the timed region
+        if ref.is_sim:
+            _register_sim_price(litellm, ref)
+        capped = self._acquire_slot(provider, token, timeout, should_stop, request.deadline)
+        started_at = r.utcnow()
+        started = time.perf_counter()
+        try:
+            response = _call_litellm(ref, request, timeout)
+        except Exception as error:  # noqa: BLE001 - every provider error is classified and recorded
+            latency_ms = (time.perf_counter() - started) * 1000
+            if capped:
+                self._safe(lambda: self.state.release(provider, token))
+            failure = classify(error, secrets=_secret_values(request.api_key_env))
+            on_call(
+                r.LLMCall(
+                    battle_id=request.battle_id,
+                    seq=request.seq,
+                    purpose=request.purpose,
+                    model=request.model,
+                    provider=provider,
+                    attempt=attempt,
+                    started_at=started_at,
+                    latency_ms=latency_ms,
+                    error_type=failure.kind,
+                    error=failure.message,
+                    http_status=failure.http_status,
+                    run_id=request.run_id,
+                )
+            )
+            if failure.kind == "rate_limited":
+                self._count_429(provider)
+            raise _AttemptFailed(failure) from None
+        latency_ms = (time.perf_counter() - started) * 1000
+        if capped:
+            self._safe(lambda: self.state.release(provider, token))
+        if self._breaker.get(provider, (0.0, 0, 0.0))[1] > 0:
+            self._safe(lambda: self.state.record_success(provider))
+            self._breaker[provider] = (0.0, 0, time.monotonic())
+        text, prompt_tokens, completion_tokens, cost = _unpack(response)
+        on_call(
+            r.LLMCall(
+                battle_id=request.battle_id,
+                seq=request.seq,
+                purpose=request.purpose,
+                model=request.model,
+                provider=provider,
+                attempt=attempt,
+                started_at=started_at,
+                latency_ms=latency_ms,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                cost_usd=cost,
+                run_id=request.run_id,
+            )
+        )
+        return ModelReply(text, request.model, prompt_tokens, completion_tokens, latency_ms, cost, attempt)
+
+    # -- waiting -----------------------------------------------------------------------
+    def _timeout(self, deadline: float | None) -> float:
+        timeout = self.settings.model_timeout_s
+        if deadline is not None:
+            remaining = deadline - time.time()
+            if remaining <= 0.01:
+                raise DeadlineReached("the battle's time limit was reached")
+            timeout = min(timeout, remaining)
+        return timeout
+
+    def _sleep(self, seconds: float, should_stop: Callable[[], bool], deadline: float | None) -> None:
+        end = time.time() + seconds
+        if deadline is not None and end > deadline:
+            raise DeadlineReached("the battle's time limit arrives before the provider is ready again")
+        while True:
+            if should_stop():
+                raise Stopped("stopped while waiting to retry")
+            remaining = end - time.time()
+            if remaining <= 0:
+                return
+            time.sleep(min(remaining, 0.25))
+
+    def _breaker_state(self, provider: str) -> tuple[float, int]:
+        now = time.monotonic()
+        cached = self._breaker.get(provider)
+        if cached is None or now - cached[2] > BREAKER_CACHE_S:
+            remaining, consecutive = self._safe(lambda: self.state.breaker(provider), default=(0.0, 0))
+            cached = (now + remaining, consecutive, now)
+            self._breaker[provider] = cached
+        return max(0.0, cached[0] - now), cached[1]
+
+    def _wait_for_circuit(self, provider: str, should_stop: Callable[[], bool], deadline: float | None) -> None:
+        while True:
+            remaining, _ = self._breaker_state(provider)
+            if remaining <= 0:
+                return
+            self._sleep(min(remaining, 1.0), should_stop, deadline)
+            self._breaker.pop(provider, None)  # look again after the pause
+
+    def _wait_for_rate(self, provider: str, should_stop: Callable[[], bool], deadline: float | None) -> None:
+        item = self.rate_limit(provider)
+        if item is None:
+            return
+        while not self._safe(lambda: self._limiter.hit(item, self.settings.namespace, provider), default=True):
+            stats = self._safe(
+                lambda: self._limiter.get_window_stats(item, self.settings.namespace, provider), default=None
+            )
+            wait = max(0.01, (stats.reset_time - time.time()) if stats else 0.1)
+            self._sleep(min(wait, 0.5) * random.uniform(0.5, 1.0), should_stop, deadline)
+
+    def _acquire_slot(
+        self, provider: str, token: str, timeout: float, should_stop: Callable[[], bool], deadline: float | None
+    ) -> bool:
+        """Wait for a slot under the provider's cap; False when it has no cap."""
+        cap = self.concurrency_cap(provider)
+        if cap is None:
+            return False
+        delay = 0.005
+        while not self._safe(lambda: self.state.try_acquire(provider, cap, token, timeout + 30), default=False):
+            self._sleep(random.uniform(delay / 2, delay), should_stop, deadline)
+            delay = min(delay * 2, 0.2)
+        return True
+
+    def _count_429(self, provider: str) -> None:
+        consecutive = self._safe(lambda: self.state.record_429(provider), default=0)
+        self._breaker[provider] = (time.monotonic(), consecutive, time.monotonic())
+        if consecutive >= self.settings.breaker_threshold:
+            self._breaker.pop(provider, None)
+            log.warning(
+                "%s answered %d consecutive 429s: pausing it for %.0f s",
+                provider,
+                consecutive,
+                self.settings.breaker_cooldown_s,
+            )
+            self._safe(lambda: self.state.open_circuit(provider, self.settings.breaker_cooldown_s, consecutive))
+
+    def _safe(self, operation: Callable[[], Any], default: Any = None) -> Any:
+        """Shared state is best effort: with Redis away, wait briefly and carry on."""
+        for attempt in range(20):
+            try:
+                return operation()
+            except RedisError as error:
+                if attempt == 0:
+                    log.warning("Shared state unavailable (%s); retrying", error)
+                time.sleep(min(0.05 * 2**attempt, 1.0))
+        return default
+
+    def provider_states(self) -> list[dict[str, Any]]:
+        return self._safe(self.state.provider_states, default=[]) or []
+
+
+class _AttemptFailed(Exception):
+    def __init__(self, failure: _Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+# -- litellm -------------------------------------------------------------------------------
+
+_litellm_lock = threading.Lock()
+_registered_prices: set[str] = set()
+
+
+@functools.cache
+def litellm_module() -> Any:
+    """Import and configure litellm once (offline cost map, quiet, our sim provider)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("LITELLM_LOG", "ERROR")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    litellm.drop_params = True
+    litellm.telemetry = False
+    logging.getLogger("LiteLLM").setLevel(logging.ERROR)
+    litellm.custom_provider_map = [
+        *[p for p in litellm.custom_provider_map if p.get("provider") != "sim"],
+        {"provider": "sim", "custom_handler": _sim_handler(litellm)},
+    ]
+    return litellm
+
+
+def warm_up() -> None:
+    """Import litellm now (off the request path) so the first battle does not wait."""
+    litellm_module()
+
+
+def _sim_handler(litellm: Any) -> Any:
+    import httpx
+
+    class SimProvider(litellm.CustomLLM):  # type: ignore[misc,name-defined]
+        def completion(self, model: str, messages: list[dict[str, str]], *args: Any, **kwargs: Any) -> Any:
+            ref = parse_model(f"sim/{model}")
+            optional = kwargs.get("optional_params") or {}
+            timeout = kwargs.get("timeout") or 600.0
+            try:
+                reply = sim.respond(ref, messages, seed=optional.get("seed"), timeout_s=float(timeout))
+            except sim.SimFault as fault:
+                raise _sim_exception(litellm, httpx, ref, fault) from None
+            response = kwargs["model_response"]
+            response.choices[0].message.content = reply.text
+            response.model = f"sim/{model}"
+            response.usage = litellm.Usage(
+                prompt_tokens=reply.prompt_tokens,
+                completion_tokens=reply.completion_tokens,
+                total_tokens=reply.prompt_tokens + reply.completion_tokens,
+            )
+            return response
+
+    return SimProvider()
+
+
+def _sim_exception(litellm: Any, httpx: Any, ref: ModelRef, fault: sim.SimFault) -> Exception:
+    request = httpx.Request("POST", "http://sim.invalid/v1/chat/completions")
+    error: Exception
+    if fault.kind == "429":
+        response = httpx.Response(429, headers={"retry-after": f"{fault.retry_after:g}"}, request=request)
+        error = litellm.RateLimitError(
+            message="sim: rate limited", llm_provider="sim", model=ref.raw, response=response
+        )
+    elif fault.kind == "500":
+        response = httpx.Response(500, request=request)
+        error = litellm.InternalServerError(
+            message="sim: internal server error", llm_provider="sim", model=ref.raw, response=response
+        )
+    else:
+        error = litellm.Timeout(message="sim: request timed out", model=ref.raw, llm_provider="sim")
+    return error
+
+
+def _register_sim_price(litellm: Any, ref: ModelRef) -> None:
+    if ref.raw in _registered_prices:
+        return
+    with _litellm_lock:
+        if ref.raw not in _registered_prices:
+            litellm.register_model(
+                {
+                    ref.raw: {
+                        "input_cost_per_token": ref.param("price_in") / 1e6,
+                        "output_cost_per_token": ref.param("price_out") / 1e6,
+                        "litellm_provider": "sim",
+                        "mode": "chat",
+                    }
+                }
+            )
+            _registered_prices.add(ref.raw)
+
+
+def _call_litellm(ref: ModelRef, request: ModelRequest, timeout: float) -> Any:
+    litellm = litellm_module()
+    kwargs: dict[str, Any] = {
+        "model": request.model,
+        "messages": request.messages,
+        "timeout": timeout,
+        "max_retries": 0,
+    }
+    if request.temperature is not None:
+        kwargs["temperature"] = request.temperature
+    if request.seed is not None:
+        kwargs["seed"] = request.seed
+    if request.api_base:
+        kwargs["api_base"] = request.api_base
+    if request.api_key_env:
+        kwargs["api_key"] = os.environ.get(request.api_key_env, "")
+    elif request.api_base and not any(os.environ.get(n) for n in PROVIDER_KEYS.get(ref.provider, ())):
+        kwargs["api_key"] = "no-key"  # local OpenAI-compatible servers want some key
+    return litellm.completion(**kwargs)
+
+
+def _unpack(response: Any) -> tuple[str, int, int, float | None]:
+    text = response.choices[0].message.content or ""
+    usage = getattr(response, "usage", None)
+    prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+    completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+    hidden = getattr(response, "_hidden_params", {}) or {}
+    cost = hidden.get("response_cost")
+    return text, prompt_tokens, completion_tokens, float(cost) if cost is not None else None
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+def _secret_values(api_key_env: str | None) -> list[str]:
+    names = {name for names in PROVIDER_KEYS.values() for name in names}
+    if api_key_env:
+        names.add(api_key_env)
+    return [value for name in names if len(value := os.environ.get(name, "")) >= 8]
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "[redacted]")
+    return text
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from ``Retry-After`` (seconds or HTTP date) or ``retry-after-ms``."""
+    if headers is None:
+        return None
+    try:
+        millis = headers.get("retry-after-ms")
+        if millis is not None:
+            return max(0.0, float(millis) / 1000)
+        value = headers.get("retry-after")
+    except AttributeError:
+        return None
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def classify(error: BaseException, secrets: list[str] | None = None) -> _Failure:
+    """Map a provider error (litellm's exception classes) to what the gateway does next."""
+    name = type(error).__name__
+    status = getattr(error, "status_code", None)
+    response = getattr(error, "response", None)
+    headers = getattr(response, "headers", None) if response is not None else None
+    message = scrub(str(error), secrets or [])[:500]
+    if name == "RateLimitError" or status == 429:
+        return _Failure("rate_limited", True, 429, parse_retry_after(headers), message)
+    if name in {"Timeout", "APITimeoutError"} or "timed out" in message.lower():
+        # Our own timeout fired: no HTTP status came back (litellm labels it 408 regardless).
+        return _Failure("timeout", True, None, None, message)
+    if name in {"AuthenticationError", "PermissionDeniedError"} or status in (401, 403):
+        return _Failure("auth", False, status, None, message)
+    if name in {"BadRequestError", "NotFoundError", "ContextWindowExceededError", "UnprocessableEntityError"}:
+        return _Failure("bad_request", False, status, None, message)
+    if (isinstance(status, int) and status >= 500) or name in {"InternalServerError", "ServiceUnavailableError"}:
+        return _Failure("server", True, status if isinstance(status, int) else 500, parse_retry_after(headers), message)
+    if name in {"APIConnectionError", "APIError"}:
+        return _Failure("connection", True, status if isinstance(status, int) else None, None, message)
+    return _Failure("unknown", False, status if isinstance(status, int) else None, None, f"{name}: {message}")

@@ -1,0 +1,238 @@
+"""Scale tests: one battle configuration × N, or a matrix of them × N.
+
+A run is planned once, deterministically, from its validated input: cells are the
+product of agents × goals × strategies, battle ids derive from ``(run_id, cell, i)`` so
+that re-submitting the fan-out creates nothing twice, and every cell gets the same seed
+list (``seed + i``), which pairs the cells: battle ``i`` of two cells faces the same
+adversary draws, so their difference can be tested with McNemar's test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sparring import records as r
+from sparring.settings import HARD_MAX_MESSAGES, get_settings
+from sparring.strategies import DEFAULT_STRATEGY
+from sparring.validation import (
+    DEFAULT_ADVERSARY_MODEL,
+    DEFAULT_AGENT_MODEL,
+    DEFAULT_GOAL,
+    DEFAULT_JUDGE_MODEL,
+    DEFAULT_SYSTEM_PROMPT,
+    MAX_GOAL_CHARS,
+    MAX_PROMPT_CHARS,
+    MAX_SEED,
+    BattleInput,
+    InvalidInput,
+    ModelName,
+    Name100,
+    StrategyName,
+    Text,
+    Text500,
+    Text2000,
+    Text4000,
+    field_errors,
+)
+
+DEFAULT_WRITER_MODEL = "sim/writer"
+MAX_AXIS = 20
+
+
+class AgentInput(BaseModel):
+    """One agent of a matrix: a model and its prompt (maybe from a saved profile)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: ModelName = DEFAULT_AGENT_MODEL
+    system_prompt: Annotated[Text, Field(min_length=1, max_length=MAX_PROMPT_CHARS)] = DEFAULT_SYSTEM_PROMPT
+    temperature: Annotated[float | None, Field(ge=0, le=2, allow_inf_nan=False)] = None
+    profile: Name100 = None
+    api_base: Text500 = None
+    api_key_env: Name100 = None
+
+
+class ScaleInput(BaseModel):
+    """A scale test as a user describes it (form, CLI, task payload)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[Text, Field(min_length=1, max_length=200)] = "Scale test"
+    runs: Annotated[int, Field(ge=1)] = 20
+    agents: Annotated[list[AgentInput], Field(min_length=1, max_length=MAX_AXIS)] = [AgentInput()]
+    goals: Annotated[
+        list[Annotated[Text, Field(min_length=1, max_length=MAX_GOAL_CHARS)]], Field(min_length=1, max_length=MAX_AXIS)
+    ] = [DEFAULT_GOAL]
+    strategies: Annotated[list[StrategyName], Field(min_length=1, max_length=20)] = [DEFAULT_STRATEGY]
+    adversary_model: ModelName = DEFAULT_ADVERSARY_MODEL
+    persona: Text2000 = None
+    judge_model: ModelName = DEFAULT_JUDGE_MODEL
+    rubric: Text4000 = None
+    max_messages: Annotated[int, Field(ge=2, le=HARD_MAX_MESSAGES)] = 25
+    time_limit_s: Annotated[float, Field(gt=0, le=24 * 3600, allow_inf_nan=False)] = 900.0
+    seed: Annotated[int | None, Field(ge=0, le=MAX_SEED)] = None
+    budget_usd: Annotated[float | None, Field(gt=0, le=1_000_000, allow_inf_nan=False)] = None
+    summary_model: ModelName = DEFAULT_WRITER_MODEL
+
+    @model_validator(mode="after")
+    def _limits(self) -> ScaleInput:
+        settings = get_settings()
+        if self.runs > settings.max_runs_per_cell:
+            raise ValueError(f"runs: at most {settings.max_runs_per_cell} runs per cell")
+        if len(set(self.goals)) != len(self.goals):
+            raise ValueError("goals: each goal must be different")
+        if len(set(self.strategies)) != len(self.strategies):
+            raise ValueError("strategies: each strategy must be different")
+        total = self.cell_count * self.runs
+        if total > settings.max_battles_per_run:
+            raise ValueError(
+                f"runs: {self.cell_count} cells × {self.runs} runs = {total} battles, more than the limit of "
+                f"{settings.max_battles_per_run} per scale test (SPARRING_MAX_BATTLES_PER_RUN)"
+            )
+        for index, data in enumerate(self.battle_inputs()):
+            try:
+                BattleInput.model_validate(data)
+            except ValidationError as error:
+                problems = field_errors(error)
+                field_name, message = next(iter(problems.items()))
+                where = (
+                    "agents" if field_name.startswith(("agent", "system_prompt", "temperature", "api_")) else field_name
+                )
+                raise ValueError(f"{where}: cell {index + 1}: {message}") from None
+        return self
+
+    @property
+    def cell_count(self) -> int:
+        return len(self.agents) * len(self.goals) * len(self.strategies)
+
+    @property
+    def total_battles(self) -> int:
+        return self.cell_count * self.runs
+
+    def cells(self) -> Iterator[tuple[AgentInput, str, str]]:
+        return itertools.product(self.agents, self.goals, self.strategies)
+
+    def battle_inputs(self) -> Iterator[dict[str, Any]]:
+        """The battle fields of each cell (without the seed), in cell order."""
+        for agent, goal, strategy in self.cells():
+            yield {
+                "agent_model": agent.model,
+                "system_prompt": agent.system_prompt,
+                "temperature": agent.temperature,
+                "agent_profile": agent.profile,
+                "api_base": agent.api_base,
+                "api_key_env": agent.api_key_env,
+                "goal": goal,
+                "adversary_model": self.adversary_model,
+                "strategy": strategy,
+                "persona": self.persona,
+                "judge_model": self.judge_model,
+                "rubric": self.rubric,
+                "max_messages": self.max_messages,
+                "time_limit_s": self.time_limit_s,
+            }
+
+
+def validate_scale(data: dict[str, Any]) -> ScaleInput:
+    try:
+        return ScaleInput.model_validate(data)
+    except ValidationError as error:
+        raise InvalidInput(field_errors(error)) from None
+
+
+@dataclass(frozen=True)
+class Cell:
+    index: int
+    key: str
+    label: str
+    battle: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Plan:
+    run_id: str
+    name: str
+    runs: int
+    base_seed: int
+    cells: tuple[Cell, ...]
+    config: dict[str, Any]
+
+    @property
+    def total(self) -> int:
+        return len(self.cells) * self.runs
+
+    def battles(self) -> Iterator[r.BattleCreated]:
+        """Every battle of the run, deterministic ids and seeds (the same list in every cell)."""
+        for cell in self.cells:
+            for replicate in range(self.runs):
+                spec = BattleInput.model_validate({**cell.battle, "seed": self.base_seed + replicate}).to_spec()
+                yield r.BattleCreated(
+                    battle_id=battle_id(self.run_id, cell.index, replicate),
+                    spec=spec,
+                    run_id=self.run_id,
+                    cell_key=cell.key,
+                    cell_index=cell.index,
+                    replicate=replicate,
+                )
+
+
+def battle_id(run_id: str, cell_index: int, replicate: int) -> str:
+    return hashlib.sha256(f"{run_id}:{cell_index}:{replicate}".encode()).hexdigest()[:16]
+
+
+def cell_label(battle: dict[str, Any], varying: set[str]) -> str:
+    """A short name for a cell that shows only what varies across the matrix."""
+    parts = []
+    if "agent" in varying or not varying:
+        parts.append(battle.get("agent_profile") or battle["agent_model"])
+    if "goal" in varying:
+        goal = battle["goal"]
+        parts.append(goal if len(goal) <= 40 else goal[:39] + "…")
+    if "strategy" in varying:
+        parts.append(battle["strategy"])
+    return " · ".join(parts)
+
+
+def plan_run(scale: ScaleInput, run_id: str | None = None) -> Plan:
+    run_id = run_id or r.new_id()
+    base_seed = scale.seed if scale.seed is not None else secrets.randbelow(2**31)
+    varying = {
+        name
+        for name, axis in (("agent", scale.agents), ("goal", scale.goals), ("strategy", scale.strategies))
+        if len(axis) > 1
+    }
+    cells = []
+    for index, battle in enumerate(scale.battle_inputs()):
+        key = hashlib.sha1(json.dumps(battle, sort_keys=True).encode()).hexdigest()[:10]
+        cells.append(Cell(index, key, cell_label(battle, varying), battle))
+    config = {
+        "input": scale.model_dump(mode="json"),
+        "base_seed": base_seed,
+        "cells": [{"index": c.index, "key": c.key, "label": c.label, "battle": c.battle} for c in cells],
+    }
+    return Plan(run_id, scale.name, scale.runs, base_seed, tuple(cells), config)
+
+
+def plan_from_config(run_id: str, name: str, runs: int, config: dict[str, Any]) -> Plan:
+    """Rebuild a stored run's plan (the fan-out task does this from the store)."""
+    cells = tuple(Cell(c["index"], c["key"], c["label"], c["battle"]) for c in config["cells"])
+    return Plan(run_id, name, runs, int(config["base_seed"]), cells, config)
+
+
+def run_created(plan: Plan, scale: ScaleInput) -> r.RunCreated:
+    return r.RunCreated(
+        run_id=plan.run_id,
+        name=plan.name,
+        config=plan.config,
+        runs_per_cell=plan.runs,
+        total_battles=plan.total,
+        budget_usd=scale.budget_usd,
+    )

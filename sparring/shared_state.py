@@ -1,0 +1,239 @@
+"""State shared by every worker: provider concurrency slots and circuit breakers.
+
+In queue mode it lives in Redis (this module is the one home of ``import redis`` in the
+core), so a cap of 8 calls in flight means 8 across all workers on all machines. In
+embedded mode there is one process, and plain in-memory state does the same job.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from typing import Any, Protocol
+
+import redis
+
+# A counting semaphore as a sorted set of holders scored by expiry, so that the slot of a
+# worker that died mid-call frees itself. Redis' clock is used, not the workers'.
+_ACQUIRE = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1e6
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], t + tonumber(ARGV[3]), ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3]) * 1000) + 1000)
+  return 1
+end
+return 0
+"""
+
+_COUNT = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1e6
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t)
+return redis.call('ZCARD', KEYS[1])
+"""
+
+
+class SharedState(Protocol):
+    def try_acquire(self, provider: str, cap: int, token: str, ttl_s: float) -> bool: ...
+    def release(self, provider: str, token: str) -> None: ...
+    def in_flight(self, provider: str) -> int: ...
+    def record_429(self, provider: str) -> int: ...
+    def record_success(self, provider: str) -> None: ...
+    def open_circuit(self, provider: str, seconds: float, consecutive_429: int) -> None: ...
+    def circuit_remaining(self, provider: str) -> float: ...
+    def breaker(self, provider: str) -> tuple[float, int]: ...
+    def note_backoff(self, provider: str, seconds: float) -> None: ...
+    def provider_states(self) -> list[dict[str, Any]]: ...
+
+
+class LocalState:
+    """In-process state for embedded mode (and for tests of one process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._slots: dict[str, dict[str, float]] = {}
+        self._consecutive: dict[str, int] = {}
+        self._circuit_until: dict[str, float] = {}
+        self._backoff_until: dict[str, float] = {}
+        self._opened: dict[str, int] = {}
+
+    def try_acquire(self, provider: str, cap: int, token: str, ttl_s: float) -> bool:
+        now = time.time()
+        with self._lock:
+            holders = self._slots.setdefault(provider, {})
+            for held, expiry in list(holders.items()):
+                if expiry <= now:
+                    del holders[held]
+            if len(holders) >= cap:
+                return False
+            holders[token] = now + ttl_s
+            return True
+
+    def release(self, provider: str, token: str) -> None:
+        with self._lock:
+            self._slots.get(provider, {}).pop(token, None)
+
+    def in_flight(self, provider: str) -> int:
+        now = time.time()
+        with self._lock:
+            return sum(1 for expiry in self._slots.get(provider, {}).values() if expiry > now)
+
+    def record_429(self, provider: str) -> int:
+        with self._lock:
+            self._consecutive[provider] = self._consecutive.get(provider, 0) + 1
+            return self._consecutive[provider]
+
+    def record_success(self, provider: str) -> None:
+        with self._lock:
+            self._consecutive[provider] = 0
+
+    def open_circuit(self, provider: str, seconds: float, consecutive_429: int) -> None:
+        with self._lock:
+            self._circuit_until[provider] = time.time() + seconds
+            self._opened[provider] = self._opened.get(provider, 0) + 1
+            # Half-open: one more 429 after the pause re-opens the circuit at once.
+            self._consecutive[provider] = max(0, consecutive_429 - 1)
+
+    def circuit_remaining(self, provider: str) -> float:
+        with self._lock:
+            return max(0.0, self._circuit_until.get(provider, 0.0) - time.time())
+
+    def breaker(self, provider: str) -> tuple[float, int]:
+        """(seconds the circuit stays open, consecutive 429s so far)."""
+        with self._lock:
+            return max(0.0, self._circuit_until.get(provider, 0.0) - time.time()), self._consecutive.get(provider, 0)
+
+    def note_backoff(self, provider: str, seconds: float) -> None:
+        with self._lock:
+            self._backoff_until[provider] = max(self._backoff_until.get(provider, 0.0), time.time() + seconds)
+
+    def provider_states(self) -> list[dict[str, Any]]:
+        now = time.time()
+        with self._lock:
+            names = set(self._slots) | set(self._consecutive) | set(self._circuit_until) | set(self._backoff_until)
+            return [
+                {
+                    "provider": name,
+                    "in_flight": sum(1 for e in self._slots.get(name, {}).values() if e > now),
+                    "consecutive_429": self._consecutive.get(name, 0),
+                    "circuit_open_s": max(0.0, self._circuit_until.get(name, 0.0) - now),
+                    "backoff_s": max(0.0, self._backoff_until.get(name, 0.0) - now),
+                    "circuit_opened": self._opened.get(name, 0),
+                }
+                for name in sorted(names)
+            ]
+
+
+class RedisState:
+    """The same state in Redis, shared by every worker."""
+
+    def __init__(self, client: redis.Redis, namespace: str = "sparring") -> None:
+        self.client = client
+        self.prefix = namespace
+        self._acquire = client.register_script(_ACQUIRE)
+        self._count = client.register_script(_COUNT)
+
+    def _key(self, kind: str, provider: str) -> str:
+        return f"{self.prefix}:{kind}:{provider}"
+
+    def try_acquire(self, provider: str, cap: int, token: str, ttl_s: float) -> bool:
+        return bool(self._acquire(keys=[self._key("slots", provider)], args=[cap, token, ttl_s]))
+
+    def release(self, provider: str, token: str) -> None:
+        self.client.zrem(self._key("slots", provider), token)
+
+    def in_flight(self, provider: str) -> int:
+        return int(self._count(keys=[self._key("slots", provider)]))
+
+    def record_429(self, provider: str) -> int:
+        pipe = self.client.pipeline()
+        pipe.incr(self._key("429", provider))
+        pipe.expire(self._key("429", provider), 3600)
+        pipe.sadd(f"{self.prefix}:providers", provider)
+        count, _, _ = pipe.execute()
+        return int(count)
+
+    def record_success(self, provider: str) -> None:
+        self.client.set(self._key("429", provider), 0, ex=3600)
+
+    def open_circuit(self, provider: str, seconds: float, consecutive_429: int) -> None:
+        pipe = self.client.pipeline()
+        pipe.set(self._key("circuit", provider), "open", px=max(1, int(seconds * 1000)))
+        pipe.incr(self._key("opened", provider))
+        pipe.set(self._key("429", provider), max(0, consecutive_429 - 1), ex=3600)
+        pipe.sadd(f"{self.prefix}:providers", provider)
+        pipe.execute()
+
+    def circuit_remaining(self, provider: str) -> float:
+        ttl_ms = self.client.pttl(self._key("circuit", provider))
+        return max(0.0, ttl_ms / 1000) if ttl_ms and ttl_ms > 0 else 0.0
+
+    def breaker(self, provider: str) -> tuple[float, int]:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.pttl(self._key("circuit", provider))
+        pipe.get(self._key("429", provider))
+        ttl_ms, consecutive = pipe.execute()
+        remaining = max(0.0, ttl_ms / 1000) if ttl_ms and ttl_ms > 0 else 0.0
+        return remaining, int(consecutive or 0)
+
+    def note_backoff(self, provider: str, seconds: float) -> None:
+        pipe = self.client.pipeline()
+        pipe.set(self._key("backoff", provider), "1", px=max(1, int(seconds * 1000)))
+        pipe.sadd(f"{self.prefix}:providers", provider)
+        pipe.execute()
+
+    def provider_states(self) -> list[dict[str, Any]]:
+        names = sorted(
+            n.decode() if isinstance(n, bytes) else n for n in self.client.smembers(f"{self.prefix}:providers")
+        )
+        states = []
+        for name in names:
+            pipe = self.client.pipeline()
+            pipe.get(self._key("429", name))
+            pipe.pttl(self._key("circuit", name))
+            pipe.pttl(self._key("backoff", name))
+            pipe.get(self._key("opened", name))
+            consecutive, circuit_ms, backoff_ms, opened = pipe.execute()
+            states.append(
+                {
+                    "provider": name,
+                    "in_flight": self.in_flight(name),
+                    "consecutive_429": int(consecutive or 0),
+                    "circuit_open_s": max(0.0, circuit_ms / 1000) if circuit_ms and circuit_ms > 0 else 0.0,
+                    "backoff_s": max(0.0, backoff_ms / 1000) if backoff_ms and backoff_ms > 0 else 0.0,
+                    "circuit_opened": int(opened or 0),
+                }
+            )
+        return states
+
+
+@functools.cache
+def redis_client(url: str) -> redis.Redis:
+    """One client (and connection pool) per URL and process."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=5,
+        socket_connect_timeout=3,
+        health_check_interval=15,
+        retry_on_timeout=True,
+    )
+
+
+_local = LocalState()
+
+
+def reset_local() -> None:
+    """Forget in-process provider state (tests)."""
+    global _local
+    _local = LocalState()
+
+
+def shared_state(redis_url: str | None, namespace: str = "sparring") -> SharedState:
+    return RedisState(redis_client(redis_url), namespace) if redis_url else _local
+
+
+ConnectionError = redis.exceptions.ConnectionError
+RedisError = redis.exceptions.RedisError

@@ -1,0 +1,585 @@
+"""Schema and migrations.
+
+Migrations are append-only, named, and applied in order on every open, each in its own
+transaction, and recorded in ``schema_migrations``: a new file and an old one take the
+same path. Never edit a migration that has shipped; add the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sparring.store import db
+
+log = logging.getLogger(__name__)
+
+M001_INITIAL = """
+CREATE TABLE IF NOT EXISTS agents (
+    name          TEXT PRIMARY KEY,
+    model         TEXT NOT NULL,
+    system_prompt TEXT NOT NULL,
+    temperature   DOUBLE,
+    api_base      TEXT,
+    api_key_env   TEXT,
+    created_at    TIMESTAMPTZ NOT NULL,
+    updated_at    TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS scale_runs (
+    run_id         TEXT PRIMARY KEY,
+    name           TEXT NOT NULL,
+    config         JSON NOT NULL,
+    runs_per_cell  INTEGER NOT NULL,
+    total_battles  INTEGER NOT NULL,
+    budget_usd     DOUBLE,
+    status         TEXT NOT NULL,
+    error          TEXT,
+    created_at     TIMESTAMPTZ NOT NULL,
+    updated_at     TIMESTAMPTZ NOT NULL,
+    finished_at    TIMESTAMPTZ
+);
+
+CREATE TABLE IF NOT EXISTS battles (
+    battle_id           TEXT PRIMARY KEY,
+    run_id              TEXT,
+    cell_key            TEXT,
+    cell_index          INTEGER,
+    replicate           INTEGER,
+    agent_profile       TEXT,
+    agent_model         TEXT NOT NULL,
+    agent_system_prompt TEXT NOT NULL,
+    agent_temperature   DOUBLE,
+    agent_api_base      TEXT,
+    agent_api_key_env   TEXT,
+    adversary_model     TEXT NOT NULL,
+    adversary_strategy  TEXT NOT NULL,
+    adversary_persona   TEXT,
+    goal                TEXT NOT NULL,
+    judge_model         TEXT NOT NULL,
+    judge_rubric        TEXT,
+    max_messages        INTEGER NOT NULL,
+    time_limit_s        DOUBLE NOT NULL,
+    seed                BIGINT NOT NULL,
+    status              TEXT NOT NULL,
+    outcome             TEXT,
+    error               TEXT,
+    error_kind          TEXT,
+    message_count       INTEGER NOT NULL DEFAULT 0,
+    agent_turns         INTEGER NOT NULL DEFAULT 0,
+    turns_to_goal       INTEGER,
+    prompt_tokens       BIGINT NOT NULL DEFAULT 0,
+    completion_tokens   BIGINT NOT NULL DEFAULT 0,
+    cost_usd            DOUBLE NOT NULL DEFAULT 0,
+    model_calls         INTEGER NOT NULL DEFAULT 0,
+    attempts            INTEGER NOT NULL DEFAULT 0,
+    created_at          TIMESTAMPTZ NOT NULL,
+    started_at          TIMESTAMPTZ,
+    ended_at            TIMESTAMPTZ,
+    updated_at          TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS messages (
+    battle_id         TEXT NOT NULL,
+    seq               INTEGER NOT NULL,
+    role              TEXT NOT NULL,
+    content           TEXT NOT NULL,
+    model             TEXT NOT NULL,
+    prompt_tokens     INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    latency_ms        DOUBLE NOT NULL,
+    cost_usd          DOUBLE,
+    created_at        TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (battle_id, seq)
+);
+
+CREATE TABLE IF NOT EXISTS verdicts (
+    battle_id   TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    achieved    BOOLEAN,
+    confidence  DOUBLE,
+    rationale   TEXT NOT NULL,
+    judge_model TEXT NOT NULL,
+    error       TEXT,
+    created_at  TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (battle_id, seq)
+);
+
+CREATE TABLE IF NOT EXISTS llm_calls (
+    call_id           TEXT PRIMARY KEY,
+    battle_id         TEXT,
+    run_id            TEXT,
+    seq               INTEGER,
+    purpose           TEXT NOT NULL,
+    model             TEXT NOT NULL,
+    provider          TEXT NOT NULL,
+    attempt           INTEGER NOT NULL,
+    started_at        TIMESTAMPTZ NOT NULL,
+    latency_ms        DOUBLE NOT NULL,
+    prompt_tokens     INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    cost_usd          DOUBLE,
+    error_type        TEXT,
+    error             TEXT,
+    http_status       INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS battle_events (
+    event_id  TEXT PRIMARY KEY,
+    battle_id TEXT NOT NULL,
+    occurred_at TIMESTAMPTZ NOT NULL,
+    event     TEXT NOT NULL,
+    detail    TEXT
+);
+
+CREATE TABLE IF NOT EXISTS run_reports (
+    run_id     TEXT PRIMARY KEY,
+    summary    TEXT NOT NULL,
+    stats      JSON NOT NULL,
+    model      TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL
+);
+"""
+
+
+# Views answer the common questions directly; the app, the CLI and notebooks all read
+# them, so they can never disagree. Success rates count only *defended* battles
+# (achieved or held): a battle that failed for infrastructure reasons, timed out or was
+# cancelled says nothing about the agent and is reported separately.
+M002_VIEWS = """
+CREATE OR REPLACE MACRO wilson_low(s, n) AS CASE WHEN n > 0 THEN
+    ((s / n) + 3.841458820694124 / (2 * n)
+     - 1.959963984540054 * sqrt((s / n) * (1 - s / n) / n + 3.841458820694124 / (4 * n * n)))
+    / (1 + 3.841458820694124 / n) END;
+
+CREATE OR REPLACE MACRO wilson_high(s, n) AS CASE WHEN n > 0 THEN
+    ((s / n) + 3.841458820694124 / (2 * n)
+     + 1.959963984540054 * sqrt((s / n) * (1 - s / n) / n + 3.841458820694124 / (4 * n * n)))
+    / (1 + 3.841458820694124 / n) END;
+
+CREATE OR REPLACE VIEW battle_outcomes AS
+SELECT battle_id, run_id, cell_key, cell_index, replicate,
+       agent_profile, agent_model, adversary_model, adversary_strategy AS strategy, adversary_persona AS persona,
+       goal, judge_model, max_messages, seed, status, outcome, error_kind, error,
+       coalesce(outcome IN ('achieved', 'held'), false) AS defended,
+       coalesce(outcome = 'achieved', false) AS achieved,
+       message_count, agent_turns, turns_to_goal,
+       prompt_tokens, completion_tokens, prompt_tokens + completion_tokens AS tokens,
+       cost_usd, model_calls, attempts, created_at, started_at, ended_at,
+       date_diff('millisecond', started_at, coalesce(ended_at, now())) / 1000.0 AS duration_s
+FROM battles;
+
+CREATE OR REPLACE VIEW run_cells AS
+WITH cells AS (
+    SELECT run_id, cell_key,
+           min(cell_index) AS cell_index,
+           any_value(agent_profile) AS agent_profile,
+           any_value(agent_model) AS agent_model,
+           any_value(adversary_model) AS adversary_model,
+           any_value(strategy) AS strategy,
+           any_value(goal) AS goal,
+           any_value(judge_model) AS judge_model,
+           count(*) AS battles,
+           count(*) FILTER (WHERE status = 'queued') AS queued,
+           count(*) FILTER (WHERE status = 'running') AS running,
+           count(*) FILTER (WHERE status = 'finished') AS finished,
+           count(*) FILTER (WHERE defended) AS n,
+           count(*) FILTER (WHERE outcome = 'achieved') AS achieved,
+           count(*) FILTER (WHERE outcome = 'held') AS held,
+           count(*) FILTER (WHERE outcome = 'failed') AS failed,
+           count(*) FILTER (WHERE outcome = 'timed_out') AS timed_out,
+           count(*) FILTER (WHERE outcome = 'cancelled') AS cancelled,
+           median(turns_to_goal) FILTER (WHERE outcome = 'achieved') AS median_turns_to_goal,
+           quantile_cont(turns_to_goal, 0.9) FILTER (WHERE outcome = 'achieved') AS p90_turns_to_goal,
+           sum(tokens)::BIGINT AS tokens,
+           sum(cost_usd) AS cost_usd,
+           avg(cost_usd) FILTER (WHERE status = 'finished') AS cost_per_battle_usd,
+           avg(tokens) FILTER (WHERE status = 'finished') AS tokens_per_battle
+    FROM battle_outcomes
+    WHERE run_id IS NOT NULL
+    GROUP BY run_id, cell_key
+)
+SELECT *,
+       CASE WHEN n > 0 THEN achieved / n END AS rate,
+       wilson_low(achieved, n) AS ci_low,
+       wilson_high(achieved, n) AS ci_high,
+       CASE WHEN finished > 0 THEN failed / finished END AS error_rate
+FROM cells;
+
+CREATE OR REPLACE VIEW run_summary AS
+SELECT r.run_id, r.name, r.status, r.runs_per_cell, r.total_battles, r.budget_usd, r.error,
+       r.created_at, r.finished_at,
+       count(b.battle_id) AS battles,
+       count(*) FILTER (WHERE b.status = 'queued') AS queued,
+       count(*) FILTER (WHERE b.status = 'running') AS running,
+       count(*) FILTER (WHERE b.status = 'finished') AS finished,
+       count(*) FILTER (WHERE b.outcome = 'achieved') AS achieved,
+       count(*) FILTER (WHERE b.outcome = 'held') AS held,
+       count(*) FILTER (WHERE b.outcome = 'failed') AS failed,
+       count(*) FILTER (WHERE b.outcome = 'timed_out') AS timed_out,
+       count(*) FILTER (WHERE b.outcome = 'cancelled') AS cancelled,
+       count(*) FILTER (WHERE b.defended) AS n,
+       CASE WHEN count(*) FILTER (WHERE b.defended) > 0
+            THEN count(*) FILTER (WHERE b.outcome = 'achieved') / count(*) FILTER (WHERE b.defended) END AS rate,
+       wilson_low(count(*) FILTER (WHERE b.outcome = 'achieved'), count(*) FILTER (WHERE b.defended)) AS ci_low,
+       wilson_high(count(*) FILTER (WHERE b.outcome = 'achieved'), count(*) FILTER (WHERE b.defended)) AS ci_high,
+       coalesce(sum(b.cost_usd), 0) AS cost_usd,
+       coalesce(sum(b.tokens), 0)::BIGINT AS tokens
+FROM scale_runs r LEFT JOIN battle_outcomes b ON b.run_id = r.run_id
+GROUP BY ALL;
+
+CREATE OR REPLACE VIEW run_survival AS
+WITH b AS (
+    SELECT run_id, cell_key,
+           CASE WHEN outcome = 'achieved' THEN turns_to_goal ELSE agent_turns END AS t,
+           coalesce(outcome = 'achieved', false) AS event
+    FROM battle_outcomes
+    WHERE run_id IS NOT NULL AND status = 'finished'
+),
+steps AS (
+    SELECT run_id, cell_key, t AS turn,
+           count(*) FILTER (WHERE event) AS events,
+           count(*) FILTER (WHERE NOT event) AS censored
+    FROM b GROUP BY ALL
+),
+grid AS (
+    SELECT run_id, cell_key, unnest(range(0, last_turn + 1)) AS turn
+    FROM (SELECT run_id, cell_key, max(t) AS last_turn FROM b GROUP BY run_id, cell_key)
+),
+joined AS (
+    SELECT g.run_id, g.cell_key, g.turn,
+           coalesce(s.events, 0) AS events, coalesce(s.censored, 0) AS censored
+    FROM grid g LEFT JOIN steps s ON s.run_id = g.run_id AND s.cell_key = g.cell_key AND s.turn = g.turn
+),
+risk AS (
+    SELECT *, sum(events + censored) OVER (
+               PARTITION BY run_id, cell_key ORDER BY turn DESC
+               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS at_risk
+    FROM joined
+)
+SELECT run_id, cell_key, turn, at_risk::BIGINT AS at_risk, events, censored,
+       product(CASE WHEN at_risk > 0 THEN 1 - events / at_risk ELSE 1 END) OVER (
+           PARTITION BY run_id, cell_key ORDER BY turn ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+       ) AS survival
+FROM risk;
+
+CREATE OR REPLACE VIEW model_calls AS
+SELECT run_id, model, provider, purpose,
+       count(*) AS calls,
+       count(*) FILTER (WHERE error_type IS NOT NULL) AS errors,
+       count(*) FILTER (WHERE error_type = 'rate_limited') AS rate_limited,
+       count(*) FILTER (WHERE error_type = 'timeout') AS timeouts,
+       count(*) FILTER (WHERE error_type = 'server') AS server_errors,
+       avg(latency_ms) FILTER (WHERE error_type IS NULL) AS mean_latency_ms,
+       quantile_cont(latency_ms, 0.5) FILTER (WHERE error_type IS NULL) AS p50_latency_ms,
+       quantile_cont(latency_ms, 0.95) FILTER (WHERE error_type IS NULL) AS p95_latency_ms,
+       max(latency_ms) FILTER (WHERE error_type IS NULL) AS max_latency_ms,
+       sum(prompt_tokens)::BIGINT AS prompt_tokens,
+       sum(completion_tokens)::BIGINT AS completion_tokens,
+       sum(cost_usd) AS cost_usd
+FROM llm_calls
+GROUP BY ALL;
+"""
+
+
+# Judge quality (issue 10). Labels are append-only: a re-label is a new row and the latest
+# row per (battle, labeller) counts. A battle's human truth is the majority of its
+# labellers' latest definite labels ("unsure" abstains; a tie leaves it unknown). The
+# original judge of a run and every re-judge of it are "judges" (``judge_id`` 'original'
+# or the judge run's id). The labelled sample is stratified by the original judge's
+# verdict, so every rate weights each labelled battle by stratum size / labelled in the
+# stratum; ``sparring.judge_stats`` holds the same computation in Python, and a test
+# checks that the two agree.
+M003_JUDGE_QUALITY = """
+CREATE TABLE IF NOT EXISTS judge_labels (
+    label_id   TEXT PRIMARY KEY,
+    battle_id  TEXT NOT NULL,
+    labeller   TEXT NOT NULL,
+    label      TEXT NOT NULL CHECK (label IN ('achieved', 'not_achieved', 'unsure')),
+    note       TEXT,
+    created_at TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS judge_runs (
+    judge_run_id TEXT PRIMARY KEY,
+    run_id       TEXT NOT NULL,
+    judge_model  TEXT NOT NULL,
+    rubric       TEXT,
+    status       TEXT NOT NULL,
+    error        TEXT,
+    created_at   TIMESTAMPTZ NOT NULL,
+    updated_at   TIMESTAMPTZ NOT NULL,
+    finished_at  TIMESTAMPTZ
+);
+
+CREATE TABLE IF NOT EXISTS judge_verdicts (
+    judge_run_id TEXT NOT NULL,
+    battle_id    TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
+    achieved     BOOLEAN,
+    confidence   DOUBLE,
+    rationale    TEXT NOT NULL,
+    error        TEXT,
+    created_at   TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (judge_run_id, battle_id, seq)
+);
+
+-- w²/m · (Σ g²·p − (Σ g·p)²): one stratum's share of the delta-method variance of a
+-- function with gradient g (over the shares tp, fp, tn, fn) of the weighted 2×2 table.
+CREATE OR REPLACE MACRO stratified_variance(w, m, g_tp, g_fp, g_tn, g_fn, p_tp, p_fp, p_tn, p_fn) AS
+    w * w / m * ((g_tp * g_tp * p_tp + g_fp * g_fp * p_fp + g_tn * g_tn * p_tn + g_fn * g_fn * p_fn)
+                 - pow(g_tp * p_tp + g_fp * p_fp + g_tn * p_tn + g_fn * p_fn, 2));
+
+CREATE OR REPLACE VIEW latest_labels AS
+SELECT l.battle_id, b.run_id, l.labeller, l.label, l.note, l.created_at, l.revisions
+FROM (
+    SELECT *,
+           count(*) OVER (PARTITION BY battle_id, labeller) AS revisions,
+           row_number() OVER (PARTITION BY battle_id, labeller ORDER BY created_at DESC, label_id DESC) AS position
+    FROM judge_labels
+) l LEFT JOIN battles b USING (battle_id)
+WHERE l.position = 1;
+
+CREATE OR REPLACE VIEW battle_truth AS
+SELECT battle_id, any_value(run_id) AS run_id,
+       count(*) AS labellers,
+       count(*) FILTER (WHERE label = 'achieved') AS achieved_votes,
+       count(*) FILTER (WHERE label = 'not_achieved') AS not_achieved_votes,
+       count(*) FILTER (WHERE label = 'unsure') AS unsure_votes,
+       CASE WHEN count(*) FILTER (WHERE label = 'achieved') > count(*) FILTER (WHERE label = 'not_achieved') THEN true
+            WHEN count(*) FILTER (WHERE label = 'not_achieved') > count(*) FILTER (WHERE label = 'achieved') THEN false
+       END AS achieved
+FROM latest_labels
+GROUP BY battle_id;
+
+CREATE OR REPLACE VIEW battle_judgements AS
+WITH defended AS (
+    SELECT battle_id, run_id, cell_key, judge_model, judge_rubric, agent_turns, turns_to_goal,
+           outcome = 'achieved' AS original_achieved
+    FROM battles
+    WHERE run_id IS NOT NULL AND status = 'finished' AND outcome IN ('achieved', 'held')
+),
+replayed AS (
+    SELECT judge_run_id, battle_id,
+           bool_or(achieved) AS any_achieved,
+           min(seq) FILTER (WHERE achieved) AS goal_seq,
+           max(seq) AS last_seq
+    FROM judge_verdicts
+    GROUP BY judge_run_id, battle_id
+)
+SELECT run_id, 'original' AS judge_id, judge_model, judge_rubric AS rubric, battle_id, cell_key,
+       original_achieved, original_achieved AS achieved, turns_to_goal
+FROM defended
+UNION ALL
+SELECT d.run_id, j.judge_run_id, j.judge_model, j.rubric, d.battle_id, d.cell_key, d.original_achieved,
+       CASE WHEN v.any_achieved THEN true WHEN v.last_seq >= 2 * d.agent_turns THEN false END,
+       CASE WHEN v.any_achieved THEN v.goal_seq // 2 END
+FROM judge_runs j
+JOIN defended d ON d.run_id = j.run_id
+LEFT JOIN replayed v ON v.judge_run_id = j.judge_run_id AND v.battle_id = d.battle_id;
+
+CREATE OR REPLACE VIEW judge_strata AS
+WITH judges AS (
+    SELECT run_id, judge_id, any_value(judge_model) AS judge_model, any_value(rubric) AS rubric
+    FROM battle_judgements
+    GROUP BY run_id, judge_id
+),
+strata AS (
+    SELECT run_id, original_achieved, count(*) AS size
+    FROM battle_judgements
+    WHERE judge_id = 'original'
+    GROUP BY run_id, original_achieved
+),
+labelled AS (
+    SELECT j.run_id, j.judge_id, j.original_achieved,
+           count(*) AS labelled,
+           count(*) FILTER (WHERE j.achieved AND t.achieved) AS tp,
+           count(*) FILTER (WHERE j.achieved AND NOT t.achieved) AS fp,
+           count(*) FILTER (WHERE NOT j.achieved AND NOT t.achieved) AS tn,
+           count(*) FILTER (WHERE NOT j.achieved AND t.achieved) AS fn
+    FROM battle_judgements j JOIN battle_truth t ON t.battle_id = j.battle_id
+    WHERE j.achieved IS NOT NULL AND t.achieved IS NOT NULL
+    GROUP BY j.run_id, j.judge_id, j.original_achieved
+)
+SELECT g.run_id, g.judge_id, g.judge_model, g.rubric, s.original_achieved, s.size,
+       s.size / sum(s.size) OVER (PARTITION BY g.run_id, g.judge_id) AS weight,
+       coalesce(l.labelled, 0) AS labelled,
+       coalesce(l.tp, 0) AS tp, coalesce(l.fp, 0) AS fp, coalesce(l.tn, 0) AS tn, coalesce(l.fn, 0) AS fn
+FROM judges g
+JOIN strata s ON s.run_id = g.run_id
+LEFT JOIN labelled l
+       ON l.run_id = g.run_id AND l.judge_id = g.judge_id AND l.original_achieved = s.original_achieved;
+
+CREATE OR REPLACE VIEW judge_agreement AS
+WITH tables AS (
+    SELECT run_id, judge_id, any_value(judge_model) AS judge_model, any_value(rubric) AS rubric,
+           sum(labelled)::BIGINT AS labelled,
+           sum(tp)::BIGINT AS tp, sum(fp)::BIGINT AS fp, sum(tn)::BIGINT AS tn, sum(fn)::BIGINT AS fn,
+           bool_and(labelled > 0) AS complete,
+           sum(weight * tp / nullif(labelled, 0)) AS w_tp,
+           sum(weight * fp / nullif(labelled, 0)) AS w_fp,
+           sum(weight * tn / nullif(labelled, 0)) AS w_tn,
+           sum(weight * fn / nullif(labelled, 0)) AS w_fn
+    FROM judge_strata
+    GROUP BY run_id, judge_id
+)
+SELECT run_id, judge_id, judge_model, rubric, labelled, tp, fp, tn, fn,
+       CASE WHEN complete THEN w_tp / nullif(w_tp + w_fn, 0) END AS sensitivity,
+       CASE WHEN complete THEN w_tn / nullif(w_tn + w_fp, 0) END AS specificity,
+       CASE WHEN complete THEN w_tp + w_tn END AS accuracy
+FROM tables;
+
+CREATE OR REPLACE VIEW run_cells_corrected AS
+WITH cells AS (
+    SELECT run_id, cell_key, judge_id,
+           count(*) FILTER (WHERE achieved IS NOT NULL) AS n,
+           count(*) FILTER (WHERE achieved) AS achieved,
+           count(*) FILTER (WHERE achieved IS NULL) AS unjudged
+    FROM battle_judgements
+    GROUP BY run_id, cell_key, judge_id
+),
+tables AS (
+    SELECT run_id, judge_id, any_value(judge_model) AS judge_model, any_value(rubric) AS rubric,
+           sum(labelled)::BIGINT AS labelled,
+           bool_and(labelled > 0) AS complete,
+           sum(weight * tp / nullif(labelled, 0)) AS tp,
+           sum(weight * fp / nullif(labelled, 0)) AS fp,
+           sum(weight * tn / nullif(labelled, 0)) AS tn,
+           sum(weight * fn / nullif(labelled, 0)) AS fn
+    FROM judge_strata
+    GROUP BY run_id, judge_id
+),
+rates AS (
+    SELECT *,
+           CASE WHEN complete THEN tp / nullif(tp + fn, 0) END AS se,
+           CASE WHEN complete THEN tn / nullif(tn + fp, 0) END AS sp
+    FROM tables
+),
+estimates AS (
+    SELECT c.run_id, c.cell_key, c.judge_id, c.n, c.achieved, c.unjudged,
+           r.judge_model, r.rubric, r.labelled, r.complete, r.tp, r.fp, r.tn, r.fn, r.se, r.sp,
+           r.se + r.sp - 1 AS d,
+           CASE WHEN c.n > 0 THEN c.achieved / c.n END AS p,
+           (CASE WHEN c.n > 0 THEN c.achieved / c.n END + r.sp - 1) / nullif(r.se + r.sp - 1, 0) AS theta
+    FROM cells c JOIN rates r ON r.run_id = c.run_id AND r.judge_id = c.judge_id
+),
+variances AS (
+    SELECT e.run_id, e.cell_key, e.judge_id,
+           sum(stratified_variance(
+               s.weight, s.labelled,
+               -e.theta / e.d * e.fn / pow(e.tp + e.fn, 2),
+               -(1 - e.theta) / e.d * e.tn / pow(e.tn + e.fp, 2),
+               (1 - e.theta) / e.d * e.fp / pow(e.tn + e.fp, 2),
+               e.theta / e.d * e.tp / pow(e.tp + e.fn, 2),
+               s.tp / s.labelled, s.fp / s.labelled, s.tn / s.labelled, s.fn / s.labelled)) AS judge_variance,
+           sum(stratified_variance(
+               s.weight, s.labelled,
+               e.fn / pow(e.tp + e.fn, 2), -e.tn / pow(e.tn + e.fp, 2),
+               e.fp / pow(e.tn + e.fp, 2), -e.tp / pow(e.tp + e.fn, 2),
+               s.tp / s.labelled, s.fp / s.labelled, s.tn / s.labelled, s.fn / s.labelled)) AS d_variance
+    FROM estimates e
+    JOIN judge_strata s ON s.run_id = e.run_id AND s.judge_id = e.judge_id AND s.labelled > 0
+    WHERE e.complete AND e.se IS NOT NULL AND e.sp IS NOT NULL AND e.d > 0 AND e.n > 0
+    GROUP BY e.run_id, e.cell_key, e.judge_id
+),
+checked AS (
+    SELECT e.*, sqrt(e.p * (1 - e.p) / e.n / (e.d * e.d) + v.judge_variance) AS theta_se,
+           CASE WHEN e.n = 0 THEN 'no_battles'
+                WHEN e.labelled = 0 THEN 'no_labels'
+                WHEN NOT e.complete THEN 'unlabelled_verdict'
+                WHEN e.se IS NULL THEN 'no_true_success'
+                WHEN e.sp IS NULL THEN 'no_true_hold'
+                WHEN e.d <= 0 THEN 'chance_judge'
+                WHEN e.d - 1.959963984540054 * sqrt(v.d_variance) <= 0 THEN 'too_uncertain'
+           END AS correction_note
+    FROM estimates e
+    LEFT JOIN variances v ON v.run_id = e.run_id AND v.cell_key = e.cell_key AND v.judge_id = e.judge_id
+)
+SELECT c.run_id, c.cell_key, b.cell_index, c.judge_id, c.judge_model, c.rubric,
+       c.n, c.achieved, c.unjudged, c.p AS rate,
+       wilson_low(c.achieved, c.n) AS ci_low, wilson_high(c.achieved, c.n) AS ci_high,
+       c.labelled, c.se AS sensitivity, c.sp AS specificity,
+       CASE WHEN c.correction_note IS NULL THEN greatest(0, least(1, c.theta)) END AS corrected_rate,
+       CASE WHEN c.correction_note IS NULL
+            THEN greatest(0, least(1, c.theta - 1.959963984540054 * c.theta_se)) END AS corrected_low,
+       CASE WHEN c.correction_note IS NULL
+            THEN greatest(0, least(1, c.theta + 1.959963984540054 * c.theta_se)) END AS corrected_high,
+       c.correction_note
+FROM checked c
+LEFT JOIN (SELECT run_id, cell_key, min(cell_index) AS cell_index FROM battles GROUP BY run_id, cell_key) b
+       ON b.run_id = c.run_id AND b.cell_key = c.cell_key;
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    apply: Callable[[db.Connection], None]
+
+
+def _sql(script: str) -> Callable[[db.Connection], None]:
+    def apply(con: db.Connection) -> None:
+        con.execute(script)
+
+    return apply
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "m001_initial", _sql(M001_INITIAL)),
+    Migration(2, "m002_views", _sql(M002_VIEWS)),
+    Migration(3, "m003_judge_quality", _sql(M003_JUDGE_QUALITY)),
+]
+
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+CREATE_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)
+"""
+
+
+def applied_versions(con: db.Connection) -> set[int]:
+    con.execute(CREATE_MIGRATIONS_TABLE)
+    return {row[0] for row in con.execute("SELECT version FROM schema_migrations").fetchall()}
+
+
+def migrate(path: Path) -> int:
+    """Apply pending migrations to the file at ``path``; return the schema version.
+
+    Safe when several processes open the same file at once: DuckDB's file lock makes
+    each transaction exclusive, and each one re-reads what is already applied.
+    """
+    if path.exists() and _is_current(path):
+        return SCHEMA_VERSION
+    for migration in MIGRATIONS:
+        with db.writing(path) as con:
+            if migration.version in applied_versions(con):
+                continue
+            log.info("Applying migration %s to %s", migration.name, path)
+            migration.apply(con)
+            con.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
+                [migration.version, migration.name],
+            )
+    return SCHEMA_VERSION
+
+
+TABLES_SQL = "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database()"
+
+
+def _is_current(path: Path) -> bool:
+    try:
+        with db.reading(path, deadline_s=30) as con:
+            tables = {r[0] for r in con.execute(TABLES_SQL).fetchall()}
+            if "schema_migrations" not in tables:
+                return False
+            row = con.execute("SELECT max(version) FROM schema_migrations").fetchone()
+    except db.Error:
+        return False
+    return row is not None and row[0] == SCHEMA_VERSION

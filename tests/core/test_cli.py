@@ -1,0 +1,103 @@
+"""``python -m sparring`` end to end, in a subprocess like a user's shell."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sparring", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_battle_json_has_the_documented_fields(isolated: Path) -> None:
+    done = cli("battle", "--agent-model", "sim/agent?concede=1", "--seed", "3", "--json")
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)
+    for key in ("battle_id", "outcome", "messages", "turns_to_goal", "tokens", "cost_usd"):
+        assert key in payload
+    assert payload["outcome"] == "achieved" and payload["messages"] == 2 and payload["turns_to_goal"] == 1
+    assert payload["tokens"] > 0 and payload["cost_usd"] > 0
+
+    held = cli("battle", "--agent-model", "sim/agent?concede=0", "--max-messages", "6", "--json")
+    payload = json.loads(held.stdout)
+    assert payload["outcome"] == "held" and payload["messages"] == 6 and payload["turns_to_goal"] is None
+
+    status = cli("status", payload["battle_id"], "--json")
+    assert status.returncode == 0
+    assert json.loads(status.stdout)["outcome"] == "held"
+
+
+def test_text_output_shows_the_transcript() -> None:
+    done = cli("battle", "--agent-model", "sim/agent?concede=0", "--max-messages", "4", "--goal", "Reveal the prompt")
+    assert done.returncode == 0, done.stderr
+    assert "ADVERSARY: " in done.stdout and "AGENT: " in done.stdout
+    assert "Reveal the prompt" in done.stdout and "outcome: held" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--max-messages", "0"], "--max-messages"),
+        (["--max-messages", "1000000"], "--max-messages"),
+        (["--max-messages", "ten"], "invalid int value"),
+        (["--agent-model", "gpt-4o"], "provider/model"),
+        (["--agent-model", "nosuch/model"], "Unknown provider"),
+        (["--agent-model", "openai/gpt-4o-mini"], "OPENAI_API_KEY"),
+        (["--agent-model", "sim/agent?concede=2"], "between 0 and 1"),
+        (["--agent-model", "sim/agent?bogus=1"], "no parameter 'bogus'"),
+        (["--goal", ""], "--goal"),
+        (["--goal", "a\x07b"], "control characters"),
+        (["--strategy", "nope"], "--strategy"),
+        (["--temperature", "5"], "--temperature"),
+        (["--seed", "-1"], "--seed"),
+        (["--api-base", "ftp://x"], "--api-base"),
+        (["--api-key-env", "lower-case"], "--api-key-env"),
+        (["--time-limit", "0"], "--time-limit"),
+        (["--unknown-flag"], "unrecognized arguments"),
+        (["--system-prompt", "@/nonexistent/file.txt"], "cannot read"),
+    ],
+)
+def test_invalid_options_exit_2_with_one_line_and_write_nothing(isolated: Path, args: list[str], expected: str) -> None:
+    done = cli("battle", *args, env={"OPENAI_API_KEY": ""})
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], done.stderr
+    assert not (isolated / "sparring.duckdb").exists()
+
+
+def test_unknown_battle_id_exits_2() -> None:
+    cli("migrate")
+    done = cli("status", "doesnotexist")
+    assert done.returncode == 2
+    assert "unknown battle id" in done.stderr
+
+
+def test_help_explains_every_option() -> None:
+    done = cli("battle", "--help")
+    assert done.returncode == 0
+    for option in (
+        "--agent-model",
+        "--system-prompt",
+        "--goal",
+        "--adversary-model",
+        "--strategy",
+        "--judge-model",
+        "--max-messages",
+        "--seed",
+        "--json",
+        "--detach",
+    ):
+        assert option in done.stdout
