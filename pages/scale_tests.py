@@ -274,8 +274,10 @@ def field_error(field: str) -> None:
 
 def agents_column(profiles: dict[str, dict[str, Any]]) -> None:
     st.markdown("##### :material/shield: Agents under test")
-    chosen = [name for name in st.session_state.get(key("profiles")) or [] if name in profiles]
-    st.session_state[key("profiles")] = chosen
+    current = st.session_state.get(key("profiles")) or []
+    chosen = [name for name in current if name in profiles]
+    if chosen != current:  # a profile was deleted; otherwise leave the widget's own value alone
+        st.session_state[key("profiles")] = chosen
     st.multiselect(
         "Saved profiles",
         list(profiles),

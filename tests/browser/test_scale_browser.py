@@ -48,18 +48,22 @@ def test_launch_a_scale_test_watch_it_finish_and_read_the_report(app_url: str, b
 
     set_field(page, "scale_name", "Support bot: firm vs lenient")
     set_field(page, "scale_runs", "8")
-    for profile in PROFILES:
+    plan = page.locator(".st-key-scale_plan")
+    expect(plan).to_contain_text("1 cell × 8 runs")
+    # Each step waits for the server's plan to show it, so that no click races the rerun of the
+    # one before (on a loaded machine a selection could otherwise be lost to a later click).
+    for chosen, profile in enumerate(PROFILES, start=1):
         page.locator(".st-key-scale_profiles input").click()
         page.get_by_role("option", name=f"{profile} (sample)").click()
         page.keyboard.press("Escape")
         expect(page.locator(".st-key-scale_profiles")).to_contain_text(profile)
+        expect(plan).to_contain_text(f"{chosen + 1} agents × 1 goal", timeout=30_000)  # + the custom model
     page.locator(".st-key-scale_remove_0 button").click()  # no custom model: just the two profiles
     expect(page.locator(".st-key-scale_agent_model_0")).to_have_count(0)
     set_field(page, "scale_adversary_model", ADVERSARY)
     set_field(page, "scale_max_messages", "6")
     set_field(page, "scale_seed", "42")
-    plan = page.locator(".st-key-scale_plan")
-    expect(plan).to_contain_text("2 agents × 1 goal × 1 strategy")
+    expect(plan).to_contain_text("2 agents × 1 goal × 1 strategy", timeout=30_000)
     expect(plan).to_contain_text("16")
     expect(plan).to_contain_text("Simulated")
     page.get_by_role("button", name="Launch scale test").click()

@@ -127,7 +127,9 @@ def test_cancel_a_running_battle_within_one_model_call(queue_env: dict[str, str]
         cancelled_at = time.monotonic()
         (view,) = wait_finished([battle_id], 10)
         assert view.outcome == "cancelled"
-        assert time.monotonic() - cancelled_at < 1.5  # one model call of 0.3 s, plus commits
+        # One model call of 0.3 s, plus commits and polling; slack for a loaded CI machine. Running on
+        # to the end instead would take the ~57 calls left, about 17 s.
+        assert time.monotonic() - cancelled_at < 3
         assert view.message_count < 60
     finally:
         worker.stop()

@@ -340,7 +340,7 @@ def test_cancel_a_rejudge_from_the_queue_running_or_queued(
         interval=0.05,
         message="the cancel",
     )
-    assert time.monotonic() - cancelled_at < 2  # the calls in flight (0.15 s each), then the commits
+    assert time.monotonic() - cancelled_at < 4  # the calls in flight (0.15 s each), then the commits (slack for CI)
     calls = scalar("SELECT count(*) FROM llm_calls")
     time.sleep(0.5)
     assert scalar("SELECT count(*) FROM llm_calls") == calls < 60
