@@ -9,7 +9,9 @@ task whose worker is SIGKILLed is simply gone. What survives is here:
   last touched (enqueued, started, renewed). The reaper re-enqueues an active battle
   that has no lease, is not in the queue and has not been touched for a lease period;
 - **cancel flags**, checked by the engine between model calls;
-- **heartbeats** of workers, expiring on their own.
+- **heartbeats** of workers, expiring on their own;
+- the **re-judges** asked for and not yet ended, touched like the active set while their
+  job holds its lease, so that the reaper can re-enqueue one whose worker died.
 
 Queue mode keeps all of it in Redis; embedded mode in a small SQLite file next to the
 queue, so that the app, a worker and the CLI on one machine see the same state.
@@ -58,6 +60,9 @@ class Coordinator(Protocol):
     def touch_active_many(self, battle_ids: list[str]) -> None: ...
     def drop_active(self, battle_id: str) -> None: ...
     def active(self) -> dict[str, float]: ...
+    def touch_rejudge(self, judge_run_id: str) -> None: ...
+    def drop_rejudge(self, judge_run_id: str) -> None: ...
+    def rejudges(self) -> dict[str, float]: ...
     def claim(self, name: str, ttl_s: float) -> bool: ...
     def unclaim(self, name: str) -> None: ...
     def set_run_total(self, run_id: str, total: int) -> None: ...
@@ -126,8 +131,20 @@ class RedisCoordinator:
         self.client.zrem(self._k("active"), battle_id)
 
     def active(self) -> dict[str, float]:
-        pairs: list[tuple[bytes | str, float]] = self.client.zrange(self._k("active"), 0, -1, withscores=True)  # type: ignore[assignment]
+        return self._touched("active")
+
+    def _touched(self, name: str) -> dict[str, float]:
+        pairs: list[tuple[bytes | str, float]] = self.client.zrange(self._k(name), 0, -1, withscores=True)  # type: ignore[assignment]
         return {(m.decode() if isinstance(m, bytes) else m): float(s) for m, s in pairs}
+
+    def touch_rejudge(self, judge_run_id: str) -> None:
+        self.client.zadd(self._k("rejudges"), {judge_run_id: time.time()})
+
+    def drop_rejudge(self, judge_run_id: str) -> None:
+        self.client.zrem(self._k("rejudges"), judge_run_id)
+
+    def rejudges(self) -> dict[str, float]:
+        return self._touched("rejudges")
 
     def claim(self, name: str, ttl_s: float) -> bool:
         return bool(self.client.set(self._k("claim", name), "1", nx=True, px=int(ttl_s * 1000)))
@@ -200,6 +217,7 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expire
 CREATE TABLE IF NOT EXISTS active (battle_id TEXT PRIMARY KEY, touched REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS run_total (run_id TEXT PRIMARY KEY, total INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS run_done (run_id TEXT NOT NULL, battle_id TEXT NOT NULL, PRIMARY KEY (run_id, battle_id));
+CREATE TABLE IF NOT EXISTS rejudges (judge_run_id TEXT PRIMARY KEY, touched REAL NOT NULL);
 """
 
 
@@ -305,6 +323,19 @@ class SqliteCoordinator:
 
     def active(self) -> dict[str, float]:
         return {row[0]: row[1] for row in self._con().execute("SELECT battle_id, touched FROM active").fetchall()}
+
+    def touch_rejudge(self, judge_run_id: str) -> None:
+        with self._tx() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO rejudges (judge_run_id, touched) VALUES (?, ?)", [judge_run_id, time.time()]
+            )
+
+    def drop_rejudge(self, judge_run_id: str) -> None:
+        with self._tx() as con:
+            con.execute("DELETE FROM rejudges WHERE judge_run_id = ?", [judge_run_id])
+
+    def rejudges(self) -> dict[str, float]:
+        return {row[0]: row[1] for row in self._con().execute("SELECT judge_run_id, touched FROM rejudges").fetchall()}
 
     def claim(self, name: str, ttl_s: float) -> bool:
         with self._tx() as con:

@@ -107,7 +107,7 @@ def build_queue(settings: Settings) -> Queue:
     maintenance = huey.periodic_task(crontab(minute="*/15"), name="maintenance")(tasks.maintenance)
     from jobs import judging
 
-    rejudge = huey.task(name=judging.TASK, retries=2, retry_delay=RETRY_DELAY_S)(judging.rejudge_run)
+    rejudge = huey.task(name=judging.TASK, retries=2, retry_delay=RETRY_DELAY_S, context=True)(judging.rejudge_run)
     return Queue(
         settings=settings,
         huey=huey,

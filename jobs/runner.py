@@ -10,8 +10,8 @@ in-process consumer). Its threads:
   ``heartbeat_period_s`` (expiring after ``heartbeat_ttl_s``);
 - **reaper**: every ``reaper_period_s``, re-enqueues active battles that nobody holds a
   lease on, that are not waiting in the queue, and that have not been touched for a
-  lease period (their worker died). Several reapers may run at once (one per worker):
-  a short claim per battle makes the re-enqueue happen once.
+  lease period (their worker died), and re-judges in the same state. Several reapers may
+  run at once (one per worker): a short claim per battle makes the re-enqueue happen once.
 """
 
 from __future__ import annotations
@@ -155,6 +155,7 @@ class WorkerRuntime:
             "threads": self.threads,
             "running": self.running(),
             "version": __version__,
+            "sink": self.settings.record_sink,
             "beat_at": time.time(),
         }
 
@@ -169,9 +170,13 @@ class WorkerRuntime:
 
 
 def reap(queue: Queue) -> list[str]:
-    """Re-enqueue active battles whose worker died; return their ids."""
+    """Re-enqueue active battles and re-judges whose worker died; return the battles' ids."""
     requeued = _requeue_lost(queue)
     reconcile_runs(queue)
+    if queue.settings.record_sink != "stream":  # re-judging reads the file: a worker next to it rescues them
+        from jobs import judging
+
+        judging.requeue_stalled(queue)
     return requeued
 
 

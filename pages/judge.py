@@ -467,7 +467,7 @@ def show_judges(judges: list[judging.JudgeInfo]) -> None:
     for judge in judges:
         progress = f"{judge.judged} of {judge.battles} battles judged"
         status = (
-            "stalled: its worker stopped; re-judge with the same judge to resume"
+            "stalled: its worker stopped; a live worker resumes it within a minute, or re-judge with the same judge"
             if judge.judge_id in stalled
             else judge.status
         )

@@ -7,17 +7,21 @@ import math
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from jobs import embedded, runs
 from jobs import judging as judging_jobs
+from jobs.queue import get_queue
+from jobs.submit import NoWorkerError
 from sparring import cli, judging, sim, stats
 from sparring import records as r
 from sparring.runtime import get_runtime
 from sparring.store import Store
 from sparring.validation import InvalidInput
-from tests.helpers import rows, scalar, wait_until
+from tests.conftest import reset_all
+from tests.helpers import WorkerProcess, rows, scalar, wait_for_worker, wait_until
 from tests.judging.builders import Planned, label, write_run
 
 TERMINAL = ("finished", "cancelled", "stopped", "failed")
@@ -370,6 +374,64 @@ def test_a_rejudge_whose_worker_died_shows_as_stalled_and_can_be_cancelled_or_re
     assert judging_jobs.submit_rejudge({"run_id": run_id, "judge_model": "sim/judge"}, require_worker=False)
     embedded.start(threads=2)
     wait_until(lambda: scalar("SELECT status FROM judge_runs") == "finished", 30, message="the resumed re-judge")
+    assert scalar("SELECT count(*) FROM judge_verdicts") == scalar("SELECT count(*) FROM llm_calls") == 6
+
+
+@pytest.fixture
+def fast_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPARRING_LEASE_TTL_S", "3")
+    monkeypatch.setenv("SPARRING_REAPER_PERIOD_S", "1")
+    monkeypatch.setenv("SPARRING_HEARTBEAT_PERIOD_S", "1")
+    reset_all()
+
+
+def test_a_rejudge_whose_worker_is_killed_is_resumed_by_another_worker(redis_url: str, fast_reaper: None) -> None:
+    run_id, _ = write_run(store(), [Planned(0, False, False)] * 30)  # 90 judge calls, 4 at a time
+    first = WorkerProcess(threads=2)
+    wait_for_worker(first)
+    judge_run_id = judging_jobs.submit_rejudge({"run_id": run_id, "judge_model": "sim/judge?latency_ms=150"})
+    wait_until(lambda: scalar("SELECT count(*) FROM judge_verdicts") >= 6, 60, interval=0.05, message="some verdicts")
+    first.kill()
+    killed_with = scalar("SELECT count(*) FROM judge_verdicts")
+    # Huey took the job with it; the store still says running and nobody holds it.
+    assert get_queue().pending_ids() == set()
+    assert scalar("SELECT status FROM judge_runs") == "running"
+    second = WorkerProcess(threads=2)
+    try:
+        wait_until(lambda: scalar("SELECT status FROM judge_runs") == "finished", 60, message="the resumed re-judge")
+    finally:
+        second.stop()
+    assert killed_with < 90  # the kill really happened mid-judging
+    # Every verdict once, and no call paid for twice: the calls in flight at the kill were
+    # never committed, and the resumed job judged only what had no committed verdict.
+    assert scalar("SELECT count(*) FROM judge_verdicts") == scalar("SELECT count(*) FROM llm_calls") == 90
+    assert "re-enqueuing it" in second.log()
+    assert judging_jobs.requeue_stalled(get_queue()) == []  # it ended: nothing left to rescue
+    assert get_queue().coord.rejudges() == {}
+    assert judge_run_id == scalar("SELECT judge_run_id FROM judge_runs")
+
+
+def test_only_workers_next_to_the_database_rejudge(
+    redis_url: str, fast_reaper: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id, _ = write_run(store(), [Planned(0, False, False)] * 2)
+    data = {"run_id": run_id, "judge_model": "sim/judge"}
+    remote = tmp_path / "remote-machine"
+    remote.mkdir()
+    stream_worker = WorkerProcess(threads=2, env={"SPARRING_RECORD_SINK": "stream", "SPARRING_DATA_DIR": str(remote)})
+    try:
+        wait_for_worker(stream_worker)
+        with pytest.raises(NoWorkerError, match="No worker next to the database"):
+            judging_jobs.submit_rejudge(data)
+        assert scalar("SELECT count(*) FROM judge_runs") == 0  # refused before anything was written
+        judging_jobs.submit_rejudge(data, require_worker=False)
+        wait_until(lambda: "handing it back" in stream_worker.log(), 30, message="the stream worker to hand it back")
+        assert scalar("SELECT status FROM judge_runs") == "queued"
+        embedded.start(threads=2)  # a consumer next to the database takes it from the queue
+        wait_until(lambda: scalar("SELECT status FROM judge_runs") == "finished", 60, message="the re-judge")
+    finally:
+        stream_worker.stop()
+    assert list(remote.iterdir()) == []  # the stream worker never created (or opened) a database
     assert scalar("SELECT count(*) FROM judge_verdicts") == scalar("SELECT count(*) FROM llm_calls") == 6
 
 
