@@ -134,6 +134,12 @@ def retry_battle(battle_id: str) -> str:
         raise SubmitError(f"Only failed, timed-out or cancelled battles can be retried; this one is {state}.")
     queue = get_queue()
     _check_reachable(queue)
+    stopped_because = queue.coord.run_cancel_reason(view.run_id) if view.run_id else None
+    if stopped_because:  # its run's flag would cancel it again at once
+        raise SubmitError(
+            f"Battle {battle_id[:8]} belongs to a scale test that was stopped ({stopped_because}), so it "
+            "cannot be retried on its own; launch the scale test again instead."
+        )
     queue.coord.clear_cancel(battle_id)
     if view.run_id:
         from jobs.runs import reopen_for_retry

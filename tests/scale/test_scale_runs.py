@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from jobs import embedded, runs
+from jobs import embedded, runs, submit
 from sparring import runtime, stats
 from sparring.report import run_stats
 from sparring.scale import ScaleInput, battle_id, plan_run
@@ -160,6 +160,13 @@ def test_cancel_a_run() -> None:
     assert result["run"]["status"] == "cancelled"
     assert result["run"]["cancelled"] > 0 and result["run"]["finished"] == 40
     assert scalar("SELECT count(*) FROM run_reports WHERE run_id = ?", [run_id]) == 1
+    # One of its battles retried on its own would be cancelled again at once: refused, plainly.
+    cancelled = scalar("SELECT battle_id FROM battles WHERE run_id = ? AND outcome = 'cancelled' LIMIT 1", [run_id])
+    events = scalar("SELECT count(*) FROM battle_events")
+    with pytest.raises(submit.SubmitError, match="belongs to a scale test that was stopped"):
+        submit.retry_battle(cancelled)
+    assert scalar("SELECT count(*) FROM battle_events") == events
+    assert scalar("SELECT status FROM scale_runs WHERE run_id = ?", [run_id]) == "cancelled"
 
 
 def test_refanout_does_not_double_the_run() -> None:
