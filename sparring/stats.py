@@ -26,6 +26,7 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint, proportions_ztest
 
 NAN = float("nan")
+DEFAULT_LABEL1 = "cell A"  # what a comparison calls its first side when the caller names neither
 CorrectionMethod = Literal["delta", "bootstrap"]
 FloatArray = npt.NDArray[np.float64]
 
@@ -170,7 +171,7 @@ def compare_proportions(
     s2: int,
     n2: int,
     *,
-    label1: str = "cell A",
+    label1: str = DEFAULT_LABEL1,
     label2: str = "cell B",
     confidence: float = 0.95,
 ) -> Comparison:
@@ -208,7 +209,7 @@ def _independent_p_value(s1: int, n1: int, s2: int, n2: int) -> tuple[float, str
 def compare_paired(
     pairs: Sequence[tuple[bool, bool]],
     *,
-    label1: str = "cell A",
+    label1: str = DEFAULT_LABEL1,
     label2: str = "cell B",
     confidence: float = 0.95,
 ) -> Comparison:
@@ -277,7 +278,8 @@ def _statement(
         "statistically significant" if p_value < alpha else f"not statistically significant at the {alpha:.0%} level"
     )
     sentence = f"{direction}{context} ({numbers}); this difference is {verdict} ({format_p(p_value)}, {method})."
-    return sentence[0].upper() + sentence[1:]
+    # A caller's label is a name (a model id, a profile) and is kept as written.
+    return sentence[0].upper() + sentence[1:] if label1 == DEFAULT_LABEL1 else sentence
 
 
 def format_p(p_value: float) -> str:

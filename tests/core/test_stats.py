@@ -183,7 +183,8 @@ def test_newcombe_interval_for_the_difference() -> None:
 
 def test_compare_proportions_uses_labels_and_direction() -> None:
     result = stats.compare_proportions(10, 50, 30, 50, label1="gpt-small", label2="gpt-large")
-    assert result.statement.startswith("Gpt-small succeeded less often than gpt-large (20% vs 60%, difference -40")
+    # Labels are names (model ids): kept as written, even at the start of the sentence.
+    assert result.statement.startswith("gpt-small succeeded less often than gpt-large (20% vs 60%, difference -40")
 
 
 def test_compare_proportions_with_an_empty_cell_explains_instead_of_guessing() -> None:
