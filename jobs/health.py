@@ -100,8 +100,9 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append("queue reachable: " + ("yes" if report["reachable"] else "NO"))
     lines.append(f"live workers: {report['live_workers']}")
     for worker in report["workers"]:
+        sink = ", writes to the stream" if worker.get("sink") == "stream" else ""
         lines.append(
-            f"  {worker['worker_id']} ({worker.get('kind')}, {worker.get('threads')} threads) "
+            f"  {worker['worker_id']} ({worker.get('kind')}, {worker.get('threads')} threads{sink}) "
             f"heartbeat {worker['age_s']} s ago, running {len(worker.get('running', []))}"
         )
     if not report["live_workers"]:

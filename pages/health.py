@@ -79,6 +79,7 @@ def worker_section(report: dict[str, Any]) -> None:
                 "host": w.get("host"),
                 "pid": w.get("pid"),
                 "threads": w.get("threads"),
+                "writes to": "the stream" if w.get("sink") == "stream" else "the database",
                 "running": len(w.get("running") or []),
                 "heartbeat": f"{w['age_s']:.0f} s ago",
                 "up for": uptime(w.get("started_at")),

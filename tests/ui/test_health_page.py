@@ -58,7 +58,7 @@ def test_queue_mode_lists_a_live_worker(redis_url: str) -> None:
         assert not any("No worker is running" in e.value for e in at.error)
         workers = at.dataframe[0].value
         assert list(workers["pid"]) == [worker.pid] and list(workers["threads"]) == [3]
-        assert list(workers["kind"]) == ["worker"]
+        assert list(workers["kind"]) == ["worker"] and list(workers["writes to"]) == ["the database"]
     finally:
         worker.stop()
 
