@@ -11,7 +11,9 @@ task whose worker is SIGKILLed is simply gone. What survives is here:
 - **cancel flags**, checked by the engine between model calls;
 - **heartbeats** of workers, expiring on their own;
 - the **re-judges** asked for and not yet ended, touched like the active set while their
-  job holds its lease, so that the reaper can re-enqueue one whose worker died.
+  job holds its lease, so that the reaper can re-enqueue one whose worker died;
+- a **state mark** that never expires: when it is missing, the state above was lost (a
+  Redis restarted without persistence) and ``jobs.recovery`` rebuilds it from the store.
 
 Queue mode keeps all of it in Redis; embedded mode in a small SQLite file next to the
 queue, so that the app, a worker and the CLI on one machine see the same state.
@@ -75,6 +77,8 @@ class Coordinator(Protocol):
     def publish_heartbeat(self, worker_id: str, info: dict[str, Any], ttl_s: float) -> None: ...
     def remove_heartbeat(self, worker_id: str) -> None: ...
     def heartbeats(self) -> list[dict[str, Any]]: ...
+    def state_marked(self) -> bool: ...
+    def mark_state(self) -> None: ...
 
 
 class RedisCoordinator:
@@ -210,6 +214,12 @@ class RedisCoordinator:
         if gone:
             self.client.srem(self._k("workers"), *gone)
         return beats
+
+    def state_marked(self) -> bool:
+        return bool(self.client.exists(self._k("state")))
+
+    def mark_state(self) -> None:
+        self.client.set(self._k("state"), str(time.time()))
 
 
 _SCHEMA = """
@@ -396,3 +406,10 @@ class SqliteCoordinator:
             .fetchall()
         )
         return [json.loads(row[0]) for row in rows]
+
+    def state_marked(self) -> bool:
+        return self._get(self._con(), "state") is not None
+
+    def mark_state(self) -> None:
+        with self._tx() as con:
+            self._set(con, "state", str(time.time()), None)

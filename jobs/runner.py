@@ -171,6 +171,9 @@ class WorkerRuntime:
 
 def reap(queue: Queue) -> list[str]:
     """Re-enqueue active battles and re-judges whose worker died; return the battles' ids."""
+    from jobs import recovery
+
+    recovery.recover_if_lost(queue)  # the queue lost its state: track the store's unfinished work again
     requeued = _requeue_lost(queue)
     reconcile_runs(queue)
     if queue.settings.record_sink != "stream":  # re-judging reads the file: a worker next to it rescues them

@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any
 
-from jobs import runner, runs
+from jobs import recovery, runner, runs
 from sparring import records as r
 from sparring import service
 from sparring.engine import Abandoned, UnknownBattle
@@ -151,3 +151,5 @@ def maintenance() -> None:
         if view is None or view.finished:
             queue.coord.drop_active(battle_id)
     runs.rescue_summaries(queue)
+    if queue.settings.record_sink != "stream":
+        recovery.recover(queue)  # a backstop for state lost without the mark (idempotent)

@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 
-from jobs import submit
+from jobs import runs, submit
 from jobs.queue import get_queue
 from sparring import runtime
 from tests.helpers import WorkerProcess, rows, scalar, transcript, wait_finished, wait_for_worker, wait_until
@@ -212,6 +213,41 @@ def test_sigterm_hands_the_battle_back_at_once(queue_env: dict[str, str]) -> Non
         assert [m.seq for m in transcript(battle_id).messages] == list(range(1, 21))
     finally:
         second.stop()
+
+
+def test_redis_losing_its_data_mid_run_strands_nothing(queue_env: dict[str, str], redis_url: str) -> None:
+    worker = WorkerProcess(threads=2)
+    wait_for_worker(worker)
+    battle = {"agent_model": FAST + "&latency_ms=80", "max_messages": 8}
+    run_id = runs.submit_run({"runs": 10, "agents": [{"model": battle["agent_model"]}], "max_messages": 8})
+    single = submit.submit_battle(battle)  # queued behind the run's battles
+    wait_until(
+        lambda: scalar("SELECT count(*) FROM battles WHERE run_id = ? AND status = 'finished'", [run_id]) >= 2,
+        60,
+        message="two battles of the run",
+    )
+    ids = [b for (b,) in rows("SELECT battle_id FROM battles WHERE run_id = ?", [run_id])] + [single]
+    # What a Redis restarted without persistence leaves of our keys: nothing. The queued
+    # jobs, the active set, the run's total and done set and the leases are gone.
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(f"*{os.environ['SPARRING_NAMESPACE']}*", count=1000))
+    client.delete(*keys)
+    lost_at = rows("SELECT count(*) FILTER (WHERE status = 'finished'), count(*) FROM battles")[0]
+    try:
+        wait_finished(ids, 90)
+        wait_until(
+            lambda: scalar("SELECT status FROM scale_runs WHERE run_id = ?", [run_id]) == "finished",
+            60,
+            message="the run's summary",
+        )
+    finally:
+        worker.stop()
+    assert lost_at[0] < lost_at[1] == 11  # some battles were still waiting when the state went
+    for battle_id in ids:
+        view = transcript(battle_id)
+        assert view.battle.outcome == "held" and [m.seq for m in view.messages] == list(range(1, 9)), battle_id
+    assert scalar("SELECT count(*) FROM run_reports WHERE run_id = ?", [run_id]) == 1
+    assert "lost track of" in worker.log() and "restoring it" in worker.log()
 
 
 def test_health_reports_workers_and_queue(queue_env: dict[str, str]) -> None:

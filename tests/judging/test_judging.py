@@ -411,6 +411,16 @@ def test_a_rejudge_whose_worker_is_killed_is_resumed_by_another_worker(redis_url
     assert judge_run_id == scalar("SELECT judge_run_id FROM judge_runs")
 
 
+def test_a_rejudge_the_queue_forgot_is_tracked_again_and_resumed(fast_reaper: None) -> None:
+    run_id, _ = write_run(store(), [Planned(0, False, False)] * 2)
+    record = judging.plan_rejudge(store(), {"run_id": run_id, "judge_model": "sim/judge"})
+    # What a queue that lost its state leaves: the store says running; no job, no lease, no tracking.
+    store().write([record, r.JudgeRunStatusChanged(record.judge_run_id, "running")])
+    embedded.start(threads=2)  # its reaper finds the state mark missing and rebuilds from the store
+    wait_until(lambda: scalar("SELECT status FROM judge_runs") == "finished", 30, message="the resumed re-judge")
+    assert scalar("SELECT count(*) FROM judge_verdicts") == scalar("SELECT count(*) FROM llm_calls") == 6
+
+
 def test_only_workers_next_to_the_database_rejudge(
     redis_url: str, fast_reaper: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
