@@ -55,22 +55,23 @@ def recover_if_lost(queue: Queue) -> bool:
         return False
     if not coord.claim("recovery", queue.settings.lease_ttl_s):
         return False
+    log.info("The queue's state mark is missing (a new deployment, or Redis lost its data): checking the store")
     try:
-        recover(queue)
+        recover(queue, why="its state mark was missing")
         coord.mark_state()
     finally:
         coord.unclaim("recovery")
     return True
 
 
-def recover(queue: Queue) -> Unfinished:
+def recover(queue: Queue, why: str = "found by maintenance") -> Unfinished:
     """Track again what the store says has not ended (idempotent; see the module's note)."""
     found = _unfinished()
     coord = queue.coord
     active = coord.active()
     untracked = [b for b in found.battles if b not in active]
     if untracked:
-        log.warning("The queue lost track of %d unfinished battles: tracking them again", len(untracked))
+        log.warning("The queue lost track of %d unfinished battles (%s): tracking them again", len(untracked), why)
         coord.touch_active_many(untracked)
     pending = queue.pending_ids()
     for run_id, status, error, total in found.runs:

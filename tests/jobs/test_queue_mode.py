@@ -247,7 +247,7 @@ def test_redis_losing_its_data_mid_run_strands_nothing(queue_env: dict[str, str]
         view = transcript(battle_id)
         assert view.battle.outcome == "held" and [m.seq for m in view.messages] == list(range(1, 9)), battle_id
     assert scalar("SELECT count(*) FROM run_reports WHERE run_id = ?", [run_id]) == 1
-    assert "lost track of" in worker.log() and "restoring it" in worker.log()
+    assert "(its state mark was missing)" in worker.log() and "restoring it" in worker.log()
 
 
 def test_health_reports_workers_and_queue(queue_env: dict[str, str]) -> None:

@@ -33,9 +33,11 @@ def report(title: str, expected: dict[str, object], found: dict[str, object]) ->
 
 
 class RedisServer:
-    """A private, persistent redis-server on a free port that a scenario may restart."""
+    """A private redis-server on a free port that a scenario may restart: persistent (AOF)
+    unless ``persistent`` is set to False before a start, which then comes up empty."""
 
     def __init__(self) -> None:
+        self.persistent = True
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
@@ -62,7 +64,7 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "yes",
+                "yes" if self.persistent else "no",
                 "--appendfsync",
                 "always",
             ],

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 import time
 
+import pytest
+
 from jobs import runs
 from jobs.health import health_report
 from sparring import runtime
@@ -77,7 +79,8 @@ def test_worker_killed_three_times_loses_no_battle(redis_url: str, fast_recovery
     assert run_status(run_id) == "finished"
 
 
-def test_redis_restart_mid_run(private_redis: RedisServer, fast_recovery: dict[str, str]) -> None:
+@pytest.mark.parametrize("persistent", [True, False], ids=["with-aof", "without-persistence"])
+def test_redis_restart_mid_run(private_redis: RedisServer, fast_recovery: dict[str, str], persistent: bool) -> None:
     workers = [WorkerProcess(threads=4), WorkerProcess(threads=4)]
     try:
         for worker in workers:
@@ -96,6 +99,7 @@ def test_redis_restart_mid_run(private_redis: RedisServer, fast_recovery: dict[s
         private_redis.stop()
         during = health_report()  # the app's view of the outage, from the same process
         time.sleep(3)
+        private_redis.persistent = persistent  # without: it comes back empty, every job and lease gone
         private_redis.start()
         wait_until(lambda: health_report()["reachable"], 30, message="health to see Redis again")
         wait_until(lambda: health_report()["live_workers"] == 2, 60, message="both workers back")
@@ -111,6 +115,10 @@ def test_redis_restart_mid_run(private_redis: RedisServer, fast_recovery: dict[s
             "reachable during": during["reachable"],
             "reachable after": after["reachable"],
             "failed battles": scalar("SELECT count(*) FROM battles WHERE run_id = ? AND outcome = 'failed'", [run_id]),
+            "run status": run_status(run_id),
+            "reports": scalar("SELECT count(*) FROM run_reports WHERE run_id = ?", [run_id]),
+            # by the reaper, as soon as Redis was back (maintenance's backstop is not needed)
+            "state rebuilt from the store": any("(its state mark was missing)" in w.log() for w in workers),
         }
     )
     expected = {
@@ -122,8 +130,12 @@ def test_redis_restart_mid_run(private_redis: RedisServer, fast_recovery: dict[s
         "reachable during": False,
         "reachable after": True,
         "failed battles": 0,
+        "run status": "finished",
+        "reports": 1,
+        "state rebuilt from the store": not persistent,
     }
-    report("Redis restarted in the middle of a 50-battle run", expected, found)
+    how = "with AOF" if persistent else "without persistence (it came back empty)"
+    report(f"Redis restarted in the middle of a 50-battle run, {how}", expected, found)
     assert found == expected
     assert "error" in during.get("redis", {})
     assert runtime.get_runtime().settings.redis_url == private_redis.url
