@@ -73,7 +73,7 @@ def recover(queue: Queue, why: str = "found by maintenance") -> Unfinished:
     if untracked:
         log.warning("The queue lost track of %d unfinished battles (%s): tracking them again", len(untracked), why)
         coord.touch_active_many(untracked)
-    pending = queue.pending_ids()
+    pending = queue.pending_ids() if any(status == "queued" for _, status, _, _ in found.runs) else set()
     for run_id, status, error, total in found.runs:
         if status == "queued":
             if f"run:{run_id}" not in pending:

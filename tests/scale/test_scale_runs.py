@@ -13,7 +13,7 @@ import pytest
 from jobs import embedded, runs, submit
 from sparring import runtime, stats
 from sparring.report import run_stats
-from sparring.scale import ScaleInput, battle_id, plan_run
+from sparring.scale import ScaleInput, battle_id, plan_run, run_created, validate_scale
 from sparring.validation import InvalidInput
 from tests.helpers import WorkerProcess, rows, scalar, wait_for_worker, wait_until
 
@@ -167,6 +167,17 @@ def test_cancel_a_run() -> None:
         submit.retry_battle(cancelled)
     assert scalar("SELECT count(*) FROM battle_events") == events
     assert scalar("SELECT status FROM scale_runs WHERE run_id = ?", [run_id]) == "cancelled"
+
+
+def test_a_run_whose_fan_out_job_was_lost_is_fanned_out_again() -> None:
+    scale = validate_scale({"runs": 4, "max_messages": 4, "agents": [{"model": "sim/agent?concede=0"}]})
+    plan = plan_run(scale)
+    # Recorded, but its fan-out job is gone (a queue that lost its data): nothing would run it.
+    runtime.get_runtime().sink.write([run_created(plan, scale)])
+    embedded.start(threads=2)  # its reaper finds the queue's state mark missing and checks the store
+    result = wait_run(plan.run_id, 60)
+    assert result["run"]["status"] == "finished" and result["run"]["held"] == 4
+    assert scalar("SELECT count(*) FROM run_reports WHERE run_id = ?", [plan.run_id]) == 1
 
 
 def test_refanout_does_not_double_the_run() -> None:
