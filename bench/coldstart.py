@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, Worker, environment, median, record, scalar, table, wait_for_workers, wait_until
@@ -27,8 +29,38 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# The floor under the hub's figure: a Streamlit page with nothing but the button the
+# benchmark waits for, served the way ``make run`` serves the app.
+BARE_PAGE = 'import streamlit as st\n\nst.button("Start battle")\n'
+
+
 def app_start() -> tuple[float, float]:
-    """Seconds from ``make run`` to the first HTTP answer and to the hub on screen.
+    """Seconds from ``make run`` to the first HTTP answer and to the hub on screen."""
+    return _start_and_render(lambda port: ["make", "--no-print-directory", "run", f"PORT={port}"])
+
+
+def bare_start() -> tuple[float, float]:
+    """The same two figures for ``BARE_PAGE``: what Streamlit and the browser take alone."""
+    with tempfile.TemporaryDirectory() as folder:
+        page = Path(folder) / "bare.py"
+        page.write_text(BARE_PAGE)
+        return _start_and_render(
+            lambda port: [
+                str(ROOT / ".venv" / "bin" / "streamlit"),
+                "run",
+                str(page),
+                "--server.port",
+                str(port),
+                "--server.headless",
+                "true",
+                "--browser.gatherUsageStats",
+                "false",
+            ]
+        )
+
+
+def _start_and_render(command: Any) -> tuple[float, float]:
+    """Start ``command(port)``; seconds to the first HTTP answer and to the Start button.
 
     The browser is started first, as a user's already is: its own start is not counted.
     """
@@ -42,7 +74,7 @@ def app_start() -> tuple[float, float]:
         env_vars.pop("REDIS_URL", None)  # the quick start: embedded mode
         started = time.monotonic()
         process = subprocess.Popen(
-            ["make", "--no-print-directory", "run", f"PORT={port}"],
+            command(port),
             cwd=ROOT,
             env=env_vars,
             stdout=subprocess.DEVNULL,
@@ -118,12 +150,14 @@ def main() -> list[dict[str, Any]]:
     starts = [app_start() for _ in range(3)]  # the median of three cold starts
     http = median([h for h, _ in starts])
     hub = median([h for _, h in starts])
+    bare = median([h for _, h in (bare_start() for _ in range(3))])
     picked = worker_start()
     rss = worker_rss()
     name = "cold start and memory"
     rows = [
         record(name, "make run to first HTTP response", http, "s", "≤ 5", http <= 5, notes="median of 3"),
         record(name, "make run to the hub rendered", hub, "s", "≤ 5", hub <= 5, notes="median of 3"),
+        record(name, "bare Streamlit page to rendered (the floor)", bare, "s", notes="median of 3; no target"),
         record(name, "worker start to first battle picked up", picked, "s", "≤ 15", picked <= 15),
         record(name, "worker peak RSS, 50 battles at once", rss, "MB", "≤ 400", rss <= 400),
     ]
