@@ -181,8 +181,11 @@ def requeue_stalled(queue: Queue) -> list[str]:
     """Re-enqueue the re-judges whose worker died; return their judge run ids.
 
     Safe on several workers at once: a short claim per judge run makes it happen once, and
-    a second job would find the lease taken anyway.
+    a second job would find the lease taken anyway. A stream-sink worker leaves this to a
+    worker next to the database: re-judging reads the file.
     """
+    if queue.settings.record_sink == "stream":
+        return []
     coord, ttl = queue.coord, queue.settings.lease_ttl_s
     now = time.time()
     stale = [j for j, touched in coord.rejudges().items() if now - touched > ttl]

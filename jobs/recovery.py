@@ -51,7 +51,7 @@ def recover_if_lost(queue: Queue) -> bool:
     short (the store stayed locked, the worker died) is tried again at the next pass.
     """
     coord = queue.coord
-    if queue.settings.record_sink == "stream" or coord.state_marked():  # stream: it cannot read the store
+    if queue.settings.record_sink == "stream" or coord.state_marked():
         return False
     if not coord.claim("recovery", queue.settings.lease_ttl_s):
         return False
@@ -64,8 +64,13 @@ def recover_if_lost(queue: Queue) -> bool:
     return True
 
 
-def recover(queue: Queue, why: str = "found by maintenance") -> Unfinished:
-    """Track again what the store says has not ended (idempotent; see the module's note)."""
+def recover(queue: Queue, why: str = "found by maintenance") -> None:
+    """Track again what the store says has not ended (idempotent; see the module's note).
+
+    A stream-sink worker cannot read the store: a worker next to the database does this.
+    """
+    if queue.settings.record_sink == "stream":
+        return
     found = _unfinished()
     coord = queue.coord
     active = coord.active()
@@ -89,7 +94,6 @@ def recover(queue: Queue, why: str = "found by maintenance") -> Unfinished:
     for judge_run_id in found.judge_runs:
         if judge_run_id not in tracked:
             coord.touch_rejudge(judge_run_id)
-    return found
 
 
 def _unfinished() -> Unfinished:

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from jobs import judging, recovery
 from jobs.queue import Queue, get_queue
 from sparring import __version__
 from sparring import records as r
@@ -171,15 +172,10 @@ class WorkerRuntime:
 
 def reap(queue: Queue) -> list[str]:
     """Re-enqueue active battles and re-judges whose worker died; return the battles' ids."""
-    from jobs import recovery
-
     recovery.recover_if_lost(queue)  # the queue lost its state: track the store's unfinished work again
     requeued = _requeue_lost(queue)
     reconcile_runs(queue)
-    if queue.settings.record_sink != "stream":  # re-judging reads the file: a worker next to it rescues them
-        from jobs import judging
-
-        judging.requeue_stalled(queue)
+    judging.requeue_stalled(queue)
     return requeued
 
 

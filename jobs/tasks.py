@@ -151,5 +151,4 @@ def maintenance() -> None:
         if view is None or view.finished:
             queue.coord.drop_active(battle_id)
     runs.rescue_summaries(queue)
-    if queue.settings.record_sink != "stream":
-        recovery.recover(queue)  # a backstop for state lost without the mark (idempotent)
+    recovery.recover(queue)  # a backstop for state lost without the mark (idempotent)
