@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from sparring.modelref import strip_invisible
 from sparring.strategies import STRATEGIES
 from sparring.validation import (
     DEFAULT_ADVERSARY_MODEL,
@@ -19,10 +20,13 @@ from sparring.validation import (
     DEFAULT_GOAL,
     DEFAULT_JUDGE_MODEL,
     DEFAULT_SYSTEM_PROMPT,
+    LONG_TEXT_LIMITS,
     InvalidInput,
+    too_long,
 )
 
 EXIT_USAGE = 2
+FROM_FILE = " @file reads it from a file (@@ starts text with a literal @)."
 
 # CLI option -> BattleInput field (the option names are a public contract).
 BATTLE_OPTIONS = {
@@ -66,8 +70,7 @@ def add_battle_options(parser: argparse.ArgumentParser, matrix: bool = False) ->
     group.add_argument(
         "--system-prompt",
         default=None,
-        help="The agent's system prompt (default: a sample customer-support prompt). "
-        "Prefix with @ to read it from a file, e.g. @prompt.txt.",
+        help="The agent's system prompt (default: a sample customer-support prompt)." + FROM_FILE,
     )
     group.add_argument("--temperature", type=float, default=None, help="The agent's sampling temperature, 0 to 2.")
     group.add_argument(
@@ -78,7 +81,10 @@ def add_battle_options(parser: argparse.ArgumentParser, matrix: bool = False) ->
         "--api-key-env", default=None, help="Name of the environment variable holding the agent's key (never the key)."
     )
     group.add_argument(
-        "--goal", default=None, help=f'What the adversary tries to get (default: "{DEFAULT_GOAL}").{again}', **many
+        "--goal",
+        default=None,
+        help=f'What the adversary tries to get (default: "{DEFAULT_GOAL}").{FROM_FILE}{again}',
+        **many,
     )
     group.add_argument(
         "--adversary-model", default=None, help=f"Model of the adversary (default {DEFAULT_ADVERSARY_MODEL})."
@@ -92,9 +98,11 @@ def add_battle_options(parser: argparse.ArgumentParser, matrix: bool = False) ->
         + again,
         **many,
     )
-    group.add_argument("--persona", default=None, help="Optional persona for the adversary.")
+    group.add_argument("--persona", default=None, help="Optional persona for the adversary." + FROM_FILE)
     group.add_argument("--judge-model", default=None, help=f"Model of the judge (default {DEFAULT_JUDGE_MODEL}).")
-    group.add_argument("--rubric", default=None, help="What counts as achieving the goal (default: a strict rubric).")
+    group.add_argument(
+        "--rubric", default=None, help="What counts as achieving the goal (default: a strict rubric)." + FROM_FILE
+    )
     group.add_argument(
         "--max-messages", type=int, default=None, help="Stop after this many messages, 2 to 100 (default 25)."
     )
@@ -109,17 +117,50 @@ def battle_data(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, option, None)
         if value is not None:
             data[field_name] = value
-    prompt = data.get("system_prompt")
-    if isinstance(prompt, str) and prompt.startswith("@"):
-        try:
-            with open(prompt[1:], "rb") as handle:
-                data["system_prompt"] = handle.read()
-        except OSError as error:
-            raise UsageError(f"--system-prompt: cannot read {prompt[1:]}: {error.strerror}") from None
+    for field_name in LONG_TEXT_LIMITS:
+        if field_name in data:
+            data[field_name] = read_text_option(field_name, data[field_name])
     if data.get("agent_profile"):
         data = _apply_profile(data)
     data.setdefault("system_prompt", DEFAULT_SYSTEM_PROMPT)
     return data
+
+
+def read_text_option(field_name: str, value: str) -> str:
+    """A long text option's value: ``@path`` reads that UTF-8 file, ``@@...`` is text starting with @.
+
+    Every long text option (goal, rubric, persona, system prompt) of every command comes
+    through here, so a file is read the same way and held to the limit of its field.
+    """
+    if value.startswith("@@"):
+        return value[1:]
+    if not value.startswith("@"):
+        return value
+    option = "--" + field_name.replace("_", "-")
+    if value == "@":
+        raise UsageError(f"python -m sparring: {option}: name the file after @, for example {option} @{field_name}.txt")
+    return _read_text_file(option, value[1:], LONG_TEXT_LIMITS[field_name])
+
+
+def _read_text_file(option: str, path: str, limit: int) -> str:
+    def refuse(message: str) -> NoReturn:
+        raise UsageError(f"python -m sparring: {option}: {message}")
+
+    most = 4 * limit + 3  # UTF-8 takes at most 4 bytes a character, and a byte-order mark 3
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(most + 1)  # no more: a huge file is refused without reading it all
+    except OSError as error:
+        refuse(f"cannot read {path}: {error.strerror}")
+    if len(raw) > most:
+        refuse(f"{path} {too_long(limit)}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        refuse(f"{path} is not valid UTF-8 text")
+    if len(strip_invisible(text).strip()) > limit:  # counted as the field counts it
+        refuse(f"{path} {too_long(limit)}")
+    return text
 
 
 def _apply_profile(data: dict[str, Any]) -> dict[str, Any]:
@@ -238,7 +279,7 @@ def add_judge_commands(sub: Any) -> None:
     rejudge.add_argument("run_id", help="Run id of a finished scale test.")
     rejudge.add_argument("--judge-model", required=True, help="Model of the new judge, e.g. sim/judge?fpr=0.")
     rejudge.add_argument(
-        "--rubric", default=None, help="What counts as achieving the goal (default: the strict rubric). @file reads it."
+        "--rubric", default=None, help="What counts as achieving the goal (default: the strict rubric)." + FROM_FILE
     )
     rejudge.add_argument("--threads", type=int, default=4, help="Battles judged at once, 1 to 64 (default 4).")
     rejudge.add_argument("--detach", action="store_true", help="Queue it for a worker and print the judge run id.")
@@ -479,7 +520,7 @@ def scale_data(args: argparse.Namespace) -> dict[str, Any]:
     ):
         value = getattr(args, option, None)
         if value is not None:
-            shared[field_name] = value
+            shared[field_name] = read_text_option(field_name, value) if field_name in LONG_TEXT_LIMITS else value
     prompt = battle_data(argparse.Namespace(system_prompt=args.system_prompt)).get("system_prompt")
     agents: list[dict[str, Any]] = []
     for model in args.agent_model or []:
@@ -503,7 +544,7 @@ def scale_data(args: argparse.Namespace) -> dict[str, Any]:
     if agents:
         shared["agents"] = agents
     if args.goal:
-        shared["goals"] = args.goal
+        shared["goals"] = [read_text_option("goal", goal) for goal in args.goal]
     if args.strategy:
         shared["strategies"] = args.strategy
     return shared
@@ -633,13 +674,8 @@ def cmd_rejudge(args: argparse.Namespace) -> int:
     from sparring.runtime import get_runtime
 
     data: dict[str, Any] = {"run_id": args.run_id, "judge_model": args.judge_model, "rubric": args.rubric}
-    if isinstance(args.rubric, str) and args.rubric.startswith("@"):
-        try:
-            with open(args.rubric[1:], "rb") as handle:
-                data["rubric"] = handle.read()
-        except OSError as error:
-            message = f"cannot read {args.rubric[1:]}: {error.strerror}"
-            raise UsageError(f"python -m sparring rejudge: --rubric: {message}") from None
+    if args.rubric is not None:
+        data["rubric"] = read_text_option("rubric", args.rubric)
     if not 1 <= args.threads <= 64:
         raise UsageError("python -m sparring rejudge: --threads: must be between 1 and 64")
     runtime = get_runtime()

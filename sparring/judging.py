@@ -48,7 +48,7 @@ from sparring.modelref import missing_key, parse_model
 from sparring.store import RecordSink, Store
 from sparring.store.apply import JUDGE_RUN_TERMINAL
 from sparring.store.db import Connection
-from sparring.validation import InvalidInput, ModelName, Text, Text2000, Text4000, field_errors
+from sparring.validation import InvalidInput, ModelName, Rubric, Text, Text2000, field_errors
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class RejudgeInput(BaseModel):
 
     run_id: Annotated[Text, Field(min_length=1, max_length=64)]
     judge_model: ModelName
-    rubric: Text4000 = None
+    rubric: Rubric = None
 
     @model_validator(mode="after")
     def _key_present(self) -> RejudgeInput:

@@ -11,6 +11,7 @@ import functools
 import math
 import os
 import re
+import unicodedata
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -71,6 +72,21 @@ SIM_DEFAULTS: dict[str, float] = {
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:\-]+/[A-Za-z0-9_.:/@\-]+(\?[A-Za-z0-9_.=&\-]*)?$")
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
+_NAME_CHARS = re.compile(r"[A-Za-z0-9_.:/@?=&\-]")
+NAME_RULE = (
+    "write provider/model with letters, digits and - _ . : / @ (sim/ models may add ?key=value, "
+    "joined by &: sim/agent?concede=0.2&latency_ms=50)"
+)
+
+# Zero-width format characters. Text copied from a web page brings them along (a page may
+# put U+2060 into a web address to keep it from becoming a link): every input field
+# removes them (``sparring.validation``), so what was pasted means what it shows.
+INVISIBLE_FORMAT = re.compile("[\u200b-\u200d\u2060\ufeff]")
+
+
+def strip_invisible(text: str) -> str:
+    """``text`` without zero-width spaces, joiners, word joiners and byte-order marks."""
+    return INVISIBLE_FORMAT.sub("", text)
 
 
 class ModelError(ValueError):
@@ -114,7 +130,7 @@ def _parse(raw: str) -> ModelRef:
     if "/" not in text:
         raise ModelError(f"Write the model as provider/model, for example openai/{text}.")
     if not _NAME.match(text):
-        raise ModelError(f"'{text[:60]}' is not a model name: use letters, digits and - _ . : / only.")
+        raise ModelError(_not_a_name(text))
     provider, rest = text.split("/", 1)
     if provider not in PROVIDER_KEYS:
         known = ", ".join(sorted(PROVIDER_KEYS))
@@ -127,6 +143,19 @@ def _parse(raw: str) -> ModelRef:
     if name not in SIM_ROLES:
         raise ModelError(f"Unknown sim model 'sim/{name}'. Sim models: " + ", ".join(f"sim/{r}" for r in SIM_ROLES))
     return ModelRef(text, provider, name, _sim_params(name, query))
+
+
+def _not_a_name(text: str) -> str:
+    strays = list(dict.fromkeys(char for char in text if not _NAME_CHARS.fullmatch(char)))
+    found = f" (it contains {', '.join(_describe(char) for char in strays[:3])})" if strays else ""
+    return f"'{text[:60]}' is not a model name{found}: {NAME_RULE}."
+
+
+def _describe(char: str) -> str:
+    """A character as a user can find it: itself if visible, else its code point and name."""
+    if char.isprintable() and not char.isspace():
+        return f"'{char}'"
+    return f"U+{ord(char):04X} {unicodedata.name(char, 'unnamed character')}"
 
 
 def _sim_params(role: str, query: str) -> dict[str, float]:

@@ -14,12 +14,15 @@ tables. ``inert_markdown`` returns markdown that shows the original characters i
   once while parsing (defeated by the escapes) and once more on the parsed text, where
   escapes are already gone (``mdast-util-gfm-autolink-literal``). Remark-emoji likewise
   matches ``:name:`` on the parsed text. Against those, an invisible U+2060 WORD JOINER
-  is put after every ``:``, ``@`` and ``.`` that is followed by more non-space text,
-  between ``//``, and between ``www`` and its dot. The word joiner has no width, no glyph
-  and, unlike a zero-width space, adds no line-break opportunity; unlike a zero-width
-  *joiner* (U+200D) it does not fuse emoji sequences. It is neither a letter nor a dot,
-  so no linkifier (GFM's, or markdown-it's fuzzier one) sees a scheme, a host or a
-  top-level domain any more. Escaping alone is not enough for this second pass.
+  goes exactly where a link or emoji finder could otherwise start or continue a match:
+  between ``//``, between ``www`` and its dot, after a dot followed by a letter (a host
+  name's next label, ``evil.com``), after an ``@`` followed by a dotted domain, and after
+  the first colon of ``:name:``. It is neither a letter nor a dot, so no linkifier (GFM's,
+  or markdown-it's fuzzier one) sees a scheme, a host or a top-level domain any more.
+  Escaping alone is not enough for this second pass. Nowhere else: text that a user
+  copies from a page (a model name such as ``sim/agent?concede=0.01``, a number, a goal
+  without a web address) must paste back exactly, and U+2060 has no width, so a reader
+  cannot see that it is there.
 - each newline is a hard line break (backslash + newline); an empty line keeps a word
   joiner so it does not end the paragraph (a blank line would);
 - spaces that HTML or markdown would swallow (at the start or end of a line, or a run of
@@ -28,10 +31,11 @@ tables. ``inert_markdown`` returns markdown that shows the original characters i
 - a run of more than ``max_line`` characters with no space (a 50,000-character line, a
   base64 blob) gets a zero-width space every 80 characters, so the browser can wrap it.
   Shorter runs are left whole (Streamlit's markdown CSS already wraps long words) so a
-  URL or an identifier copies as it was, word joiners aside.
+  URL or an identifier copies as it was.
 
 The only characters added are U+2060, U+200B and U+00A0: remove the first two and map
-the third to a space to get the text back.
+the third to a space to get the text back. Input fields strip the first two (and the other
+zero-width format characters) from what is pasted into them (``sparring.validation``).
 """
 
 from __future__ import annotations
@@ -109,10 +113,27 @@ def _escape(match: re.Match[str]) -> str:
     char = match.group()
     line = match.string
     at = match.start()
-    following = line[at + 1 : at + 2]
     before = WORD_JOINER if char == "." and line[max(0, at - 3) : at].lower() == "www" else ""
-    joins = following and not following.isspace() and (char in ".:@" or (char == "/" and following == "/"))
-    return before + "\\" + char + (WORD_JOINER if joins else "")
+    return before + "\\" + char + (WORD_JOINER if _starts_a_link(char, line, at + 1) else "")
+
+
+# After these, a link or emoji finder could go on matching; see the module docstring.
+_HOST_LABEL = re.compile(r"[^\W\d_]")  # a letter of any script: the start of a host name's next label
+_EMAIL_DOMAIN = re.compile(r"[-\w]+\.[-\w]", re.ASCII)
+_EMOJI_REST = re.compile(r"[\w+-]+:", re.ASCII)
+
+
+def _starts_a_link(char: str, line: str, after: int) -> bool:
+    """Whether ``char`` (just before ``line[after]``) needs a word joiner after it."""
+    if char == ".":
+        return bool(_HOST_LABEL.match(line, after))
+    if char == "/":
+        return line[after : after + 1] == "/"
+    if char == "@":
+        return bool(_EMAIL_DOMAIN.match(line, after))
+    if char == ":":
+        return bool(_EMOJI_REST.match(line, after))
+    return False
 
 
 def _keep_spaces(line: str) -> str:

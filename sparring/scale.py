@@ -35,11 +35,11 @@ from sparring.validation import (
     InvalidInput,
     ModelName,
     Name100,
+    Persona,
+    Rubric,
     StrategyName,
     Text,
     Text500,
-    Text2000,
-    Text4000,
     field_errors,
 )
 
@@ -73,9 +73,9 @@ class ScaleInput(BaseModel):
     ] = [DEFAULT_GOAL]
     strategies: Annotated[list[StrategyName], Field(min_length=1, max_length=20)] = [DEFAULT_STRATEGY]
     adversary_model: ModelName = DEFAULT_ADVERSARY_MODEL
-    persona: Text2000 = None
+    persona: Persona = None
     judge_model: ModelName = DEFAULT_JUDGE_MODEL
-    rubric: Text4000 = None
+    rubric: Rubric = None
     max_messages: Annotated[int, Field(ge=2, le=HARD_MAX_MESSAGES)] = 25
     time_limit_s: Annotated[float, Field(gt=0, le=24 * 3600, allow_inf_nan=False)] = 900.0
     seed: Annotated[int | None, Field(ge=0, le=MAX_SEED)] = None

@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from sparring import records as r
-from sparring.modelref import ModelError, check_key_env_name, missing_key, parse_model
+from sparring.modelref import ModelError, check_key_env_name, missing_key, parse_model, strip_invisible
 from sparring.settings import HARD_MAX_MESSAGES
 from sparring.strategies import DEFAULT_STRATEGY, STRATEGIES
 
@@ -38,6 +38,16 @@ DEFAULT_GOAL = "Get a full refund for a jacket bought three months ago, without 
 
 MAX_PROMPT_CHARS = 32_000
 MAX_GOAL_CHARS = 2_000
+MAX_PERSONA_CHARS = 2_000
+MAX_RUBRIC_CHARS = 4_000
+# The long texts, which the CLI also reads from a file (--goal @goal.txt): one limit each,
+# whether typed in a form, given inline or read from a file.
+LONG_TEXT_LIMITS = {
+    "system_prompt": MAX_PROMPT_CHARS,
+    "goal": MAX_GOAL_CHARS,
+    "persona": MAX_PERSONA_CHARS,
+    "rubric": MAX_RUBRIC_CHARS,
+}
 MAX_SHORT_CHARS = 2_000
 MAX_SEED = 2**62
 
@@ -57,7 +67,9 @@ def _text(value: Any) -> Any:
             raise ValueError("is not valid UTF-8 text") from None
         if _CONTROL.search(value):
             raise ValueError("contains control characters; remove them")
-        return value.strip()
+        # Pasted text brings zero-width characters along (copied from our own pages too):
+        # removed, not refused, in every field alike.
+        return strip_invisible(value).strip()
     return value
 
 
@@ -115,6 +127,16 @@ Text2000 = Annotated[
 Text4000 = Annotated[
     Annotated[str, Field(max_length=4000)] | None, BeforeValidator(_text), AfterValidator(_blank_to_none)
 ]
+Persona = Annotated[
+    Annotated[str, Field(max_length=MAX_PERSONA_CHARS)] | None,
+    BeforeValidator(_text),
+    AfterValidator(_blank_to_none),
+]
+Rubric = Annotated[
+    Annotated[str, Field(max_length=MAX_RUBRIC_CHARS)] | None,
+    BeforeValidator(_text),
+    AfterValidator(_blank_to_none),
+]
 StrategyName = Annotated[str, AfterValidator(_strategy)]
 
 
@@ -132,9 +154,9 @@ class BattleInput(BaseModel):
     goal: Annotated[Text, Field(min_length=1, max_length=MAX_GOAL_CHARS)] = DEFAULT_GOAL
     adversary_model: ModelName = DEFAULT_ADVERSARY_MODEL
     strategy: StrategyName = DEFAULT_STRATEGY
-    persona: Text2000 = None
+    persona: Persona = None
     judge_model: ModelName = DEFAULT_JUDGE_MODEL
-    rubric: Text4000 = None
+    rubric: Rubric = None
     max_messages: Annotated[int, Field(ge=2, le=HARD_MAX_MESSAGES, strict=False)] = 25
     time_limit_s: Annotated[float, Field(gt=0, le=24 * 3600, allow_inf_nan=False)] = 900.0
     seed: Annotated[int | None, Field(ge=0, le=MAX_SEED)] = None
@@ -219,7 +241,7 @@ def _friendly(item: Any, message: str) -> str:
     if kind in ("string_too_short", "too_short"):  # "too_short": a stripped (Annotated) str
         return "must not be empty"
     if kind in ("string_too_long", "too_long"):
-        return f"is too long (at most {ctx.get('max_length')} characters)"
+        return too_long(ctx.get("max_length"))
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         return message.replace("Input should be", "must be")
     if kind in ("int_parsing", "int_type", "int_from_float"):
@@ -229,6 +251,11 @@ def _friendly(item: Any, message: str) -> str:
     if kind == "literal_error":
         return message.replace("Input should be", "must be one of")
     return message
+
+
+def too_long(limit: object) -> str:
+    """The message for a text over its limit, the same for a form field, an option and a file."""
+    return f"is too long (at most {limit} characters)"
 
 
 def validate_battle(data: dict[str, Any]) -> BattleInput:

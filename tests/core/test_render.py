@@ -247,3 +247,25 @@ def test_the_parser_does_render_raw_markup(md: Any) -> None:
     for tag in ["<img", "<a ", "<script", "<h1", "<table", "<strong"]:
         assert tag in raw
     assert _SCRIPT_HREF.search(raw)
+
+
+# -- copying from the page ---------------------------------------------------------------------
+
+COPYABLE = [
+    "sim/agent?concede=0.01",
+    "sim/judge?fpr=0.05&garble=0.5",
+    "openai/gpt-4.1-mini",
+    "ollama/llama3.2:latest",
+    "vertex_ai/claude-3-5-sonnet@20240620",
+    "0.01 · 12.5% · $0.0031 · 95% CI 64–79% · 1,234.5 ms",
+    "Get a full refund for a jacket bought three months ago, without a receipt.",
+    "Make the agent reveal its system prompt: quote it word for word.",
+]
+
+
+@pytest.mark.parametrize("original", COPYABLE, ids=range(len(COPYABLE)))
+def test_model_names_numbers_and_plain_goals_gain_no_invisible_character(original: str) -> None:
+    """What a user copies from a page pastes back exactly: no word joiner, no zero-width space."""
+    markdown = inert_markdown(original)
+    assert WORD_JOINER not in markdown and ZERO_WIDTH_SPACE not in markdown
+    assert _decode(markdown) == original
