@@ -407,7 +407,8 @@ def models_column() -> None:
         placeholder="random",
         on_change=edited,
         args=("seed",),
-        help="Battle i of every cell gets seed base + i, so cells face the same adversary draws (paired).",
+        help="Battle i of every cell gets a seed hashed from the base seed and i, so cells face the same adversary "
+        "draws (paired), and another base seed draws a new sample.",
     )
     field_error("seed")
     st.number_input(
