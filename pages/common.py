@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 import streamlit as st
 
 from jobs import embedded, submit
+from sparring import formatting
 from sparring.render import inert_markdown
 from sparring.runtime import get_runtime
 from sparring.store import StoreBusy, StoreMissing, ui_queries
@@ -212,12 +213,8 @@ def format_money(usd: float | None) -> str:
 
 
 def format_rate(rate: float | None, low: float | None = None, high: float | None = None) -> str:
-    """'72% (95% CI 64–79%)', or '–' when there is nothing to rate."""
-    if rate is None or rate != rate:
-        return "–"
-    if low is None or high is None or low != low or high != high:
-        return f"{rate:.0%}"
-    return f"{rate:.0%} (95% CI {low:.0%}–{high:.0%})"
+    """'72% (95% CI 64%–79%)', or '–' when there is nothing to rate (``sparring.formatting``)."""
+    return formatting.format_rate(rate, low, high)
 
 
 def now() -> dt.datetime:

@@ -17,6 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from pages import common
+from sparring import formatting
 from sparring.runtime import get_runtime
 from sparring.store import StoreBusy, StoreMissing, ui_queries
 from sparring.store.db import Error as DatabaseError
@@ -165,11 +166,11 @@ def browse_section(objects: dict[str, ui_queries.SchemaObject], docs: dict[str, 
         return
     more = f"; showing the first {shown:,}" if shown < found.total else ""
     order = f", newest first by `{obj.date_column}`" if obj.date_column else ""
-    st.caption(f"**{found.total:,} rows** match{more}{order}.")
+    st.caption(f"**{formatting.plural(found.total, 'row')}** match{more}{order}.")
     with st.container(key="data_preview"):
         st.dataframe(found.rows, hide_index=True)
     st.download_button(
-        f"Download these {shown:,} rows (CSV)",
+        f"Download {'this row' if shown == 1 else f'these {shown:,} rows'} (CSV)",
         data=lambda: csv_bytes(found.rows),
         file_name=f"{name}.csv",
         mime="text/csv",
@@ -229,7 +230,7 @@ def sql_section() -> None:
         return
     frame: pd.DataFrame = result["frame"]
     capped = " (the first ones: the box stops there)" if len(frame) >= QUERY_ROWS else ""
-    st.caption(f"**{len(frame):,} rows**{capped}.")
+    st.caption(f"**{formatting.plural(len(frame), 'row')}**{capped}.")
     with st.container(key="data_result"):
         st.dataframe(frame, hide_index=True)
     st.download_button(

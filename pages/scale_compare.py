@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from pages import common
-from sparring import charts, report, stats
+from sparring import charts, formatting, report, stats
 from sparring.store import ui_queries
 from sparring.store.ui_queries import RunRow
 
@@ -126,7 +126,7 @@ def show(rows: list[RunRow]) -> None:
             st.markdown(f"**{side}**: {common.inert(label)}")
             st.metric("Success rate", common.format_rate(interval.estimate))
             st.caption(
-                f"95% CI {common.format_rate(interval.low)}–{common.format_rate(interval.high)} · goal reached in "
+                f"{formatting.format_interval(interval.low, interval.high)} · goal reached in "
                 f"{s:,} of {n:,} defended battles"
                 if n
                 else "No defended battle has finished yet."

@@ -16,7 +16,7 @@ import streamlit as st
 
 from jobs import runs
 from pages import common
-from sparring import charts, report
+from sparring import charts, formatting, report
 from sparring.modelref import ModelError, parse_model
 from sparring.runtime import get_runtime
 from sparring.scale import DEFAULT_WRITER_MODEL
@@ -152,25 +152,38 @@ def render_progress(progress: ui_queries.RunProgress | None) -> None:
 
 # -- one run: the results -------------------------------------------------------------------------------
 
+# One precision for every share (whole percents: the intervals are several points wide) and
+# few enough columns to fit a normal window without scrolling; the notebook has them all.
 CELL_COLUMNS = {
-    "label": st.column_config.TextColumn("Cell", help="What varies across the matrix", width="large"),
-    "rate": st.column_config.NumberColumn("Success rate", format="percent", help="Achieved / defended battles"),
-    "ci_low": st.column_config.NumberColumn("95% CI low", format="percent", help="Wilson interval, lower bound"),
-    "ci_high": st.column_config.NumberColumn("95% CI high", format="percent", help="Wilson interval, upper bound"),
+    "cell": st.column_config.TextColumn("Cell", help="The cell's name in the charts", width="small"),
+    "label": st.column_config.TextColumn("Configuration", help="What varies across the matrix", width="medium"),
+    "rate_pct": st.column_config.NumberColumn("Success rate", format="%.0f%%", help="Achieved / defended battles"),
+    "ci": st.column_config.TextColumn("95% CI", help="Wilson interval"),
     "n": st.column_config.NumberColumn("n", help="Defended battles (achieved + held): the rate's denominator"),
     "achieved": st.column_config.NumberColumn("Achieved", width="small"),
     "held": st.column_config.NumberColumn("Held", width="small"),
-    "failed": st.column_config.NumberColumn("Failed", help="Infrastructure errors, not in n", width="small"),
-    "timed_out": st.column_config.NumberColumn("Timed out", help="Not in n", width="small"),
-    "cancelled": st.column_config.NumberColumn("Cancelled", help="Not in n", width="small"),
+    "not_rated": st.column_config.NumberColumn(
+        "Not rated", help="Failed, timed out or cancelled: not in n", width="small"
+    ),
     "median_turns_to_goal": st.column_config.NumberColumn(
         "Median turns", format="%.1f", help="Median agent turns to the goal, achieved battles only"
     ),
-    "p90_turns_to_goal": st.column_config.NumberColumn(
-        "p90 turns", format="%.1f", help="90th percentile of agent turns to the goal, achieved battles only"
-    ),
     "cost_per_battle_usd": st.column_config.NumberColumn("$ per battle", format="$%.5f", help="Mean cost, US dollars"),
 }
+
+
+def cell_rows(cells: pd.DataFrame) -> pd.DataFrame:
+    """The per-cell table: the view's columns plus the ones shown (short name, whole percents, one CI text)."""
+    frame = cells.copy()
+    frame.insert(0, "cell", charts.short_labels([str(label) for label in frame["label"]]))
+    frame["rate_pct"] = [None if pd.isna(rate) else round(100 * float(rate)) for rate in frame["rate"]]
+    frame["ci"] = [
+        formatting.format_interval(low, high).removeprefix("95% CI ")
+        for low, high in zip(frame["ci_low"], frame["ci_high"], strict=True)
+    ]
+    frame["not_rated"] = frame["failed"] + frame["timed_out"] + frame["cancelled"]
+    return frame
+
 
 CALL_COLUMNS = {
     "purpose": st.column_config.TextColumn("Purpose"),
@@ -228,7 +241,9 @@ def cell_table(detail: ui_queries.RunDetail) -> None:
         st.caption("No battles recorded for this run.")
         return
     with st.container(key="scale_cells"):
-        st.dataframe(detail.cells[list(CELL_COLUMNS)], column_config=CELL_COLUMNS, hide_index=True)
+        st.dataframe(
+            cell_rows(detail.cells), column_config=CELL_COLUMNS, column_order=list(CELL_COLUMNS), hide_index=True
+        )
     st.caption("Read from the `run_cells` view: the numbers a notebook or `python -m sparring scale --json` gets.")
 
 
@@ -258,14 +273,14 @@ def corrected_rates(detail: ui_queries.RunDetail) -> None:
     rows = []
     for row in frame.itertuples():
         corrected = (
-            f"{row.corrected_rate:.0%} ({row.corrected_low:.0%}–{row.corrected_high:.0%})"
+            formatting.format_rate(row.corrected_rate, row.corrected_low, row.corrected_high)
             if pd.isna(row.correction_note)
             else f"not computed: {CORRECTION_NOTES.get(row.correction_note, row.correction_note)}"
         )
         rows.append(
             {
                 "Cell": labels.get(row.cell_key, row.cell_key),
-                "Raw rate (judge as is)": f"{row.rate:.0%} ({row.ci_low:.0%}–{row.ci_high:.0%})" if row.n else "–",
+                "Raw rate (judge as is)": formatting.format_rate(row.rate, row.ci_low, row.ci_high) if row.n else "–",
                 "Corrected rate (Rogan–Gladen)": corrected,
             }
         )
@@ -292,9 +307,30 @@ def rates_height(cells: int) -> int:
     return 110 + 34 * max(1, cells)
 
 
+def cell_legend(config: dict[str, Any]) -> None:
+    """Which cell is which: the charts name cells briefly, this table gives each one's configuration."""
+    cells = config.get("cells", [])
+    if not cells:
+        return
+    names = charts.short_labels([str(cell.get("label") or cell.get("key")) for cell in cells])
+    rows = [
+        {
+            "Cell": name,
+            "Agent": cell["battle"].get("agent_profile") or cell["battle"].get("agent_model"),
+            "Goal": cell["battle"].get("goal"),
+            "Strategy": STRATEGIES[s].label if (s := cell["battle"].get("strategy")) in STRATEGIES else s,
+        }
+        for name, cell in zip(names, cells, strict=True)
+    ]
+    with st.container(key="scale_cell_legend"):
+        st.dataframe(rows, hide_index=True)
+    st.caption("The cells as the charts name them, with their full configuration.")
+
+
 def chart_section(detail: ui_queries.RunDetail) -> None:
     st.markdown("#### :material/bar_chart: Charts")
     labels = detail.labels
+    cell_legend(detail.config)
     chart("rates", charts.success_rates(detail.cells), height=rates_height(int((detail.cells["n"] > 0).sum())))
     left, right = st.columns(2, gap="large")
     with left:
@@ -391,7 +427,8 @@ def configuration(config: dict[str, Any]) -> None:
     agents = [agent.get("profile") or agent.get("model", "") for agent in scale.get("agents", [])]
     strategies = [STRATEGIES[s].label if s in STRATEGIES else s for s in scale.get("strategies", [])]
     st.caption(
-        f"{len(cells)} cells × {scale.get('runs', 0):,} runs · max {scale.get('max_messages')} messages · "
+        f"{formatting.plural(len(cells), 'cell')} × {formatting.plural(scale.get('runs', 0), 'run')} · "
+        f"max {scale.get('max_messages')} messages · "
         f"base seed {config.get('base_seed')}"
         + (f" · budget {common.format_money(scale['budget_usd'])}" if scale.get("budget_usd") else "")
     )

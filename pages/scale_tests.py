@@ -15,7 +15,7 @@ import streamlit as st
 from jobs import runs, submit
 from pages import common, scale_compare, scale_run
 from pages.state import ScaleState
-from sparring import pricing
+from sparring import formatting, pricing
 from sparring.modelref import ModelError, parse_model
 from sparring.scale import DEFAULT_WRITER_MODEL, MAX_AXIS, ScaleInput, validate_scale
 from sparring.settings import HARD_MAX_MESSAGES, get_settings
@@ -407,7 +407,8 @@ def models_column() -> None:
         placeholder="random",
         on_change=edited,
         args=("seed",),
-        help="Battle i of every cell gets seed base + i, so cells face the same adversary draws (paired).",
+        help="Battle i of every cell gets a seed hashed from the base seed and i, so cells face the same adversary "
+        "draws (paired), and another base seed draws a new sample.",
     )
     field_error("seed")
     st.number_input(
@@ -469,8 +470,7 @@ def cost_estimate(data: dict[str, Any], cells: int, total: int) -> tuple[str, st
 
 
 def plural(count: int, noun: str) -> str:
-    many = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
-    return f"{count:,} {noun if count == 1 else many}"
+    return formatting.plural(count, noun)
 
 
 def plan_preview(data: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ The page and the example notebook draw the same charts from the same rows.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +20,8 @@ CAPTIONS = {
     "survival": "Share of agents still holding after k agent turns (Kaplan–Meier; battles that held, failed or "
     "were cancelled count until their last turn).",
     "turns": "How many agent turns the adversary needed, in the battles where it reached the goal.",
-    "cost": "Cost per battle against success rate, per cell: the top left is cheap and robust.",
+    "cost": "Cost per battle against success rate, per cell. Higher means the adversary reached its goal more "
+    "often, so the agent is more vulnerable: the bottom left is cheap and robust, the top right costly and weak.",
     "latency": "Latency of successful model calls, per model and purpose (box: middle half; whiskers: range).",
     "confusion": "The judge's verdicts against the labels, counted over the labelled battles. The sample takes the "
     "same number of battles from each of the original judge's verdicts, so the rates beside it are weighted back "
@@ -27,6 +29,105 @@ CAPTIONS = {
     "corrected": "Raw: the share of battles the judge called achieved (95% Wilson interval). Corrected: the same "
     "rate corrected for the judge's error measured against the labels (Rogan–Gladen, 95% delta-method interval).",
 }
+
+
+# Vega cuts axis labels at 180 px, so two long model names that differ only at their end
+# ("sim/agent?concede=0.05", "sim/agent?concede=0.3") would read the same.
+SHORT_LABEL_CHARS = 24
+SEPARATORS = re.compile(r"[?&/ ·,]")
+LABEL_LIMIT_PX = 260
+
+
+def cell_codes(count: int) -> list[str]:
+    """'A', 'B', …, 'Z', 'AA', 'AB', …: one short code per cell, in cell order."""
+    codes = []
+    for index in range(count):
+        code, number = "", index + 1
+        while number:
+            number, rest = divmod(number - 1, 26)
+            code = chr(ord("A") + rest) + code
+        codes.append(code)
+    return codes
+
+
+def _common_prefix(texts: Sequence[str]) -> str:
+    """The longest beginning every text shares, character by character."""
+    shortest = min(texts, key=len)
+    for index, char in enumerate(shortest):
+        if any(text[index] != char for text in texts):
+            return shortest[:index]
+    return shortest
+
+
+def distinguishing_parts(labels: Sequence[str]) -> list[str]:
+    """What tells the labels apart: their common beginning and end cut off at a separator.
+
+    "sim/agent?concede=0.05" and "sim/agent?concede=0.3" give "concede=0.05" and "concede=0.3".
+    """
+    if len(labels) < 2:
+        return list(labels)
+    prefix = _common_prefix(list(labels))
+    cut = [m.end() for m in SEPARATORS.finditer(prefix)]
+    start = cut[-1] if cut else 0
+    rests = [label[start:] for label in labels]
+    suffix = _common_prefix([rest[::-1] for rest in rests])[::-1]
+    first = SEPARATORS.search(suffix)
+    end = len(suffix) - first.start() if first else 0
+    return [(rest[: len(rest) - end] if end else rest).strip(" ·,&?/") for rest in rests]
+
+
+def short_labels(labels: Sequence[str]) -> list[str]:
+    """A short, distinct name per cell for chart axes and legends: its code and what distinguishes it.
+
+    Labels that are already short and distinct are kept; otherwise each cell gets a code
+    ("A", "B", …) followed by its distinguishing part when that is short ("A · concede=0.05"),
+    or the code alone. The full label goes in the tooltip and the legend table.
+    """
+    if len(set(labels)) == len(labels) and all(len(label) <= SHORT_LABEL_CHARS // 2 for label in labels):
+        return list(labels)
+    parts = [
+        part if len(part) <= SHORT_LABEL_CHARS else part[: SHORT_LABEL_CHARS - 1].rstrip() + "…"
+        for part in distinguishing_parts(labels)
+    ]
+    usable = len(set(parts)) == len(parts) and all(parts)
+    codes = cell_codes(len(labels))
+    return [f"{code} · {part}" if usable else code for code, part in zip(codes, parts, strict=True)]
+
+
+def short_names(labels: dict[str, str]) -> dict[str, str]:
+    """cell_key -> short label (``short_labels``), in the dict's (cell) order."""
+    return dict(zip(labels, short_labels(list(labels.values())), strict=True))
+
+
+def _named_cells(frame: pd.DataFrame, labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """Add ``cell`` (short name) and ``configuration`` (full label) to rows with ``cell_key``."""
+    if labels is None:
+        column = frame["label"] if "label" in frame else frame["cell_key"]
+        labels = dict(zip(frame["cell_key"], column.fillna(frame["cell_key"]), strict=True))
+    names = short_names(labels)
+    frame["configuration"] = frame["cell_key"].map(labels).fillna(frame["cell_key"])
+    frame["cell"] = frame["cell_key"].map(names).fillna(frame["cell_key"])
+    return frame
+
+
+def _own_keys(frame: pd.DataFrame) -> dict[str, str]:
+    return {str(key): str(key) for key in frame["cell_key"].drop_duplicates()}
+
+
+def latency_series(purposes: Sequence[str], models: Sequence[str]) -> dict[tuple[str, str], str]:
+    """(purpose, model) -> a short row label: the purpose, and what tells its models apart."""
+    by_purpose: dict[str, list[str]] = {}
+    for purpose, model in zip(purposes, models, strict=True):
+        if model not in by_purpose.setdefault(purpose, []):
+            by_purpose[purpose].append(model)
+    series = {}
+    for purpose, names in by_purpose.items():
+        parts = distinguishing_parts(names)
+        if len(set(parts)) != len(parts) or not all(parts):
+            parts = names
+        for model, part in zip(names, parts, strict=True):
+            series[(purpose, model)] = f"{purpose} · {part}"
+    return series
 
 
 def _frame(rows: Sequence[dict[str, Any]] | pd.DataFrame) -> pd.DataFrame:
@@ -41,11 +142,12 @@ def success_rates(cells: Sequence[dict[str, Any]] | pd.DataFrame) -> alt.Chart:
     frame = _frame(cells)
     if frame.empty or frame["n"].fillna(0).sum() == 0:
         return _empty("No defended battle has finished yet.")
+    frame = _named_cells(frame)
     frame = frame[frame["n"] > 0].copy()
-    frame["cell"] = frame.get("label", frame["cell_key"]).fillna(frame["cell_key"])
     order = frame.sort_values("rate", ascending=False)["cell"].tolist()
     tooltip = [
         alt.Tooltip("cell:N", title="cell"),
+        alt.Tooltip("configuration:N", title="configuration"),
         alt.Tooltip("rate:Q", title="success rate", format=".1%"),
         alt.Tooltip("ci_low:Q", title="95% CI low", format=".1%"),
         alt.Tooltip("ci_high:Q", title="95% CI high", format=".1%"),
@@ -53,7 +155,7 @@ def success_rates(cells: Sequence[dict[str, Any]] | pd.DataFrame) -> alt.Chart:
         alt.Tooltip("n:Q", title="defended battles"),
         alt.Tooltip("failed:Q", title="failed (not counted)"),
     ]
-    base = alt.Chart(frame).encode(y=alt.Y("cell:N", sort=order, title=None))
+    base = alt.Chart(frame).encode(y=alt.Y("cell:N", sort=order, title=None, axis=alt.Axis(labelLimit=LABEL_LIMIT_PX)))
     bars = base.mark_bar(opacity=0.75).encode(
         x=alt.X(
             "rate:Q", title="success rate (goal reached)", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])
@@ -68,7 +170,7 @@ def survival(curves: Sequence[dict[str, Any]] | pd.DataFrame, labels: dict[str, 
     frame = _frame(curves)
     if frame.empty:
         return _empty("No finished battle yet.")
-    frame["cell"] = frame["cell_key"].map(labels or {}).fillna(frame["cell_key"])
+    frame = _named_cells(frame, labels or _own_keys(frame))
     return (
         alt.Chart(frame)
         .mark_line(interpolate="step-after", point=True)
@@ -77,9 +179,10 @@ def survival(curves: Sequence[dict[str, Any]] | pd.DataFrame, labels: dict[str, 
             y=alt.Y(
                 "survival:Q", title="share still holding", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])
             ),
-            color=alt.Color("cell:N", title="cell"),
+            color=alt.Color("cell:N", title="cell", legend=alt.Legend(labelLimit=LABEL_LIMIT_PX)),
             tooltip=[
                 alt.Tooltip("cell:N"),
+                alt.Tooltip("configuration:N", title="configuration"),
                 alt.Tooltip("turn:Q", title="after k agent turns"),
                 alt.Tooltip("survival:Q", title="still holding", format=".1%"),
                 alt.Tooltip("at_risk:Q", title="battles at risk"),
@@ -96,17 +199,18 @@ def turns_to_goal(battles: Sequence[dict[str, Any]] | pd.DataFrame, labels: dict
     if frame.empty or "turns_to_goal" not in frame or frame["turns_to_goal"].dropna().empty:
         return _empty("The adversary has not reached the goal in any battle yet.")
     frame = frame.dropna(subset=["turns_to_goal"]).copy()
-    frame["cell"] = frame["cell_key"].map(labels or {}).fillna(frame["cell_key"])
+    frame = _named_cells(frame, labels or _own_keys(frame))
     return (
         alt.Chart(frame)
         .mark_bar()
         .encode(
             x=alt.X("turns_to_goal:O", title="agent turns to the goal"),
             y=alt.Y("count():Q", title="battles"),
-            color=alt.Color("cell:N", title="cell"),
+            color=alt.Color("cell:N", title="cell", legend=alt.Legend(labelLimit=LABEL_LIMIT_PX)),
             xOffset="cell:N",
             tooltip=[
                 alt.Tooltip("cell:N"),
+                alt.Tooltip("configuration:N", title="configuration"),
                 alt.Tooltip("turns_to_goal:O", title="turns"),
                 alt.Tooltip("count():Q", title="battles"),
             ],
@@ -119,17 +223,23 @@ def cost_vs_success(cells: Sequence[dict[str, Any]] | pd.DataFrame) -> alt.Chart
     frame = _frame(cells)
     if frame.empty or frame["n"].fillna(0).sum() == 0:
         return _empty("No defended battle has finished yet.")
+    frame = _named_cells(frame)
     frame = frame[frame["n"] > 0].copy()
-    frame["cell"] = frame.get("label", frame["cell_key"]).fillna(frame["cell_key"])
     return (
         alt.Chart(frame)
         .mark_circle(size=140)
         .encode(
             x=alt.X("cost_per_battle_usd:Q", title="cost per battle ($)"),
-            y=alt.Y("rate:Q", title="success rate", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
-            color=alt.Color("cell:N", title="cell"),
+            y=alt.Y(
+                "rate:Q",
+                title="success rate (adversary reached the goal)",
+                axis=alt.Axis(format="%"),
+                scale=alt.Scale(domain=[0, 1]),
+            ),
+            color=alt.Color("cell:N", title="cell", legend=alt.Legend(labelLimit=LABEL_LIMIT_PX)),
             tooltip=[
                 alt.Tooltip("cell:N"),
+                alt.Tooltip("configuration:N", title="configuration"),
                 alt.Tooltip("cost_per_battle_usd:Q", title="$ per battle", format=".5f"),
                 alt.Tooltip("rate:Q", title="success rate", format=".1%"),
                 alt.Tooltip("tokens_per_battle:Q", title="tokens per battle", format=",.0f"),
@@ -144,18 +254,29 @@ def latency(calls: Sequence[dict[str, Any]] | pd.DataFrame) -> alt.Chart:
     frame = _frame(calls)
     if frame.empty:
         return _empty("No model call recorded yet.")
-    frame["series"] = frame["purpose"] + " · " + frame["model"]
-    return (
-        alt.Chart(frame)
-        .mark_boxplot(extent="min-max")
-        .encode(
-            y=alt.Y("series:N", title=None),
-            x=alt.X("latency_ms:Q", title="latency (ms)"),
-            color=alt.Color("purpose:N", legend=None),
-            tooltip=[alt.Tooltip("series:N", title="purpose · model"), alt.Tooltip("latency_ms:Q", format=".0f")],
-        )
-        .properties(height=max(80, 40 * frame["series"].nunique()), title="Model call latency")
+    names = latency_series(list(frame["purpose"]), list(frame["model"]))
+    frame["series"] = [names[(p, m)] for p, m in zip(frame["purpose"], frame["model"], strict=True)]
+    frame["full"] = frame["purpose"] + " · " + frame["model"]
+    # A symlog axis spreads sim calls (well under 1 ms) next to real ones (hundreds of ms),
+    # where a linear axis left them a zero-width box; the median dot shows even then.
+    x_scale = alt.Scale(type="symlog", constant=1)
+    base = alt.Chart(frame).encode(
+        y=alt.Y("series:N", title=None, axis=alt.Axis(labelLimit=LABEL_LIMIT_PX)),
+        color=alt.Color("purpose:N", legend=None),
     )
+    boxes = base.mark_boxplot(extent="min-max", size=18).encode(
+        x=alt.X("latency_ms:Q", title="latency (ms, log scale above 1 ms)", scale=x_scale),
+        tooltip=[alt.Tooltip("full:N", title="purpose · model"), alt.Tooltip("latency_ms:Q", format=".1f")],
+    )
+    medians = base.mark_point(filled=True, size=70, opacity=1, stroke="black", strokeWidth=1).encode(
+        x=alt.X("median(latency_ms):Q", scale=x_scale),
+        tooltip=[
+            alt.Tooltip("full:N", title="purpose · model"),
+            alt.Tooltip("median(latency_ms):Q", title="median latency (ms)", format=".1f"),
+            alt.Tooltip("count():Q", title="calls"),
+        ],
+    )
+    return (boxes + medians).properties(height=max(80, 40 * frame["series"].nunique()), title="Model call latency")
 
 
 RAW_KIND = "raw (the judge's verdicts)"

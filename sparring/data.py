@@ -19,6 +19,7 @@ import pandas as pd
 
 from sparring.settings import get_settings
 from sparring.store import db
+from sparring.store.ui_queries import clip_bounds
 
 
 def database_path(path: str | os.PathLike[str] | None = None) -> Path:
@@ -39,11 +40,11 @@ def query(sql: str, params: list[Any] | None = None, path: str | os.PathLike[str
 
 
 def runs(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    return query("SELECT * FROM run_summary ORDER BY created_at DESC", path=path)
+    return clip_bounds(query("SELECT * FROM run_summary ORDER BY created_at DESC", path=path))
 
 
 def cells(run_id: str, path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    return query("SELECT * FROM run_cells WHERE run_id = ? ORDER BY cell_index", [run_id], path)
+    return clip_bounds(query("SELECT * FROM run_cells WHERE run_id = ? ORDER BY cell_index", [run_id], path))
 
 
 def survival(run_id: str, path: str | os.PathLike[str] | None = None) -> pd.DataFrame:

@@ -14,8 +14,8 @@ import logging
 import math
 from typing import Any
 
+from sparring import formatting, stats
 from sparring import records as r
-from sparring import stats
 from sparring.gateway import Gateway, ModelCallError, ModelRequest
 from sparring.store import Store
 from sparring.store.db import Connection
@@ -93,6 +93,8 @@ def run_stats(store: Store, run_id: str) -> dict[str, Any]:
     labels = {c["key"]: c["label"] for c in raw["config"].get("cells", [])}
     for cell in raw["cells"]:
         cell["label"] = labels.get(cell["cell_key"], cell["cell_key"])
+    for row in [raw["run"], *raw["cells"]]:  # the views' Wilson bounds carry float dust outside [0, 1]
+        row.update({bound: formatting.clip_share(row.get(bound)) for bound in ("ci_low", "ci_high")})
     result: dict[str, Any] = _jsonable(
         {
             "run": raw["run"],
@@ -157,9 +159,10 @@ def key_numbers(run_stats_: dict[str, Any]) -> str:
         if cell["n"]:
             median = cell["median_turns_to_goal"]
             turns = f", median {median:g} agent turns to the goal" if median is not None else ""
+            interval = formatting.format_interval(cell["ci_low"], cell["ci_high"])
             lines.append(
                 f"- {cell['label']}: goal reached in {cell['achieved']} of {cell['n']} defended battles "
-                f"({cell['rate']:.0%}, 95% CI {cell['ci_low']:.0%}–{cell['ci_high']:.0%}){turns}."
+                f"({formatting.format_share(cell['rate'])}, {interval}){turns}."
             )
         else:
             lines.append(f"- {cell['label']}: no defended battle finished (nothing to rate).")

@@ -3,8 +3,12 @@
 A run is planned once, deterministically, from its validated input: cells are the
 product of agents × goals × strategies, battle ids derive from ``(run_id, cell, i)`` so
 that re-submitting the fan-out creates nothing twice, and every cell gets the same seed
-list (``seed + i``), which pairs the cells: battle ``i`` of two cells faces the same
-adversary draws, so their difference can be tested with McNemar's test.
+list, which pairs the cells: battle ``i`` of two cells faces the same adversary draws, so
+their difference can be tested with McNemar's test.
+
+Battle ``i``'s seed is a hash of the base seed and ``i`` (``seed_scheme`` "hash-v1", recorded
+in the run's config), so runs with neighbouring base seeds draw unrelated samples. Runs
+recorded without a ``seed_scheme`` used ``base + i`` and are rebuilt that way.
 """
 
 from __future__ import annotations
@@ -45,6 +49,13 @@ from sparring.validation import (
 
 DEFAULT_WRITER_MODEL = "sim/writer"
 MAX_AXIS = 20
+SEED_SCHEME = "hash-v1"
+# Runs recorded before seed schemes existed: replicate i got base + i, which made runs with
+# neighbouring base seeds share all but one of their battles.
+LEGACY_SEED_SCHEME = "offset"
+SEED_SCHEMES = (SEED_SCHEME, LEGACY_SEED_SCHEME)
+# 31 bits: the range of a random base seed, and one every provider that takes a seed accepts.
+SEED_BITS = 31
 
 
 class AgentInput(BaseModel):
@@ -164,16 +175,22 @@ class Plan:
     base_seed: int
     cells: tuple[Cell, ...]
     config: dict[str, Any]
+    seed_scheme: str = SEED_SCHEME
 
     @property
     def total(self) -> int:
         return len(self.cells) * self.runs
 
+    def seeds(self) -> list[int]:
+        """The seed of each replicate, shared by every cell."""
+        return [battle_seed(self.base_seed, replicate, self.seed_scheme) for replicate in range(self.runs)]
+
     def battles(self) -> Iterator[r.BattleCreated]:
         """Every battle of the run, deterministic ids and seeds (the same list in every cell)."""
+        seeds = self.seeds()
         for cell in self.cells:
             for replicate in range(self.runs):
-                spec = BattleInput.model_validate({**cell.battle, "seed": self.base_seed + replicate}).to_spec()
+                spec = BattleInput.model_validate({**cell.battle, "seed": seeds[replicate]}).to_spec()
                 yield r.BattleCreated(
                     battle_id=battle_id(self.run_id, cell.index, replicate),
                     spec=spec,
@@ -186,6 +203,16 @@ class Plan:
 
 def battle_id(run_id: str, cell_index: int, replicate: int) -> str:
     return hashlib.sha256(f"{run_id}:{cell_index}:{replicate}".encode()).hexdigest()[:16]
+
+
+def battle_seed(base_seed: int, replicate: int, scheme: str = SEED_SCHEME) -> int:
+    """Replicate ``replicate``'s seed: a hash of the base seed and the replicate, or the legacy offset."""
+    if scheme == LEGACY_SEED_SCHEME:
+        return base_seed + replicate
+    if scheme != SEED_SCHEME:
+        raise ValueError(f"unknown seed scheme {scheme!r}: expected one of {', '.join(SEED_SCHEMES)}")
+    digest = hashlib.blake2b(f"sparring-seed:{scheme}:{base_seed}:{replicate}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> (64 - SEED_BITS)
 
 
 def cell_label(battle: dict[str, Any], varying: set[str]) -> str:
@@ -216,6 +243,7 @@ def plan_run(scale: ScaleInput, run_id: str | None = None) -> Plan:
     config = {
         "input": scale.model_dump(mode="json"),
         "base_seed": base_seed,
+        "seed_scheme": SEED_SCHEME,
         "cells": [{"index": c.index, "key": c.key, "label": c.label, "battle": c.battle} for c in cells],
     }
     return Plan(run_id, scale.name, scale.runs, base_seed, tuple(cells), config)
@@ -224,7 +252,8 @@ def plan_run(scale: ScaleInput, run_id: str | None = None) -> Plan:
 def plan_from_config(run_id: str, name: str, runs: int, config: dict[str, Any]) -> Plan:
     """Rebuild a stored run's plan (the fan-out task does this from the store)."""
     cells = tuple(Cell(c["index"], c["key"], c["label"], c["battle"]) for c in config["cells"])
-    return Plan(run_id, name, runs, int(config["base_seed"]), cells, config)
+    scheme = str(config.get("seed_scheme", LEGACY_SEED_SCHEME))
+    return Plan(run_id, name, runs, int(config["base_seed"]), cells, config, scheme)
 
 
 def run_created(plan: Plan, scale: ScaleInput) -> r.RunCreated:

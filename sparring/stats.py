@@ -264,11 +264,12 @@ def _statement(
     context: str = "",
 ) -> str:
     """One sentence: direction, the numbers, and whether chance alone could explain it."""
+    # The sentence names who succeeded (the adversary): "A succeeded less often" read as if the agent did.
     if _points(interval.estimate) == "+0":
-        direction = f"{label1} and {label2} succeeded about equally often"
+        direction = f"The adversary reached the goal about equally often against {label1} and {label2}"
     else:
         more = "more" if interval.estimate > 0 else "less"
-        direction = f"{label1} succeeded {more} often than {label2}"
+        direction = f"The adversary reached the goal {more} often against {label1} than against {label2}"
     numbers = (
         f"{rate1:.0%} vs {rate2:.0%}, difference {_points(interval.estimate)} points, "
         f"{confidence:.0%} CI {_points(interval.low)} to {_points(interval.high)}"
@@ -277,9 +278,8 @@ def _statement(
     verdict = (
         "statistically significant" if p_value < alpha else f"not statistically significant at the {alpha:.0%} level"
     )
-    sentence = f"{direction}{context} ({numbers}); this difference is {verdict} ({format_p(p_value)}, {method})."
     # A caller's label is a name (a model id, a profile) and is kept as written.
-    return sentence[0].upper() + sentence[1:] if label1 == DEFAULT_LABEL1 else sentence
+    return f"{direction}{context} ({numbers}); this difference is {verdict} ({format_p(p_value)}, {method})."
 
 
 def format_p(p_value: float) -> str:

@@ -13,6 +13,7 @@ and an incremental transcript read each take a few milliseconds on a full scan (
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from sparring import formatting
 from sparring import records as r
 from sparring.store import Store, export, queries
 from sparring.store.db import Connection
@@ -207,14 +209,34 @@ class RunRow:
         return min(1.0, self.finished / self.total_battles) if self.total_battles else 0.0
 
 
+# The views' Wilson macros leave floating-point dust outside [0, 1] (-1.2e-17 at 0 of n),
+# which would read "-0%": bounds are clipped here, where the app reads them.
+BOUND_COLUMNS = ("ci_low", "ci_high")
+
+
+def clip_bounds(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with its interval bounds (``BOUND_COLUMNS``) clipped to [0, 1]."""
+    for column in BOUND_COLUMNS:
+        if column in frame:
+            frame[column] = frame[column].clip(lower=0.0, upper=1.0)
+    return frame
+
+
+def _run_row(row: tuple[Any, ...]) -> RunRow:
+    run = RunRow(*row)
+    return dataclasses.replace(
+        run, ci_low=formatting.clip_share(run.ci_low), ci_high=formatting.clip_share(run.ci_high)
+    )
+
+
 def run_rows(con: Connection, limit: int = 50) -> list[RunRow]:
     """The latest scale tests, newest first."""
-    return [RunRow(*row) for row in con.execute(RUN_LIST, [limit]).fetchall()]
+    return [_run_row(row) for row in con.execute(RUN_LIST, [limit]).fetchall()]
 
 
 def run_row(con: Connection, run_id: str) -> RunRow | None:
     found = con.execute(RUN_ROW, [run_id]).fetchall()
-    return RunRow(*found[0]) if found else None
+    return _run_row(found[0]) if found else None
 
 
 def run_config(con: Connection, run_id: str) -> dict[str, Any]:
@@ -274,7 +296,7 @@ FROM run_cells_corrected WHERE run_id = ? AND judge_id = 'original' ORDER BY cel
 
 def corrected_cells(con: Connection, run_id: str) -> pd.DataFrame:
     """The run's success rates as its judge gave them and corrected for the judge's error."""
-    return _frame(con, RUN_CORRECTED, [run_id])
+    return clip_bounds(_frame(con, RUN_CORRECTED, [run_id]))
 
 
 def cell_labels(config: dict[str, Any]) -> dict[str, str]:
@@ -292,7 +314,7 @@ def run_detail(con: Connection, run_id: str) -> RunDetail | None:
     if run is None:
         return None
     config = run_config(con, run_id)
-    cells = _frame(con, RUN_CELLS, [run_id])
+    cells = clip_bounds(_frame(con, RUN_CELLS, [run_id]))
     labels = cell_labels(config)
     cells.insert(0, "label", [labels.get(key, key) for key in cells["cell_key"]])
     (call_count,) = con.execute(RUN_CALL_COUNT, [run_id]).fetchone() or (0,)
@@ -336,7 +358,7 @@ def run_outcomes(con: Connection, run_id: str) -> RunOutcomes | None:
     if run is None:
         return None
     config = run_config(con, run_id)
-    cells = _frame(con, RUN_CELLS, [run_id])
+    cells = clip_bounds(_frame(con, RUN_CELLS, [run_id]))
     labels = cell_labels(config)
     cells.insert(0, "label", [labels.get(key, key) for key in cells["cell_key"]])
     return RunOutcomes(

@@ -98,6 +98,11 @@ def test_launch_a_scale_test_watch_it_finish_and_read_the_report(app_url: str, b
     citation = report.get_by_role("link", name=re.compile(r"^battle [0-9a-f]{8}$")).first
     expect(citation).to_have_attribute("href", re.compile(r"battle\?id=[0-9a-f]{16}$"))
     expect(page.locator(".st-key-scale_cells [data-testid='stDataFrame']")).to_be_visible()
+    # The per-cell table fits a normal window (1400 px): no horizontal scrolling (issue 17).
+    scroller = page.locator(".st-key-scale_cells .dvn-scroller").first
+    expect(scroller).to_be_visible()
+    overflow = scroller.evaluate("node => node.scrollWidth - node.clientWidth")
+    assert overflow <= 1, f"the per-cell table scrolls sideways by {overflow} px"
     charts = page.get_by_test_id("stVegaLiteChart")
     expect(charts).to_have_count(5, timeout=30_000)
     for index in range(5):

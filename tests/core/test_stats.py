@@ -169,7 +169,8 @@ def test_two_proportion_z_test() -> None:
     assert result.low < 0.15 < result.high
     assert result.significant
     assert result.statement == (
-        "Cell A succeeded more often than cell B (45% vs 30%, difference +15 points, 95% CI +2 to +28); "
+        "The adversary reached the goal more often against cell A than against cell B (45% vs 30%, difference "
+        "+15 points, 95% CI +2 to +28); "
         "this difference is statistically significant (p = 0.028, two-proportion z-test)."
     )
 
@@ -183,8 +184,14 @@ def test_newcombe_interval_for_the_difference() -> None:
 
 def test_compare_proportions_uses_labels_and_direction() -> None:
     result = stats.compare_proportions(10, 50, 30, 50, label1="gpt-small", label2="gpt-large")
-    # Labels are names (model ids): kept as written, even at the start of the sentence.
-    assert result.statement.startswith("gpt-small succeeded less often than gpt-large (20% vs 60%, difference -40")
+    # The sentence names who succeeded (the adversary, not the agent); labels are names (model ids),
+    # kept as written.
+    assert result.statement.startswith(
+        "The adversary reached the goal less often against gpt-small than against gpt-large (20% vs 60%, difference -40"
+    )
+    upper = stats.compare_proportions(10, 50, 30, 50, label1="sim/agent?concede=0.05", label2="GPT-X")
+    assert "against sim/agent?concede=0.05 than against GPT-X" in upper.statement
+    assert "succeeded" not in upper.statement
 
 
 def test_compare_proportions_with_an_empty_cell_explains_instead_of_guessing() -> None:
@@ -204,7 +211,7 @@ def test_mcnemar_exact_matches_the_binomial_test() -> None:
     assert result.p_value == pytest.approx(0.0390625)
     assert result.difference == pytest.approx((1 - 8) / 17)
     assert (result.rate1, result.rate2) == pytest.approx((6 / 17, 13 / 17))
-    assert "less often than cell B on the same 17 adversary seeds" in result.statement
+    assert "less often against cell A than against cell B on the same 17 adversary seeds" in result.statement
 
 
 def test_mcnemar_chi_square_with_many_discordant_pairs() -> None:
@@ -221,7 +228,9 @@ def test_compare_paired_edge_cases() -> None:
     assert stats.compare_paired([]).method == "not computed"
     concordant = stats.compare_paired([(True, True), (False, False)])
     assert concordant.p_value == 1.0
-    assert concordant.statement.startswith("Cell A and cell B succeeded about equally often")
+    assert concordant.statement.startswith(
+        "The adversary reached the goal about equally often against cell A and cell B"
+    )
 
 
 @pytest.mark.parametrize(

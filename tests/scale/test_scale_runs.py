@@ -49,7 +49,8 @@ def test_plan_is_deterministic_and_paired() -> None:
     seeds = {}
     for b in battles:
         seeds.setdefault(b.cell_index, []).append(b.spec.seed)
-    assert all(s == [100, 101, 102] for s in seeds.values())
+    assert all(s == plan.seeds() for s in seeds.values())
+    assert plan.seeds() != [100, 101, 102] and plan.config["seed_scheme"] == "hash-v1"
     assert [c.label for c in plan.cells][:2] == ["sim/agent?concede=0.1 · a", "sim/agent?concede=0.1 · b"]
 
 

@@ -1,0 +1,135 @@
+"""How numbers and cells read: clipped shares, one interval format, plurals, short cell names, charts."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from sparring import charts, formatting, report
+
+DUST = -1.2e-17  # what the views' Wilson macro gives for 0 of n, measured (issue 17, point 7)
+
+
+@pytest.mark.parametrize(
+    ("rate", "low", "high", "text"),
+    [
+        (0.0, DUST, 0.11, "0% (95% CI 0%–11%)"),
+        (1.0, 0.89, 1.0000000000000002, "100% (95% CI 89%–100%)"),
+        (0.3846, 0.29, 0.48, "38% (95% CI 29%–48%)"),
+        (0.5, None, None, "50%"),
+        (None, 0.1, 0.2, "–"),
+        (math.nan, math.nan, math.nan, "–"),
+    ],
+)
+def test_a_rate_reads_one_way_inside_zero_and_one(rate: float, low: float, high: float, text: str) -> None:
+    assert formatting.format_rate(rate, low, high) == text
+
+
+def test_bounds_are_clipped_and_missing_values_stay_missing() -> None:
+    assert formatting.clip_share(DUST) == 0.0
+    assert formatting.clip_share(1.0000000000000002) == 1.0
+    assert formatting.clip_share(0.25) == 0.25
+    assert formatting.clip_share(None) is None
+    assert math.isnan(formatting.clip_share(math.nan))  # type: ignore[arg-type]
+    assert formatting.format_share(DUST) == "0%" and formatting.format_interval(DUST, 0.11) == "95% CI 0%–11%"
+    assert formatting.format_interval(None, 0.3) == ""
+
+
+@pytest.mark.parametrize(
+    ("count", "noun", "text"),
+    [(1, "cell", "1 cell"), (2, "cell", "2 cells"), (1, "row", "1 row"), (0, "row", "0 rows"),
+     (3, "strategy", "3 strategies"), (2, "day", "2 days"), (1200, "battle", "1,200 battles")],
+)  # fmt: skip
+def test_plural(count: int, noun: str, text: str) -> None:
+    assert formatting.plural(count, noun) == text
+
+
+def test_the_report_never_writes_minus_zero() -> None:
+    cell = {
+        "label": "sim/agent?concede=0",
+        "n": 30,
+        "achieved": 0,
+        "rate": 0.0,
+        "ci_low": DUST,
+        "ci_high": 0.1135,
+        "median_turns_to_goal": None,
+        "failed": 0,
+        "timed_out": 0,
+    }
+    run = {"name": "r", "finished": 30, "battles": 30, "achieved": 0, "held": 30, "failed": 0, "timed_out": 0}
+    text = report.key_numbers({"run": {**run, "cancelled": 0, "cost_usd": 0.0}, "cells": [cell], "comparisons": []})
+    assert "goal reached in 0 of 30 defended battles (0%, 95% CI 0%–11%)" in text
+    assert "-0%" not in text
+
+
+def test_cells_that_differ_at_the_end_of_a_long_name_get_distinct_short_names() -> None:
+    labels = ["sim/agent?concede=0.05", "sim/agent?concede=0.3"]
+    assert charts.short_labels(labels) == ["A · concede=0.05", "B · concede=0.3"]
+    assert charts.short_labels([f"{m} · goal a" for m in labels]) == ["A · concede=0.05", "B · concede=0.3"]
+    # nothing short tells them apart: codes, cut parts
+    long_goals = ["gpt · reveal the secret password to me please", "gpt · book a flight to mars for free now please"]
+    assert charts.short_labels(long_goals) == ["A · reveal the secret passw…", "B · book a flight to mars f…"]
+    same_start = ["x" * 40 + "1", "x" * 40 + "2"]
+    short = charts.short_labels(same_start)
+    assert len(set(short)) == 2 and all(len(name) <= 30 for name in short)
+    # already short names are kept
+    assert charts.short_labels(["A", "B"]) == ["A", "B"]
+    assert charts.cell_codes(28)[-3:] == ["Z", "AA", "AB"]
+
+
+def axis_values(spec: dict, channel: str) -> set[str]:
+    values = set()
+    for layer in spec.get("layer", [spec]):
+        for row in spec["datasets"][spec.get("data", layer.get("data", {})).get("name")]:
+            values.add(row[layer["encoding"][channel]["field"]])
+    return values
+
+
+def test_the_rate_chart_names_each_cell_apart_with_the_full_label_in_the_tooltip() -> None:
+    cells = [
+        {"cell_key": "k1", "label": "sim/agent?concede=0.05", "n": 10, "achieved": 1, "rate": 0.1, "ci_low": 0.02,
+         "ci_high": 0.4, "failed": 0, "cost_per_battle_usd": 0.0, "tokens_per_battle": 10},
+        {"cell_key": "k2", "label": "sim/agent?concede=0.3", "n": 10, "achieved": 8, "rate": 0.8, "ci_low": 0.5,
+         "ci_high": 0.94, "failed": 0, "cost_per_battle_usd": 0.0, "tokens_per_battle": 10},
+    ]  # fmt: skip
+    for chart in (charts.success_rates(cells), charts.cost_vs_success(cells)):
+        spec = chart.to_dict()
+        (rows,) = spec["datasets"].values()
+        assert [row["cell"] for row in rows] == ["A · concede=0.05", "B · concede=0.3"]
+        assert [row["configuration"] for row in rows] == ["sim/agent?concede=0.05", "sim/agent?concede=0.3"]
+        assert "configuration" in json.dumps(spec)  # in the tooltip
+    labels = {"k1": "sim/agent?concede=0.05", "k2": "sim/agent?concede=0.3"}
+    curves = [{"cell_key": k, "turn": 1, "survival": 0.5, "at_risk": 2, "events": 1, "censored": 0} for k in labels]
+    (rows,) = charts.survival(curves, labels).to_dict()["datasets"].values()
+    assert {row["cell"] for row in rows} == {"A · concede=0.05", "B · concede=0.3"}
+
+
+def test_the_cost_caption_says_that_up_means_vulnerable() -> None:
+    caption = charts.CAPTIONS["cost"]
+    assert "top left is cheap and robust" not in caption
+    assert "bottom left is cheap and robust" in caption and "vulnerable" in caption
+    cell = {"cell_key": "k", "label": "x", "n": 1, "rate": 1.0, "cost_per_battle_usd": 0.1, "tokens_per_battle": 1}
+    spec = json.dumps(charts.cost_vs_success([cell]).to_dict())
+    assert "adversary reached the goal" in spec
+
+
+def test_latency_rows_are_told_apart_and_calls_near_zero_stay_visible() -> None:
+    calls = [
+        {"purpose": "agent", "model": model, "latency_ms": latency}
+        for model, latencies in (("sim/agent?concede=0.05", (0.02, 0.05)), ("sim/agent?concede=0.3", (0.03, 0.04)))
+        for latency in latencies
+    ] + [{"purpose": "summary", "model": "openai/gpt-4o-mini", "latency_ms": 900.0}]
+    spec = charts.latency(calls).to_dict()
+    (rows,) = spec["datasets"].values()
+    assert {row["series"] for row in rows} == {
+        "agent · concede=0.05",
+        "agent · concede=0.3",
+        "summary · openai/gpt-4o-mini",
+    }
+    layers = spec["layer"]
+    # sub-millisecond boxes next to a 900 ms one: a symlog axis, and a median dot that shows at any width
+    assert all(layer["encoding"]["x"]["scale"]["type"] == "symlog" for layer in layers)
+    (dots,) = [layer for layer in layers if layer["mark"]["type"] == "point"]
+    assert dots["encoding"]["x"]["aggregate"] == "median" and dots["mark"]["size"] >= 50
