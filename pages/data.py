@@ -137,7 +137,8 @@ def filters(name: str, obj: ui_queries.SchemaObject) -> ui_queries.BrowseFilters
 
 
 def csv_bytes(frame: pd.DataFrame) -> bytes:
-    return frame.to_csv(index=False).encode("utf-8")
+    text: str = frame.to_csv(index=False)
+    return text.encode("utf-8")
 
 
 def browse_section(objects: dict[str, ui_queries.SchemaObject], docs: dict[str, str]) -> None:
