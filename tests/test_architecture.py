@@ -163,3 +163,11 @@ def test_the_import_parser_counts_imports_inside_functions_and_relative_ones(tmp
 )
 def test_jobs_has_no_import_cycle() -> None:
     assert find_cycle(jobs_graph()) == []
+
+
+def test_every_coordinator_method_says_what_it_does() -> None:
+    from jobs import coord
+
+    methods = [name for name in dir(coord.Coordinator) if not name.startswith("_")]
+    assert len(methods) >= 30
+    assert [name for name in methods if not (getattr(coord.Coordinator, name).__doc__ or "").strip()] == []
