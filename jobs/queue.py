@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from huey import Huey, RedisExpireHuey, SqliteHuey, crontab
 from huey.api import TaskWrapper
-from huey.storage import RedisExpireStorage
 
 from jobs.coord import Coordinator, RedisCoordinator, SqliteCoordinator
+from jobs.storage import PipelinedRedisStorage
 from sparring.records import is_id
 from sparring.settings import Settings, get_settings
 from sparring.shared_state import redis_client
@@ -44,28 +44,21 @@ class Queue:
         self.enqueue_battles([battle_id])
 
     def enqueue_battles(self, battle_ids: list[str]) -> None:
-        """Put battles' jobs on the queue; on Redis, in pipelined round trips.
+        """Put battles' jobs on the queue; on Redis, in pipelined round trips (``jobs.storage``).
 
-        (A run's fan-out enqueues hundreds of jobs while the first ones already run; one
-        round trip each, every one waiting for the GIL again, would stagger their starts.)
         Each job first drops an old revocation of its id: a retry must not inherit it.
         """
         for battle_id in battle_ids:
             if not is_id(battle_id):
                 raise ValueError(f"not a battle id: {battle_id!r:.40}")
+        tasks = [self.run_battle.s(battle_id, id=battle_id) for battle_id in battle_ids]
         storage = self.huey.storage
-        if not isinstance(storage, RedisExpireStorage):
-            for battle_id in battle_ids:
-                self.huey.restore_by_id(battle_id)
-                self.huey.enqueue(self.run_battle.s(battle_id, id=battle_id))
+        if isinstance(storage, PipelinedRedisStorage):
+            storage.restore_and_enqueue([(task.revoke_id, self.huey.serialize_task(task)) for task in tasks])
             return
-        for start in range(0, len(battle_ids), 500):
-            with storage.conn.pipeline(transaction=False) as pipe:
-                for battle_id in battle_ids[start : start + 500]:
-                    task = self.run_battle.s(battle_id, id=battle_id)
-                    pipe.delete(storage.result_key(task.revoke_id))  # Huey's restore_by_id
-                    pipe.lpush(storage.queue_key, self.huey.serialize_task(task))  # Huey's enqueue
-                pipe.execute()
+        for task in tasks:
+            self.huey.restore(task)
+            self.huey.enqueue(task)
 
     def pending_ids(self) -> set[str]:
         """Ids of jobs waiting in the queue or scheduled for a retry."""
@@ -84,6 +77,7 @@ def _make_huey(settings: Settings) -> Huey:
             name=settings.namespace,
             expire_time=settings.result_ttl_s,
             connection_pool=redis_client(settings.redis_url).connection_pool,
+            storage_class=PipelinedRedisStorage,
             read_timeout=1,
             utc=True,
         )
