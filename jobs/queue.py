@@ -3,13 +3,20 @@
 With ``REDIS_URL``: ``RedisExpireHuey`` (results expire instead of piling up in one
 hash forever). Without: ``SqliteHuey`` on ``data/queue.sqlite3``. Tasks receive ids and
 plain JSON only, never live objects. The battle task's job id is the battle id.
+
+The queue declares its tasks by name; their bodies (``jobs.tasks``, ``jobs.judging``) register
+themselves here when imported, and ``jobs.consumer``, which runs them, imports both. So the
+bodies import the queue and not the other way round: submitting a job loads nothing that
+runs it, and ``jobs/`` has no import loop.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from huey import Huey, RedisExpireHuey, SqliteHuey, crontab
 from huey.api import TaskWrapper
@@ -23,7 +30,31 @@ from sparring.shared_state import redis_client
 log = logging.getLogger(__name__)
 
 BATTLE_TASK = "run_battle"
+SCALE_TASK = "run_scale"
+SUMMARY_TASK = "summarise_run"
+REJUDGE_TASK = "rejudge_run"
+MAINTENANCE_TASK = "maintenance"
 RETRY_DELAY_S = 2
+
+_bodies: dict[str, Callable[..., Any]] = {}
+
+
+def register_bodies(bodies: dict[str, Callable[..., Any]]) -> None:
+    """Give tasks declared by name their bodies (called by the modules that define them)."""
+    _bodies.update(bodies)
+
+
+def _declared(name: str) -> Callable[..., Any]:
+    """The function Huey registers for task ``name``: it runs the body registered under that name."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        body = _bodies.get(name)
+        if body is None:
+            raise RuntimeError(f"task {name!r} has no body in this process: a consumer imports jobs.consumer")
+        return body(*args, **kwargs)
+
+    run.__name__ = run.__qualname__ = name
+    return run
 
 
 @dataclass(frozen=True)
@@ -92,16 +123,13 @@ def _make_coord(settings: Settings) -> Coordinator:
 
 
 def build_queue(settings: Settings) -> Queue:
-    from jobs import tasks
-
     huey = _make_huey(settings)
-    run_battle = huey.task(name=BATTLE_TASK, retries=2, retry_delay=RETRY_DELAY_S, context=True)(tasks.run_battle)
-    run_scale = huey.task(name="run_scale", retries=2, retry_delay=RETRY_DELAY_S)(tasks.run_scale)
-    summarise = huey.task(name="summarise_run", retries=2, retry_delay=RETRY_DELAY_S)(tasks.summarise_run)
-    maintenance = huey.periodic_task(crontab(minute="*/15"), name="maintenance")(tasks.maintenance)
-    from jobs import judging
-
-    rejudge = huey.task(name=judging.TASK, retries=2, retry_delay=RETRY_DELAY_S, context=True)(judging.rejudge_run)
+    retrying = {"retries": 2, "retry_delay": RETRY_DELAY_S}
+    run_battle = huey.task(name=BATTLE_TASK, context=True, **retrying)(_declared(BATTLE_TASK))
+    run_scale = huey.task(name=SCALE_TASK, **retrying)(_declared(SCALE_TASK))
+    summarise = huey.task(name=SUMMARY_TASK, **retrying)(_declared(SUMMARY_TASK))
+    maintenance = huey.periodic_task(crontab(minute="*/15"), name=MAINTENANCE_TASK)(_declared(MAINTENANCE_TASK))
+    rejudge = huey.task(name=REJUDGE_TASK, context=True, **retrying)(_declared(REJUDGE_TASK))
     return Queue(
         settings=settings,
         huey=huey,
@@ -109,10 +137,10 @@ def build_queue(settings: Settings) -> Queue:
         run_battle=run_battle,
         maintenance=maintenance,
         tasks={
-            "run_battle": run_battle,
-            "run_scale": run_scale,
-            "summarise_run": summarise,
-            judging.TASK: rejudge,
+            BATTLE_TASK: run_battle,
+            SCALE_TASK: run_scale,
+            SUMMARY_TASK: summarise,
+            REJUDGE_TASK: rejudge,
         },
     )
 

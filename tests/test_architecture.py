@@ -157,10 +157,6 @@ def test_the_import_parser_counts_imports_inside_functions_and_relative_ones(tmp
     assert {"os", "jobs", "jobs.runs", "duckdb.typing", "pkg.sub.sibling.thing", "pkg.up"} <= names
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jobs.queue imports jobs.tasks and jobs.judging to register them, and both import jobs.queue back",
-)
 def test_jobs_has_no_import_cycle() -> None:
     assert find_cycle(jobs_graph()) == []
 
