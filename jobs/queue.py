@@ -44,8 +44,12 @@ def register_bodies(bodies: dict[str, Callable[..., Any]]) -> None:
     _bodies.update(bodies)
 
 
-def _declared(name: str) -> Callable[..., Any]:
-    """The function Huey registers for task ``name``: it runs the body registered under that name."""
+def _declared(name: str, module: str) -> Callable[..., Any]:
+    """The function Huey registers for task ``name``: it runs the body registered under that name.
+
+    Huey names a job's task ``<module>.<name>`` of the function it was given: ``module`` is the
+    body's, so that jobs queued by an earlier version still find their task.
+    """
 
     def run(*args: Any, **kwargs: Any) -> Any:
         body = _bodies.get(name)
@@ -54,6 +58,7 @@ def _declared(name: str) -> Callable[..., Any]:
         return body(*args, **kwargs)
 
     run.__name__ = run.__qualname__ = name
+    run.__module__ = module
     return run
 
 
@@ -125,11 +130,12 @@ def _make_coord(settings: Settings) -> Coordinator:
 def build_queue(settings: Settings) -> Queue:
     huey = _make_huey(settings)
     retrying = {"retries": 2, "retry_delay": RETRY_DELAY_S}
-    run_battle = huey.task(name=BATTLE_TASK, context=True, **retrying)(_declared(BATTLE_TASK))
-    run_scale = huey.task(name=SCALE_TASK, **retrying)(_declared(SCALE_TASK))
-    summarise = huey.task(name=SUMMARY_TASK, **retrying)(_declared(SUMMARY_TASK))
-    maintenance = huey.periodic_task(crontab(minute="*/15"), name=MAINTENANCE_TASK)(_declared(MAINTENANCE_TASK))
-    rejudge = huey.task(name=REJUDGE_TASK, context=True, **retrying)(_declared(REJUDGE_TASK))
+    run_battle = huey.task(name=BATTLE_TASK, context=True, **retrying)(_declared(BATTLE_TASK, "jobs.tasks"))
+    run_scale = huey.task(name=SCALE_TASK, **retrying)(_declared(SCALE_TASK, "jobs.tasks"))
+    summarise = huey.task(name=SUMMARY_TASK, **retrying)(_declared(SUMMARY_TASK, "jobs.tasks"))
+    every_15_min = crontab(minute="*/15")
+    maintenance = huey.periodic_task(every_15_min, name=MAINTENANCE_TASK)(_declared(MAINTENANCE_TASK, "jobs.tasks"))
+    rejudge = huey.task(name=REJUDGE_TASK, context=True, **retrying)(_declared(REJUDGE_TASK, "jobs.judging"))
     return Queue(
         settings=settings,
         huey=huey,

@@ -43,3 +43,26 @@ def test_a_bad_id_enqueues_nothing() -> None:
     with pytest.raises(ValueError, match="not a battle id"):
         queue.enqueue_battles([r.new_id(), "../etc"])
     assert queue.pending_ids() == set()
+
+
+def test_jobs_name_their_tasks_as_before_so_queued_jobs_stay_runnable_after_an_upgrade() -> None:
+    queue = get_queue()
+    named = {
+        key: queue.huey.serializer.deserialize(queue.huey.serialize_task(wrapper.s(r.new_id()))).name
+        for key, wrapper in queue.tasks.items()
+    }
+    assert named == {
+        "run_battle": "jobs.tasks.run_battle",
+        "run_scale": "jobs.tasks.run_scale",
+        "summarise_run": "jobs.tasks.summarise_run",
+        "rejudge_run": "jobs.judging.rejudge_run",
+    }
+    maintenance = queue.huey.serializer.deserialize(queue.huey.serialize_task(queue.maintenance.s())).name
+    assert maintenance == "jobs.tasks.maintenance"
+
+
+def test_the_consumer_brings_every_task_body() -> None:
+    import jobs.consumer  # noqa: F401 - what a worker imports before it consumes
+    from jobs import queue as queues
+
+    assert set(queues._bodies) == {*get_queue().tasks, "maintenance"}
