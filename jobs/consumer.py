@@ -10,8 +10,11 @@ from typing import Any
 from huey.consumer import Consumer
 from huey.signals import SIGNAL_INTERRUPTED
 
-from jobs import runner
+from jobs import judging, runner, tasks
 from jobs.queue import BATTLE_TASK, Queue
+
+# The consumer runs the task bodies, which register themselves when imported.
+BODIES = (tasks, judging)
 
 log = logging.getLogger(__name__)
 

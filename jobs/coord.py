@@ -48,37 +48,128 @@ return 0
 """
 
 
-class Coordinator(Protocol):
-    def ping(self) -> float: ...
-    def acquire_lease(self, battle_id: str, owner: str, ttl_s: float) -> bool: ...
-    def renew_lease(self, battle_id: str, owner: str, ttl_s: float) -> bool: ...
-    def release_lease(self, battle_id: str, owner: str) -> None: ...
-    def lease_owner(self, battle_id: str) -> str | None: ...
-    def request_cancel(self, battle_id: str) -> None: ...
-    def cancel_requested(self, battle_id: str) -> bool: ...
-    def stop_requested(self, battle_id: str, run_id: str | None) -> bool: ...
-    def clear_cancel(self, battle_id: str) -> None: ...
-    def touch_active(self, battle_id: str, at: float | None = None) -> None: ...
-    def touch_active_many(self, battle_ids: list[str]) -> None: ...
-    def drop_active(self, battle_id: str) -> None: ...
-    def active(self) -> dict[str, float]: ...
-    def touch_rejudge(self, judge_run_id: str) -> None: ...
-    def drop_rejudge(self, judge_run_id: str) -> None: ...
-    def rejudges(self) -> dict[str, float]: ...
-    def claim(self, name: str, ttl_s: float) -> bool: ...
-    def unclaim(self, name: str) -> None: ...
-    def set_run_total(self, run_id: str, total: int) -> None: ...
-    def run_total(self, run_id: str) -> int | None: ...
-    def run_done_add(self, run_id: str, battle_ids: list[str]) -> int: ...
-    def run_done_remove(self, run_id: str, battle_id: str) -> None: ...
-    def runs(self) -> list[str]: ...
-    def request_run_cancel(self, run_id: str, reason: str) -> None: ...
-    def run_cancel_reason(self, run_id: str) -> str | None: ...
-    def publish_heartbeat(self, worker_id: str, info: dict[str, Any], ttl_s: float) -> None: ...
-    def remove_heartbeat(self, worker_id: str) -> None: ...
-    def heartbeats(self) -> list[dict[str, Any]]: ...
-    def state_marked(self) -> bool: ...
-    def mark_state(self) -> None: ...
+class Connectivity(Protocol):
+    def ping(self) -> float:
+        """Round trip to the backing store, in milliseconds; raises when it does not answer."""
+
+
+class Leases(Protocol):
+    """Who runs a battle: at most one owner per battle, until its lease expires."""
+
+    def acquire_lease(self, battle_id: str, owner: str, ttl_s: float) -> bool:
+        """Take the battle's lease for ``ttl_s`` seconds if nobody holds it; True if taken."""
+
+    def renew_lease(self, battle_id: str, owner: str, ttl_s: float) -> bool:
+        """Extend the lease to ``ttl_s`` from now if ``owner`` still holds it; False if it was lost."""
+
+    def release_lease(self, battle_id: str, owner: str) -> None:
+        """Give the lease up, only if ``owner`` holds it (an expired lease may be someone else's)."""
+
+    def lease_owner(self, battle_id: str) -> str | None:
+        """The owner of the battle's live lease, or None."""
+
+
+class CancelFlags(Protocol):
+    """Requests to stop a battle or a whole run, read by the engine between model calls."""
+
+    def request_cancel(self, battle_id: str) -> None:
+        """Flag the battle to stop (the flag lasts a week)."""
+
+    def cancel_requested(self, battle_id: str) -> bool:
+        """Whether the battle's own flag is set."""
+
+    def stop_requested(self, battle_id: str, run_id: str | None) -> bool:
+        """Whether the battle's flag or its run's is set, in one round trip (checked before every call)."""
+
+    def clear_cancel(self, battle_id: str) -> None:
+        """Drop the battle's flag (a retry must not inherit it)."""
+
+    def request_run_cancel(self, run_id: str, reason: str) -> None:
+        """Flag every battle of the run to stop, saying why (a stopped run stays stopped)."""
+
+    def run_cancel_reason(self, run_id: str) -> str | None:
+        """Why the run was stopped, or None while it is not."""
+
+
+class ActiveSet(Protocol):
+    """Battles submitted and not finished, and re-judges asked for and not ended, with when each was touched."""
+
+    def touch_active(self, battle_id: str, at: float | None = None) -> None:
+        """Add the battle or mark it touched at ``at`` (now by default; 0 makes it due to the reaper at once)."""
+
+    def touch_active_many(self, battle_ids: list[str]) -> None:
+        """Touch several battles now, in one round trip (a run's fan-out)."""
+
+    def drop_active(self, battle_id: str) -> None:
+        """Remove a battle that finished, or whose submit was undone."""
+
+    def active(self) -> dict[str, float]:
+        """Every active battle and the time it was last touched (epoch seconds)."""
+
+    def touch_rejudge(self, judge_run_id: str) -> None:
+        """Add the re-judge or mark it touched now."""
+
+    def drop_rejudge(self, judge_run_id: str) -> None:
+        """Remove a re-judge that ended."""
+
+    def rejudges(self) -> dict[str, float]:
+        """Every open re-judge and the time it was last touched (epoch seconds)."""
+
+
+class Claims(Protocol):
+    """One-shot claims, so that only one process does a thing (summarise a run, requeue a battle)."""
+
+    def claim(self, name: str, ttl_s: float) -> bool:
+        """Claim ``name`` for ``ttl_s`` seconds if nobody holds it; True if claimed."""
+
+    def unclaim(self, name: str) -> None:
+        """Drop the claim on ``name``, whoever holds it."""
+
+
+class RunLedger(Protocol):
+    """Per scale run: how many battles it has and which have finished, so that the last one summarises it."""
+
+    def set_run_total(self, run_id: str, total: int) -> None:
+        """Record the run's number of battles and list the run among the open ones."""
+
+    def run_total(self, run_id: str) -> int | None:
+        """The run's number of battles, or None if the ledger does not know the run."""
+
+    def run_done_add(self, run_id: str, battle_ids: list[str]) -> int:
+        """Count these battles as finished (idempotent); return how many of the run have finished."""
+
+    def run_done_remove(self, run_id: str, battle_id: str) -> None:
+        """Count a battle as not finished again (it is being retried)."""
+
+    def runs(self) -> list[str]:
+        """Ids of the runs the ledger knows."""
+
+
+class Heartbeats(Protocol):
+    """Workers announce themselves; a heartbeat expires on its own when its worker dies."""
+
+    def publish_heartbeat(self, worker_id: str, info: dict[str, Any], ttl_s: float) -> None:
+        """Publish (or refresh) the worker's heartbeat ``info``, valid for ``ttl_s`` seconds."""
+
+    def remove_heartbeat(self, worker_id: str) -> None:
+        """Withdraw the worker's heartbeat (a clean shutdown)."""
+
+    def heartbeats(self) -> list[dict[str, Any]]:
+        """The ``info`` of every heartbeat not yet expired."""
+
+
+class StateMark(Protocol):
+    """A mark that never expires: its absence means the state above was lost and must be rebuilt."""
+
+    def state_marked(self) -> bool:
+        """Whether the mark is present."""
+
+    def mark_state(self) -> None:
+        """Set the mark (after ``jobs.recovery`` rebuilt the state from the store)."""
+
+
+class Coordinator(Connectivity, Leases, CancelFlags, ActiveSet, Claims, RunLedger, Heartbeats, StateMark, Protocol):
+    """All of the coordination state: what ``Queue.coord`` holds, in Redis or in SQLite."""
 
 
 class RedisCoordinator:

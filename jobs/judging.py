@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from jobs.coord import Coordinator
-from jobs.queue import Queue, get_queue
+from jobs.queue import REJUDGE_TASK, Queue, get_queue, register_bodies
 from jobs.submit import NoWorkerError, SubmitError, _check_reachable, live_workers, worker_command
 from sparring import records as r
 from sparring.runtime import get_runtime
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TASK = "rejudge_run"
+TASK = REJUDGE_TASK
 # How long a stream-sink worker waits before handing a re-judge back (so that it does not
 # spin on a job it cannot run while a worker next to the database is busy).
 HAND_BACK_DELAY_S = 1.0
@@ -310,3 +310,6 @@ def _exclusive(coord: Coordinator, judge_run_id: str, ttl_s: float) -> Iterator[
             coord.release_lease(name, owner)
         except Exception:  # noqa: BLE001 - it expires on its own
             log.warning("Re-judge %s: could not release its lease; it will expire", judge_run_id)
+
+
+register_bodies({TASK: rejudge_run})

@@ -3,19 +3,26 @@
 With ``REDIS_URL``: ``RedisExpireHuey`` (results expire instead of piling up in one
 hash forever). Without: ``SqliteHuey`` on ``data/queue.sqlite3``. Tasks receive ids and
 plain JSON only, never live objects. The battle task's job id is the battle id.
+
+The queue declares its tasks by name; their bodies (``jobs.tasks``, ``jobs.judging``) register
+themselves here when imported, and ``jobs.consumer``, which runs them, imports both. So the
+bodies import the queue and not the other way round: submitting a job loads nothing that
+runs it, and ``jobs/`` has no import loop.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from huey import Huey, RedisExpireHuey, SqliteHuey, crontab
 from huey.api import TaskWrapper
-from huey.storage import RedisExpireStorage
 
 from jobs.coord import Coordinator, RedisCoordinator, SqliteCoordinator
+from jobs.storage import PipelinedRedisStorage
 from sparring.records import is_id
 from sparring.settings import Settings, get_settings
 from sparring.shared_state import redis_client
@@ -23,7 +30,36 @@ from sparring.shared_state import redis_client
 log = logging.getLogger(__name__)
 
 BATTLE_TASK = "run_battle"
+SCALE_TASK = "run_scale"
+SUMMARY_TASK = "summarise_run"
+REJUDGE_TASK = "rejudge_run"
+MAINTENANCE_TASK = "maintenance"
 RETRY_DELAY_S = 2
+
+_bodies: dict[str, Callable[..., Any]] = {}
+
+
+def register_bodies(bodies: dict[str, Callable[..., Any]]) -> None:
+    """Give tasks declared by name their bodies (called by the modules that define them)."""
+    _bodies.update(bodies)
+
+
+def _declared(name: str, module: str) -> Callable[..., Any]:
+    """The function Huey registers for task ``name``: it runs the body registered under that name.
+
+    Huey names a job's task ``<module>.<name>`` of the function it was given: ``module`` is the
+    body's, so that jobs queued by an earlier version still find their task.
+    """
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        body = _bodies.get(name)
+        if body is None:
+            raise RuntimeError(f"task {name!r} has no body in this process: a consumer imports jobs.consumer")
+        return body(*args, **kwargs)
+
+    run.__name__ = run.__qualname__ = name
+    run.__module__ = module
+    return run
 
 
 @dataclass(frozen=True)
@@ -44,28 +80,21 @@ class Queue:
         self.enqueue_battles([battle_id])
 
     def enqueue_battles(self, battle_ids: list[str]) -> None:
-        """Put battles' jobs on the queue; on Redis, in pipelined round trips.
+        """Put battles' jobs on the queue; on Redis, in pipelined round trips (``jobs.storage``).
 
-        (A run's fan-out enqueues hundreds of jobs while the first ones already run; one
-        round trip each, every one waiting for the GIL again, would stagger their starts.)
         Each job first drops an old revocation of its id: a retry must not inherit it.
         """
         for battle_id in battle_ids:
             if not is_id(battle_id):
                 raise ValueError(f"not a battle id: {battle_id!r:.40}")
+        tasks = [self.run_battle.s(battle_id, id=battle_id) for battle_id in battle_ids]
         storage = self.huey.storage
-        if not isinstance(storage, RedisExpireStorage):
-            for battle_id in battle_ids:
-                self.huey.restore_by_id(battle_id)
-                self.huey.enqueue(self.run_battle.s(battle_id, id=battle_id))
+        if isinstance(storage, PipelinedRedisStorage):
+            storage.restore_and_enqueue([(task.revoke_id, self.huey.serialize_task(task)) for task in tasks])
             return
-        for start in range(0, len(battle_ids), 500):
-            with storage.conn.pipeline(transaction=False) as pipe:
-                for battle_id in battle_ids[start : start + 500]:
-                    task = self.run_battle.s(battle_id, id=battle_id)
-                    pipe.delete(storage.result_key(task.revoke_id))  # Huey's restore_by_id
-                    pipe.lpush(storage.queue_key, self.huey.serialize_task(task))  # Huey's enqueue
-                pipe.execute()
+        for task in tasks:
+            self.huey.restore(task)
+            self.huey.enqueue(task)
 
     def pending_ids(self) -> set[str]:
         """Ids of jobs waiting in the queue or scheduled for a retry."""
@@ -84,6 +113,7 @@ def _make_huey(settings: Settings) -> Huey:
             name=settings.namespace,
             expire_time=settings.result_ttl_s,
             connection_pool=redis_client(settings.redis_url).connection_pool,
+            storage_class=PipelinedRedisStorage,
             read_timeout=1,
             utc=True,
         )
@@ -98,16 +128,14 @@ def _make_coord(settings: Settings) -> Coordinator:
 
 
 def build_queue(settings: Settings) -> Queue:
-    from jobs import tasks
-
     huey = _make_huey(settings)
-    run_battle = huey.task(name=BATTLE_TASK, retries=2, retry_delay=RETRY_DELAY_S, context=True)(tasks.run_battle)
-    run_scale = huey.task(name="run_scale", retries=2, retry_delay=RETRY_DELAY_S)(tasks.run_scale)
-    summarise = huey.task(name="summarise_run", retries=2, retry_delay=RETRY_DELAY_S)(tasks.summarise_run)
-    maintenance = huey.periodic_task(crontab(minute="*/15"), name="maintenance")(tasks.maintenance)
-    from jobs import judging
-
-    rejudge = huey.task(name=judging.TASK, retries=2, retry_delay=RETRY_DELAY_S, context=True)(judging.rejudge_run)
+    retrying = {"retries": 2, "retry_delay": RETRY_DELAY_S}
+    run_battle = huey.task(name=BATTLE_TASK, context=True, **retrying)(_declared(BATTLE_TASK, "jobs.tasks"))
+    run_scale = huey.task(name=SCALE_TASK, **retrying)(_declared(SCALE_TASK, "jobs.tasks"))
+    summarise = huey.task(name=SUMMARY_TASK, **retrying)(_declared(SUMMARY_TASK, "jobs.tasks"))
+    every_15_min = crontab(minute="*/15")
+    maintenance = huey.periodic_task(every_15_min, name=MAINTENANCE_TASK)(_declared(MAINTENANCE_TASK, "jobs.tasks"))
+    rejudge = huey.task(name=REJUDGE_TASK, context=True, **retrying)(_declared(REJUDGE_TASK, "jobs.judging"))
     return Queue(
         settings=settings,
         huey=huey,
@@ -115,10 +143,10 @@ def build_queue(settings: Settings) -> Queue:
         run_battle=run_battle,
         maintenance=maintenance,
         tasks={
-            "run_battle": run_battle,
-            "run_scale": run_scale,
-            "summarise_run": summarise,
-            judging.TASK: rejudge,
+            BATTLE_TASK: run_battle,
+            SCALE_TASK: run_scale,
+            SUMMARY_TASK: summarise,
+            REJUDGE_TASK: rejudge,
         },
     )
 

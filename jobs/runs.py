@@ -181,14 +181,6 @@ def summarise_here(run_id: str) -> str:
     return final
 
 
-def reopen_for_retry(run_id: str, battle_id: str) -> None:
-    """A retried battle of a finished run: count it again and let the summary rerun."""
-    queue = get_queue()
-    queue.coord.run_done_remove(run_id, battle_id)
-    queue.coord.unclaim(f"summary:{run_id}")
-    get_runtime().sink.write([r.RunStatusChanged(run_id, "running")])
-
-
 def rescue_summaries(queue: Queue) -> list[str]:
     """Maintenance: runs that are complete but whose summary never got claimed."""
     rescued = []

@@ -142,7 +142,7 @@ def retry_battle(battle_id: str) -> str:
         )
     queue.coord.clear_cancel(battle_id)
     if view.run_id:
-        from jobs.runs import reopen_for_retry
+        from jobs.ledger import reopen_for_retry
 
         reopen_for_retry(view.run_id, battle_id)
     runtime.sink.write([r.BattleRequeued(battle_id, "retry requested")])

@@ -1,4 +1,4 @@
-"""Task bodies. Registered on the Huey instance by ``jobs.queue``; they take ids only."""
+"""Task bodies, registered with ``jobs.queue`` when this module is imported; they take ids only."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Any
 
+from jobs import queue as queues
 from jobs import recovery, runner, runs
 from sparring import records as r
 from sparring import service
@@ -152,3 +153,13 @@ def maintenance() -> None:
             queue.coord.drop_active(battle_id)
     runs.rescue_summaries(queue)
     recovery.recover(queue)  # a backstop for state lost without the mark (idempotent)
+
+
+queues.register_bodies(
+    {
+        queues.BATTLE_TASK: run_battle,
+        queues.SCALE_TASK: run_scale,
+        queues.SUMMARY_TASK: summarise_run,
+        queues.MAINTENANCE_TASK: maintenance,
+    }
+)

@@ -21,8 +21,7 @@ from jobs import embedded, submit
 from sparring import formatting
 from sparring.render import inert_markdown
 from sparring.runtime import get_runtime
-from sparring.store import StoreBusy, StoreMissing, ui_queries
-from sparring.store.db import Connection
+from sparring.store import ReadQuery, StoreBusy, StoreMissing, ui_queries
 from sparring.store.ui_queries import BattleRow
 
 log = logging.getLogger(__name__)
@@ -250,7 +249,7 @@ def format_ago(at: dt.datetime | None, reference: dt.datetime) -> str:
     return f"{format_duration(seconds)} ago"
 
 
-def read(query: Callable[[Connection], T]) -> T | None:
+def read(query: ReadQuery[T]) -> T | None:
     """Run ``query`` on a short read; on a locked or missing database, say so and return None."""
     try:
         return get_runtime().store.read(query, deadline_s=READ_DEADLINE_S)

@@ -20,8 +20,7 @@ from pages import common
 from sparring import formatting
 from sparring.runtime import get_runtime
 from sparring.store import StoreBusy, StoreMissing, ui_queries
-from sparring.store.db import Error as DatabaseError
-from sparring.store.sqlbox import UnsafeQuery, run_query
+from sparring.store.sqlbox import QueryFailed, UnsafeQuery, run_query
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +137,8 @@ def filters(name: str, obj: ui_queries.SchemaObject) -> ui_queries.BrowseFilters
 
 
 def csv_bytes(frame: pd.DataFrame) -> bytes:
-    return frame.to_csv(index=False).encode("utf-8")
+    text: str = frame.to_csv(index=False)
+    return text.encode("utf-8")
 
 
 def browse_section(objects: dict[str, ui_queries.SchemaObject], docs: dict[str, str]) -> None:
@@ -193,7 +193,7 @@ def run_sql() -> None:
         frame = run_query(get_runtime().store, sql, limit=QUERY_ROWS)
     except UnsafeQuery as error:
         st.session_state[RESULT] = {"sql": sql, "kind": "refused", "error": str(error)}
-    except DatabaseError as error:  # valid and allowed, but it failed (a typo in a column name)
+    except QueryFailed as error:  # valid and allowed, but it failed (a typo in a column name)
         st.session_state[RESULT] = {"sql": sql, "kind": "failed", "error": str(error).splitlines()[0]}
     except (StoreBusy, StoreMissing) as error:
         st.session_state[RESULT] = {"sql": sql, "kind": "busy", "error": str(error)}

@@ -151,7 +151,7 @@ def use_goal() -> None:
 def chosen_profile() -> str | None:
     """The profile the agent fields still match, if any (a battle records where it came from)."""
     name = st.session_state.get(key("profile"))
-    profile = state().profiles.get(name)
+    profile = state().profiles.get(name) if name is not None else None
     if not profile:
         return None
     same = (

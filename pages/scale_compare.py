@@ -7,6 +7,8 @@ are independent samples (``sparring.stats.compare_proportions``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import streamlit as st
 
@@ -22,7 +24,7 @@ def key(field: str) -> str:
     return f"scale_{field}"
 
 
-def chart(name: str, drawn: object) -> None:
+def chart(name: str, drawn: Any) -> None:  # an Altair chart (Any to mypy: Altair ships no types)
     st.altair_chart(drawn, width="stretch")
     st.caption(charts.CAPTIONS[name])
 
@@ -96,9 +98,11 @@ def show(rows: list[RunRow]) -> None:
         )
         return
     found = common.read(lambda con: (ui_queries.run_outcomes(con, run_a), ui_queries.run_outcomes(con, run_b)))
-    if found is None or found[0] is None or found[1] is None:
+    if found is None:
         return
     side_a, side_b = found
+    if side_a is None or side_b is None:
+        return
     (s1, n1), (s2, n2) = side_numbers(side_a, cell_a), side_numbers(side_b, cell_b)
     if run_a == run_b:
         pairs = [

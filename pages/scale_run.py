@@ -7,6 +7,7 @@ comes from the documented views (``run_summary``, ``run_cells``, ``run_survival`
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from typing import Any
@@ -395,7 +396,7 @@ def export_section(run_id: str) -> None:
             for fmt in ui_queries.EXPORT_FORMATS:
                 st.download_button(
                     f"{part.capitalize()} ({fmt.upper() if fmt == 'csv' else 'Parquet'})",
-                    data=lambda part=part, fmt=fmt: ui_queries.export_run_part(store, run_id, part, fmt),
+                    data=functools.partial(ui_queries.export_run_part, store, run_id, part, fmt),
                     file_name=f"run-{run_id}-{part}.{fmt}",
                     mime="text/csv" if fmt == "csv" else "application/vnd.apache.parquet",
                     key=key(f"export_{part}_{fmt}"),

@@ -19,9 +19,12 @@ from sparring.store import db, queries, schema
 from sparring.store.db import StoreBusy, StoreMissing
 from sparring.store.recorder import GroupCommitter, committer_for
 
-__all__ = ["BattleSource", "RecordSink", "Store", "StoreBusy", "StoreMissing", "open_store"]
+__all__ = ["BattleSource", "ReadQuery", "RecordSink", "Store", "StoreBusy", "StoreMissing", "open_store"]
 
 T = TypeVar("T")
+
+# A read the store runs for its caller (``Store.read``): callers name it without naming DuckDB.
+ReadQuery = Callable[[db.Connection], T]
 
 
 class RecordSink(Protocol):
@@ -73,7 +76,7 @@ class Store:
         with db.reading(self.path, self.read_deadline_s if deadline_s is None else deadline_s) as con:
             yield con
 
-    def read(self, query: Callable[[db.Connection], T], deadline_s: float | None = None) -> T:
+    def read(self, query: ReadQuery[T], deadline_s: float | None = None) -> T:
         """Run ``query`` on a short read-only connection."""
         with self.reading(deadline_s) as con:
             return query(con)

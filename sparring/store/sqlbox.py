@@ -56,6 +56,11 @@ _STATEMENT_WORDS = {
 SCHEMA_OBJECTS_SQL = "SELECT lower(table_name) FROM information_schema.tables WHERE table_catalog = current_database()"
 
 
+# A checked, allowed query that DuckDB could not run (a typo in a column name): DuckDB's own
+# error, named here so that callers need not import the database module.
+QueryFailed = db.Error
+
+
 class UnsafeQuery(ValueError):
     """The SQL box refused a query; the message says why in plain words."""
 

@@ -1,0 +1,169 @@
+"""The import rules of the layout, checked on the source (ast), imports inside functions included.
+
+- ``sparring/`` (the core) imports neither Streamlit nor Huey nor ``jobs``;
+- only ``sparring/store/`` imports duckdb; only ``sparring/gateway.py`` imports litellm;
+- the pages import neither duckdb, redis nor litellm (nor the store's DuckDB module);
+- ``jobs/`` has no import cycle.
+
+An import hidden in a function still runs, so it counts like one at the top of a module.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ("sparring", "jobs", "pages", "streamlit_app.py")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def source_files(*where: str) -> list[Path]:
+    files: list[Path] = []
+    for name in where:
+        path = ROOT / name
+        files.extend(sorted(path.rglob("*.py")) if path.is_dir() else [path])
+    return files
+
+
+def imported(path: Path, module: str | None = None) -> Iterator[tuple[str, int]]:
+    """Every module ``path`` imports, with its line: ``from a import b`` yields ``a`` and ``a.b``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    module = module or module_name(path)
+    package = module.rpartition(".")[0] if path.name != "__init__.py" else module
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolve against the importing module's package
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            yield base, node.lineno
+            for alias in node.names:
+                yield f"{base}.{alias.name}", node.lineno
+
+
+def within(name: str, prefixes: Iterable[str]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def violations(files: Iterable[Path], forbidden: Iterable[str], allowed: Iterable[str] = ()) -> list[str]:
+    """``file:line imports module`` for each import of a ``forbidden`` module outside ``allowed`` modules."""
+    forbidden, allowed = tuple(forbidden), tuple(allowed)
+    found = []
+    for path in files:
+        if within(module_name(path), allowed):
+            continue
+        for name, line in imported(path):
+            if within(name, forbidden):
+                found.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
+    return sorted(set(found))
+
+
+@pytest.mark.parametrize(
+    "forbidden",
+    [
+        "streamlit",
+        "huey",
+        pytest.param(
+            "jobs",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="sparring/cli.py calls jobs.submit/runs/judging/health/embedded until the use cases "
+                "move into the core behind a dispatcher (issue 18, point 3)",
+            ),
+        ),
+    ],
+)
+def test_the_core_imports_no_ui_nor_queue(forbidden: str) -> None:
+    assert violations(source_files("sparring"), [forbidden]) == []
+
+
+def test_only_the_store_imports_duckdb() -> None:
+    assert violations(source_files(*APP), ["duckdb"], allowed=["sparring.store"]) == []
+
+
+def test_only_the_gateway_imports_litellm() -> None:
+    assert violations(source_files(*APP), ["litellm"], allowed=["sparring.gateway"]) == []
+
+
+def test_pages_import_no_database_cache_nor_model_client() -> None:
+    forbidden = ["duckdb", "redis", "litellm", "sparring.store.db", "sparring.gateway"]
+    assert violations(source_files("pages", "streamlit_app.py"), forbidden) == []
+
+
+def jobs_graph() -> dict[str, set[str]]:
+    """Each ``jobs`` module and the ``jobs`` modules it imports (anywhere in its source)."""
+    modules = {module_name(path): path for path in source_files("jobs")}
+    return {
+        name: {m for m, _ in imported(path) if m in modules and m not in ("jobs", name)}
+        for name, path in modules.items()
+    }
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One cycle of ``graph`` as a path that ends where it starts, or [] when it has none."""
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> list[str]:
+        if node in path:
+            return [*path[path.index(node) :], node]
+        if node in done:
+            return []
+        for nxt in sorted(graph[node]):
+            cycle = visit(nxt, [*path, node])
+            if cycle:
+                return cycle
+        done.add(node)
+        return []
+
+    for start in sorted(graph):
+        cycle = visit(start, [])
+        if cycle:
+            return cycle
+    return []
+
+
+def test_find_cycle_sees_a_loop_and_only_a_loop() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_the_import_parser_counts_imports_inside_functions_and_relative_ones(tmp_path: Path) -> None:
+    source = tmp_path / "mod.py"
+    source.write_text(
+        "import os\n"
+        "def f():\n"
+        "    from jobs import runs\n"
+        "    if True:\n"
+        "        import duckdb.typing\n"
+        "class C:\n"
+        "    def g(self):\n"
+        "        from .sibling import thing\n"
+        "        from .. import up\n"
+    )
+    names = {name for name, _ in imported(source, "pkg.sub.mod")}
+    assert {"os", "jobs", "jobs.runs", "duckdb.typing", "pkg.sub.sibling.thing", "pkg.up"} <= names
+
+
+def test_jobs_has_no_import_cycle() -> None:
+    assert find_cycle(jobs_graph()) == []
+
+
+def test_every_coordinator_method_says_what_it_does() -> None:
+    from jobs import coord
+
+    methods = [name for name in dir(coord.Coordinator) if not name.startswith("_")]
+    assert len(methods) >= 30
+    assert [name for name in methods if not (getattr(coord.Coordinator, name).__doc__ or "").strip()] == []
