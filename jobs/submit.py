@@ -1,13 +1,20 @@
 """Submitting, cancelling and retrying battles: what the pages and the CLI call.
 
-Order of operations on submit: check the queue answers, commit the battle row, mark it
-active, enqueue. If the queue fails after the row was committed, the row is discarded,
-so a failed submit leaves nothing behind.
+Order of operations on submit: check the queue answers, claim the form's token, commit the
+battle row, mark it active, enqueue. If the queue fails after the row was committed, the row
+is discarded and the token released, so a failed submit leaves nothing behind.
+
+A form carries a token minted when it is drawn, and a submit claims it atomically in the
+coordinator (Redis ``SET NX``, or one SQLite transaction), which every process on the queue
+shares: a second submit of the same form (a double click, a rerun racing the first, another
+app process) gets the first battle back instead of starting another one.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import secrets
 import time
 from typing import Any
 
@@ -19,6 +26,10 @@ from sparring.validation import BattleInput, validate_battle
 log = logging.getLogger(__name__)
 
 RETRYABLE = ("failed", "timed_out", "cancelled")
+# Long enough for any double click, retry or slow rerun of one form; a form left open for a
+# day and submitted again starts a new battle.
+SUBMIT_TOKEN_TTL_S = 24 * 3600
+_TOKEN = re.compile(r"^[0-9A-Za-z_-]{8,64}$")
 
 
 class SubmitError(RuntimeError):
@@ -66,16 +77,36 @@ def _safe_url(url: str | None) -> str:
     return url
 
 
+def new_submit_token() -> str:
+    """A token for one drawn form: however often it is submitted, it launches one battle (or run)."""
+    return secrets.token_urlsafe(12)
+
+
+def claim_submission(queue: Queue, kind: str, token: str, new_id: str) -> str:
+    """The id the form's ``token`` launched: ``new_id`` when this submit is the first to carry it."""
+    if not _TOKEN.match(token):
+        raise ValueError(f"not a submit token: {token!r:.40}")
+    return queue.coord.claim_value(f"submit:{kind}:{token}", new_id, SUBMIT_TOKEN_TTL_S)
+
+
+def release_submission(queue: Queue, kind: str, token: str | None) -> None:
+    """A submit failed and left nothing behind: the same form may be submitted again."""
+    if token:
+        queue.coord.unclaim(f"submit:{kind}:{token}")
+
+
 def submit_battle(
     data: dict[str, Any] | BattleInput,
     *,
     require_worker: bool = True,
     battle_id: str | None = None,
+    token: str | None = None,
 ) -> str:
     """Validate, record and enqueue one battle; return its id.
 
     ``require_worker``: in queue mode, refuse (``NoWorkerError``) when no worker is alive,
-    rather than let the job wait silently.
+    rather than let the job wait silently. ``token``: the form's submit token; a submit whose
+    token was claimed already returns that battle's id and creates nothing.
     """
     battle = data if isinstance(data, BattleInput) else validate_battle(data)
     queue = get_queue()
@@ -87,6 +118,17 @@ def submit_battle(
             f"{worker_command(queue)}"
         )
     battle_id = battle_id or r.new_id()
+    if token and (first := claim_submission(queue, "battle", token, battle_id)) != battle_id:
+        return first  # this form was submitted already: its battle, not a second one
+    try:
+        _create_and_enqueue(queue, battle, battle_id)
+    except BaseException:
+        release_submission(queue, "battle", token)
+        raise
+    return battle_id
+
+
+def _create_and_enqueue(queue: Queue, battle: BattleInput, battle_id: str) -> None:
     sink = get_runtime().sink
     sink.write([r.BattleCreated(battle_id, battle.to_spec())])
     try:
@@ -101,7 +143,6 @@ def submit_battle(
         raise SubmitError(
             f"The job queue failed while submitting ({type(error).__name__}); nothing was submitted."
         ) from None
-    return battle_id
 
 
 def cancel_battle(battle_id: str) -> str:
