@@ -1,6 +1,6 @@
 """Hub: launch a battle, then follow the battles started here and the latest ones, live.
 
-The battles started here are kept in the page's URL (``?started=<id>,<id>``), so a reload
+The battles started here are kept in the page's URL (``?started=<id>-<id>``), so a reload
 keeps the list (nothing about a browser is stored).
 """
 
@@ -42,6 +42,7 @@ STATE = "hub_state"
 RECENT_LIMIT = "hub_recent_limit"
 STARTED_PARAM = "started"  # the URL query parameter that lists the battles started here
 STARTED_KEPT = 100
+STARTED_SEPARATOR = "-"  # kept as is in a URL (a comma would show as %2C)
 
 
 def state() -> HubState:
@@ -130,12 +131,12 @@ def init_state() -> None:
 def started_in_url() -> list[str]:
     """The battles this page started before a reload, as its URL lists them (ids only, checked)."""
     listed = str(st.query_params.get(STARTED_PARAM, ""))
-    return list(dict.fromkeys(b for b in listed.split(",") if r.is_id(b)))[:STARTED_KEPT]
+    return list(dict.fromkeys(b for b in listed.split(STARTED_SEPARATOR) if r.is_id(b)))[:STARTED_KEPT]
 
 
 def keep_started_in_url() -> None:
     """Write the battles started here into the URL, so that a reload (or a bookmark) keeps them."""
-    listed = ",".join(state().session_ids)
+    listed = STARTED_SEPARATOR.join(state().session_ids)
     if listed and st.query_params.get(STARTED_PARAM) != listed:
         st.query_params[STARTED_PARAM] = listed
 

@@ -78,11 +78,11 @@ def test_the_hub_keeps_the_battles_started_here_in_its_url_so_a_reload_lists_the
     click(at, "hub_start", **{f"hub_{name}": value for name, value in BATTLE.items()})
     click(at, "hub_start")
     newest, oldest = hub_state(at).session_ids
-    assert at.query_params["started"] == f"{newest},{oldest}"
+    assert at.query_params["started"] == f"{newest}-{oldest}"
 
     reloaded = AppTest.from_file(APP, default_timeout=60)
     stranger = r.new_id()  # an id that is no battle is left out; so is anything that is no id
-    reloaded.query_params["started"] = f"{newest},{oldest},{stranger},<b>x</b>"
+    reloaded.query_params["started"] = f"{newest}-{oldest}-{stranger}-<b>x</b>-{newest}"
     reloaded.run()
     assert not reloaded.exception, reloaded.exception
     assert hub_state(reloaded).session_ids == [newest, oldest, stranger]
