@@ -19,7 +19,7 @@ from jobs.submit import (
     NoWorkerError,
     SubmitError,
     _check_reachable,
-    claim_submission,
+    launched_before,
     live_workers,
     release_submission,
     worker_command,
@@ -52,7 +52,7 @@ def submit_run(data: dict[str, Any] | ScaleInput, *, require_worker: bool = True
             f"No worker is running, so the scale test would wait. Start one with: {worker_command(queue)}"
         )
     plan = plan_run(scale)
-    if token and (first := claim_submission(queue, "run", token, plan.run_id)) != plan.run_id:
+    if token and (first := launched_before(queue, "run", token, plan.run_id, _run_recorded)):
         return first  # this form was submitted already: its run, not a second one
     try:
         _create_and_enqueue(queue, plan, scale)
@@ -60,6 +60,10 @@ def submit_run(data: dict[str, Any] | ScaleInput, *, require_worker: bool = True
         release_submission(queue, "run", token)
         raise
     return plan.run_id
+
+
+def _run_recorded(run_id: str) -> bool:
+    return get_runtime().source.get_run(run_id) is not None
 
 
 def _create_and_enqueue(queue: Queue, plan: Plan, scale: ScaleInput) -> None:

@@ -16,11 +16,13 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from jobs.queue import Queue, get_queue
 from sparring import records as r
 from sparring.runtime import get_runtime
+from sparring.store import StoreBusy
 from sparring.validation import BattleInput, validate_battle
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,9 @@ RETRYABLE = ("failed", "timed_out", "cancelled")
 # day and submitted again starts a new battle.
 SUBMIT_TOKEN_TTL_S = 24 * 3600
 _TOKEN = re.compile(r"^[0-9A-Za-z_-]{8,64}$")
+# A later submit of a form waits (at most this long) for the first one's record, so that what
+# it returns can be shown at once; the first one is waiting for the database file meanwhile.
+FIRST_SUBMIT_WAIT_S = 30.0
 
 
 class SubmitError(RuntimeError):
@@ -89,6 +94,29 @@ def claim_submission(queue: Queue, kind: str, token: str, new_id: str) -> str:
     return queue.coord.claim_value(f"submit:{kind}:{token}", new_id, SUBMIT_TOKEN_TTL_S)
 
 
+def launched_before(queue: Queue, kind: str, token: str, new_id: str, recorded: Callable[[str], bool]) -> str | None:
+    """None when this submit is the first with ``token`` (it launches ``new_id``); else the first one's id.
+
+    That id is returned once ``recorded`` sees it (or after ``FIRST_SUBMIT_WAIT_S``). Should the
+    first submit fail meanwhile, it releases the token and this one claims it and launches.
+    """
+    deadline = time.monotonic() + FIRST_SUBMIT_WAIT_S
+    while True:
+        first = claim_submission(queue, kind, token, new_id)
+        if first == new_id:
+            return None
+        if _seen(recorded, first) or time.monotonic() >= deadline:
+            return first
+        time.sleep(0.05)
+
+
+def _seen(recorded: Callable[[str], bool], launched_id: str) -> bool:
+    try:
+        return recorded(launched_id)
+    except StoreBusy:  # being written right now: look again
+        return False
+
+
 def release_submission(queue: Queue, kind: str, token: str | None) -> None:
     """A submit failed and left nothing behind: the same form may be submitted again."""
     if token:
@@ -118,7 +146,7 @@ def submit_battle(
             f"{worker_command(queue)}"
         )
     battle_id = battle_id or r.new_id()
-    if token and (first := claim_submission(queue, "battle", token, battle_id)) != battle_id:
+    if token and (first := launched_before(queue, "battle", token, battle_id, _battle_recorded)):
         return first  # this form was submitted already: its battle, not a second one
     try:
         _create_and_enqueue(queue, battle, battle_id)
@@ -126,6 +154,10 @@ def submit_battle(
         release_submission(queue, "battle", token)
         raise
     return battle_id
+
+
+def _battle_recorded(battle_id: str) -> bool:
+    return get_runtime().source.get_battle(battle_id) is not None
 
 
 def _create_and_enqueue(queue: Queue, battle: BattleInput, battle_id: str) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from jobs import runs, submit
 from jobs.queue import get_queue
+from sparring.runtime import get_runtime
 from tests.helpers import scalar, wait_until
 
 BATTLE = {"agent_model": "sim/agent?concede=0", "max_messages": 4}
@@ -32,15 +33,19 @@ def mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def race(launch: Callable[[], str], racers: int = RACERS) -> list[str]:
-    """``launch`` run by ``racers`` threads released at the same instant; their results."""
+def race(launch: Callable[[], str], recorded: Callable[[str], object], racers: int = RACERS) -> list[str]:
+    """``launch`` run by ``racers`` threads released at the same instant; their results.
+
+    Each result must already be recorded when it is returned (a page shows it at once).
+    """
     barrier = threading.Barrier(racers)
     results: list[str | BaseException] = [RuntimeError("did not finish")] * racers
 
     def one(index: int) -> None:
         barrier.wait()
         try:
-            results[index] = launch()
+            launched = launch()
+            results[index] = launched if recorded(launched) else AssertionError(f"{launched} not recorded yet")
         except BaseException as error:  # reported by the assertion below
             results[index] = error
 
@@ -60,7 +65,7 @@ def pending_jobs() -> int:
 
 def test_racing_submits_of_one_form_start_one_battle(mode: str) -> None:
     token = submit.new_submit_token()
-    ids = race(lambda: submit.submit_battle(BATTLE, require_worker=False, token=token))
+    ids = race(lambda: submit.submit_battle(BATTLE, require_worker=False, token=token), get_runtime().store.get_battle)
     assert len(set(ids)) == 1, ids
     assert scalar("SELECT count(*) FROM battles") == 1
     assert scalar("SELECT battle_id FROM battles") == ids[0]
@@ -81,7 +86,7 @@ def test_a_fresh_token_after_a_submit_starts_a_new_battle(mode: str) -> None:
 
 def test_racing_submits_of_one_scale_form_launch_one_run(mode: str) -> None:
     token = submit.new_submit_token()
-    ids = race(lambda: runs.submit_run(SCALE, require_worker=False, token=token))
+    ids = race(lambda: runs.submit_run(SCALE, require_worker=False, token=token), get_runtime().store.get_run)
     assert len(set(ids)) == 1, ids
     assert scalar("SELECT count(*) FROM scale_runs") == 1
     again = runs.submit_run(SCALE, require_worker=False, token=token)
