@@ -40,6 +40,16 @@ end
 return 0
 """
 
+# SET NX that answers with the value held, ours or the earlier claimant's, in one step.
+_CLAIM_VALUE = """
+local held = redis.call('GET', KEYS[1])
+if held then
+  return held
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ARGV[1]
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -122,6 +132,9 @@ class Claims(Protocol):
     def claim(self, name: str, ttl_s: float) -> bool:
         """Claim ``name`` for ``ttl_s`` seconds if nobody holds it; True if claimed."""
 
+    def claim_value(self, name: str, value: str, ttl_s: float) -> str:
+        """Claim ``name`` with ``value`` unless held, atomically; the value held (ours or the earlier one)."""
+
     def unclaim(self, name: str) -> None:
         """Drop the claim on ``name``, whoever holds it."""
 
@@ -178,6 +191,7 @@ class RedisCoordinator:
         self.ns = namespace
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
+        self._claim_value = client.register_script(_CLAIM_VALUE)
 
     def _k(self, *parts: str) -> str:
         return ":".join((self.ns, *parts))
@@ -243,6 +257,10 @@ class RedisCoordinator:
 
     def claim(self, name: str, ttl_s: float) -> bool:
         return bool(self.client.set(self._k("claim", name), "1", nx=True, px=int(ttl_s * 1000)))
+
+    def claim_value(self, name: str, value: str, ttl_s: float) -> str:
+        held = self._claim_value(keys=[self._k("claim", name)], args=[value, int(ttl_s * 1000)])
+        return held.decode() if isinstance(held, bytes) else str(held)
 
     def unclaim(self, name: str) -> None:
         self.client.delete(self._k("claim", name))
@@ -444,6 +462,14 @@ class SqliteCoordinator:
                 return False
             self._set(con, f"claim:{name}", "1", ttl_s)
             return True
+
+    def claim_value(self, name: str, value: str, ttl_s: float) -> str:
+        with self._tx() as con:
+            held = self._get(con, f"claim:{name}")
+            if held is not None:
+                return held
+            self._set(con, f"claim:{name}", value, ttl_s)
+            return value
 
     def unclaim(self, name: str) -> None:
         with self._tx() as con:

@@ -15,10 +15,18 @@ import logging
 from typing import Any
 
 from jobs.queue import Queue, get_queue
-from jobs.submit import NoWorkerError, SubmitError, _check_reachable, live_workers, worker_command
+from jobs.submit import (
+    NoWorkerError,
+    SubmitError,
+    _check_reachable,
+    launched_before,
+    live_workers,
+    release_submission,
+    worker_command,
+)
 from sparring import records as r
 from sparring.runtime import get_runtime
-from sparring.scale import ScaleInput, plan_from_config, plan_run, run_created, validate_scale
+from sparring.scale import Plan, ScaleInput, plan_from_config, plan_run, run_created, validate_scale
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +38,12 @@ class UnknownRunError(LookupError):
     pass
 
 
-def submit_run(data: dict[str, Any] | ScaleInput, *, require_worker: bool = True) -> str:
-    """Validate and record a scale test, and queue its fan-out; return the run id."""
+def submit_run(data: dict[str, Any] | ScaleInput, *, require_worker: bool = True, token: str | None = None) -> str:
+    """Validate and record a scale test, and queue its fan-out; return the run id.
+
+    ``token``: the form's submit token; a submit whose token was claimed already returns that
+    run's id and creates nothing (see ``jobs.submit``).
+    """
     scale = data if isinstance(data, ScaleInput) else validate_scale(data)
     queue = get_queue()
     _check_reachable(queue)
@@ -40,6 +52,21 @@ def submit_run(data: dict[str, Any] | ScaleInput, *, require_worker: bool = True
             f"No worker is running, so the scale test would wait. Start one with: {worker_command(queue)}"
         )
     plan = plan_run(scale)
+    if token and (first := launched_before(queue, "run", token, plan.run_id, _run_recorded)):
+        return first  # this form was submitted already: its run, not a second one
+    try:
+        _create_and_enqueue(queue, plan, scale)
+    except BaseException:
+        release_submission(queue, "run", token)
+        raise
+    return plan.run_id
+
+
+def _run_recorded(run_id: str) -> bool:
+    return get_runtime().source.get_run(run_id) is not None
+
+
+def _create_and_enqueue(queue: Queue, plan: Plan, scale: ScaleInput) -> None:
     sink = get_runtime().sink
     sink.write([run_created(plan, scale)])
     try:
@@ -47,7 +74,6 @@ def submit_run(data: dict[str, Any] | ScaleInput, *, require_worker: bool = True
     except Exception as error:  # noqa: BLE001 - undo, then report plainly
         sink.write([r.RunDiscarded(plan.run_id)])
         raise SubmitError(f"The job queue failed ({type(error).__name__}); the scale test was not submitted.") from None
-    return plan.run_id
 
 
 def _run(run_id: str) -> r.RunView:

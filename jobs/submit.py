@@ -1,24 +1,40 @@
 """Submitting, cancelling and retrying battles: what the pages and the CLI call.
 
-Order of operations on submit: check the queue answers, commit the battle row, mark it
-active, enqueue. If the queue fails after the row was committed, the row is discarded,
-so a failed submit leaves nothing behind.
+Order of operations on submit: check the queue answers, claim the form's token, commit the
+battle row, mark it active, enqueue. If the queue fails after the row was committed, the row
+is discarded and the token released, so a failed submit leaves nothing behind.
+
+A form carries a token minted when it is drawn, and a submit claims it atomically in the
+coordinator (Redis ``SET NX``, or one SQLite transaction), which every process on the queue
+shares: a second submit of the same form (a double click, a rerun racing the first, another
+app process) gets the first battle back instead of starting another one.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from jobs.queue import Queue, get_queue
 from sparring import records as r
 from sparring.runtime import get_runtime
+from sparring.store import StoreBusy
 from sparring.validation import BattleInput, validate_battle
 
 log = logging.getLogger(__name__)
 
 RETRYABLE = ("failed", "timed_out", "cancelled")
+# Long enough for any double click, retry or slow rerun of one form; a form left open for a
+# day and submitted again starts a new battle.
+SUBMIT_TOKEN_TTL_S = 24 * 3600
+_TOKEN = re.compile(r"^[0-9A-Za-z_-]{8,64}$")
+# A later submit of a form waits (at most this long) for the first one's record, so that what
+# it returns can be shown at once; the first one is waiting for the database file meanwhile.
+FIRST_SUBMIT_WAIT_S = 30.0
 
 
 class SubmitError(RuntimeError):
@@ -66,16 +82,59 @@ def _safe_url(url: str | None) -> str:
     return url
 
 
+def new_submit_token() -> str:
+    """A token for one drawn form: however often it is submitted, it launches one battle (or run)."""
+    return secrets.token_urlsafe(12)
+
+
+def claim_submission(queue: Queue, kind: str, token: str, new_id: str) -> str:
+    """The id the form's ``token`` launched: ``new_id`` when this submit is the first to carry it."""
+    if not _TOKEN.match(token):
+        raise ValueError(f"not a submit token: {token!r:.40}")
+    return queue.coord.claim_value(f"submit:{kind}:{token}", new_id, SUBMIT_TOKEN_TTL_S)
+
+
+def launched_before(queue: Queue, kind: str, token: str, new_id: str, recorded: Callable[[str], bool]) -> str | None:
+    """None when this submit is the first with ``token`` (it launches ``new_id``); else the first one's id.
+
+    That id is returned once ``recorded`` sees it (or after ``FIRST_SUBMIT_WAIT_S``). Should the
+    first submit fail meanwhile, it releases the token and this one claims it and launches.
+    """
+    deadline = time.monotonic() + FIRST_SUBMIT_WAIT_S
+    while True:
+        first = claim_submission(queue, kind, token, new_id)
+        if first == new_id:
+            return None
+        if _seen(recorded, first) or time.monotonic() >= deadline:
+            return first
+        time.sleep(0.05)
+
+
+def _seen(recorded: Callable[[str], bool], launched_id: str) -> bool:
+    try:
+        return recorded(launched_id)
+    except StoreBusy:  # being written right now: look again
+        return False
+
+
+def release_submission(queue: Queue, kind: str, token: str | None) -> None:
+    """A submit failed and left nothing behind: the same form may be submitted again."""
+    if token:
+        queue.coord.unclaim(f"submit:{kind}:{token}")
+
+
 def submit_battle(
     data: dict[str, Any] | BattleInput,
     *,
     require_worker: bool = True,
     battle_id: str | None = None,
+    token: str | None = None,
 ) -> str:
     """Validate, record and enqueue one battle; return its id.
 
     ``require_worker``: in queue mode, refuse (``NoWorkerError``) when no worker is alive,
-    rather than let the job wait silently.
+    rather than let the job wait silently. ``token``: the form's submit token; a submit whose
+    token was claimed already returns that battle's id and creates nothing.
     """
     battle = data if isinstance(data, BattleInput) else validate_battle(data)
     queue = get_queue()
@@ -87,6 +146,21 @@ def submit_battle(
             f"{worker_command(queue)}"
         )
     battle_id = battle_id or r.new_id()
+    if token and (first := launched_before(queue, "battle", token, battle_id, _battle_recorded)):
+        return first  # this form was submitted already: its battle, not a second one
+    try:
+        _create_and_enqueue(queue, battle, battle_id)
+    except BaseException:
+        release_submission(queue, "battle", token)
+        raise
+    return battle_id
+
+
+def _battle_recorded(battle_id: str) -> bool:
+    return get_runtime().source.get_battle(battle_id) is not None
+
+
+def _create_and_enqueue(queue: Queue, battle: BattleInput, battle_id: str) -> None:
     sink = get_runtime().sink
     sink.write([r.BattleCreated(battle_id, battle.to_spec())])
     try:
@@ -101,7 +175,6 @@ def submit_battle(
         raise SubmitError(
             f"The job queue failed while submitting ({type(error).__name__}); nothing was submitted."
         ) from None
-    return battle_id
 
 
 def cancel_battle(battle_id: str) -> str:

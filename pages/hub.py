@@ -1,7 +1,12 @@
-"""Hub: launch a battle, then follow this session's battles and the latest ones, live."""
+"""Hub: launch a battle, then follow the battles started here and the latest ones, live.
+
+The battles started here are kept in the page's URL (``?started=<id>-<id>``), so a reload
+keeps the list (nothing about a browser is stored).
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -10,6 +15,7 @@ import streamlit as st
 from jobs import submit
 from pages import common
 from pages.state import HubState
+from sparring import records as r
 from sparring import service
 from sparring.settings import HARD_MAX_MESSAGES, get_settings
 from sparring.store import ui_queries
@@ -34,6 +40,9 @@ RECENT_CHOICES = (10, 25, 50, 100)
 # finds its widget by name.
 STATE = "hub_state"
 RECENT_LIMIT = "hub_recent_limit"
+STARTED_PARAM = "started"  # the URL query parameter that lists the battles started here
+STARTED_KEPT = 100
+STARTED_SEPARATOR = "-"  # kept as is in a URL (a comma would show as %2C)
 
 
 def state() -> HubState:
@@ -111,12 +120,25 @@ def agent_profiles() -> dict[str, dict[str, Any]]:
 
 def init_state() -> None:
     if not isinstance(st.session_state.get(STATE), HubState):
-        st.session_state[STATE] = HubState(kept=defaults())
+        st.session_state[STATE] = HubState(kept=defaults(), session_ids=started_in_url())
     for name, value in state().kept.items():
         if key(name) not in st.session_state:
             st.session_state[key(name)] = value
     st.session_state.setdefault(key("profile"), CUSTOM_AGENT)
     st.session_state.setdefault(key("goal_choice"), OWN_GOAL)
+
+
+def started_in_url() -> list[str]:
+    """The battles this page started before a reload, as its URL lists them (ids only, checked)."""
+    listed = str(st.query_params.get(STARTED_PARAM, ""))
+    return list(dict.fromkeys(b for b in listed.split(STARTED_SEPARATOR) if r.is_id(b)))[:STARTED_KEPT]
+
+
+def keep_started_in_url() -> None:
+    """Write the battles started here into the URL, so that a reload (or a bookmark) keeps them."""
+    listed = STARTED_SEPARATOR.join(state().session_ids)
+    if listed and st.query_params.get(STARTED_PARAM) != listed:
+        st.query_params[STARTED_PARAM] = listed
 
 
 def remember_form() -> None:
@@ -174,7 +196,8 @@ def form_data() -> dict[str, Any]:
 # -- actions -------------------------------------------------------------------------------------
 
 
-def start() -> None:
+def start(token: str) -> None:
+    """Start clicked on the form drawn with ``token`` (a second click on it gets the same battle)."""
     hub = state()
     data = form_data()
     hub.errors.clear()
@@ -188,29 +211,32 @@ def start() -> None:
         log.exception("Validating the battle form failed")
         hub.notice = ("error", f"Could not check the form ({type(error).__name__}: {error}). Nothing was started.")
         return
-    launch(hub, battle, require_worker=True)
+    launch(hub, battle, token, require_worker=True)
 
 
-def run_here() -> None:
+def run_here(token: str) -> None:
     """Queue mode with no worker: run battles in this app's process instead."""
     hub = state()
     battle, hub.pending, hub.notice = hub.pending, None, None
     if battle is not None and common.start_consumer_here(hub):
-        launch(hub, battle, require_worker=False)
+        launch(hub, battle, token, require_worker=False)
 
 
-def launch(hub: HubState, battle: BattleInput, *, require_worker: bool) -> None:
+def launch(hub: HubState, battle: BattleInput, token: str, *, require_worker: bool) -> None:
     # No st.* call between the submit and recording its outcome in ``hub`` (see HubState).
     try:
-        battle_id = submit.submit_battle(battle, require_worker=require_worker)
+        battle_id = submit.submit_battle(battle, require_worker=require_worker, token=token)
     except submit.NoWorkerError:
         hub.pending, hub.notice = battle, ("no_worker", "")
         return
     except submit.SubmitError as error:
         hub.notice = ("error", str(error))
         return
+    hub.form_token = submit.new_submit_token()  # the next click, on the form drawn anew, is a new battle
+    if battle_id in hub.session_ids:  # the same form submitted twice: that battle, already listed
+        return
     hub.session_ids.insert(0, battle_id)
-    del hub.session_ids[100:]
+    del hub.session_ids[STARTED_KEPT:]
     st.toast(f"Battle {common.short_id(battle_id)} started.", icon=":material/play_arrow:")
 
 
@@ -399,7 +425,8 @@ def notices() -> None:
     if hub.errors:
         st.caption("Nothing was started: fix the fields marked above.")
     if hub.notice:
-        common.submit_notice(hub.notice, what="battle", key="hub", on_run_here=run_here)
+        run_it_here = functools.partial(run_here, hub.form_token)
+        common.submit_notice(hub.notice, what="battle", key="hub", on_run_here=run_it_here)
 
 
 def launch_form() -> None:
@@ -413,7 +440,14 @@ def launch_form() -> None:
             adversary_column()
         with judge:
             judge_column()
-        st.button("Start battle", key=key("start"), type="primary", icon=":material/play_arrow:", on_click=start)
+        st.button(
+            "Start battle",
+            key=key("start"),
+            type="primary",
+            icon=":material/play_arrow:",
+            on_click=start,
+            args=(state().form_token,),
+        )
         notices()
     remember_form()
 
@@ -445,7 +479,10 @@ def render_lists(rows: ui_queries.HubRows | None) -> None:
     refresh.button("Refresh", key=key("refresh"), icon=":material/refresh:", width="stretch")
 
     if rows.session:
-        st.markdown("#### This session")
+        st.markdown(
+            "#### Your battles",
+            help="The battles started from this page; its address lists them, so a reload keeps them.",
+        )
         common.battle_rows_header()
         for row in rows.session:
             common.battle_row(row, "session", at)
@@ -478,4 +515,5 @@ st.caption(
     "and a judge checks every reply. The sim/... models need no key and no network."
 )
 launch_form()
+keep_started_in_url()
 common.live(load_rows, is_active, render_lists)

@@ -7,6 +7,7 @@ documented views (``run_summary``, ``run_cells``, ``run_survival``, ``model_call
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -197,7 +198,8 @@ def agent_errors(agents: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:
 # -- actions -------------------------------------------------------------------------------------
 
 
-def launch_clicked() -> None:
+def launch_clicked(token: str) -> None:
+    """Launch clicked on the form drawn with ``token`` (a second click on it gets the same run)."""
     scale = state()
     profiles = common.agent_profiles()
     scale.errors.clear()
@@ -217,28 +219,29 @@ def launch_clicked() -> None:
         log.exception("Validating the scale-test form failed")
         scale.notice = ("error", f"Could not check the form ({type(error).__name__}: {error}). Nothing was started.")
         return
-    submit_scale(scale, checked, require_worker=True)
+    submit_scale(scale, checked, token, require_worker=True)
 
 
-def run_here() -> None:
+def run_here(token: str) -> None:
     """Queue mode with no worker: run the scale test in this app's process instead."""
     scale = state()
     pending, scale.pending, scale.notice = scale.pending, None, None
     if pending is not None and common.start_consumer_here(scale):
-        submit_scale(scale, pending, require_worker=False)
+        submit_scale(scale, pending, token, require_worker=False)
 
 
-def submit_scale(scale: ScaleState, checked: ScaleInput, *, require_worker: bool) -> None:
+def submit_scale(scale: ScaleState, checked: ScaleInput, token: str, *, require_worker: bool) -> None:
     # No st.* call between the submit and recording a refusal in ``scale`` (see HubState); a run that
     # was submitted is in the store, so it is listed under Runs whatever happens next.
     try:
-        run_id = runs.submit_run(checked, require_worker=require_worker)
+        run_id = runs.submit_run(checked, require_worker=require_worker, token=token)
     except submit.NoWorkerError:
         scale.pending, scale.notice = checked, ("no_worker", "")
         return
     except submit.SubmitError as error:
         scale.notice = ("error", str(error))
         return
+    scale.form_token = submit.new_submit_token()  # the next click, on the form drawn anew, is a new run
     st.query_params["run"] = run_id  # the page opens the new run
     st.toast(
         f"Scale test {common.short_id(run_id)} launched: {checked.total_battles:,} battles.",
@@ -506,7 +509,8 @@ def notices() -> None:
     if general:
         st.error(general, icon=":material/error:")
     if scale.notice:
-        common.submit_notice(scale.notice, what="scale test", key="scale", on_run_here=run_here)
+        run_it_here = functools.partial(run_here, scale.form_token)
+        common.submit_notice(scale.notice, what="scale test", key="scale", on_run_here=run_it_here)
 
 
 def launch_form() -> None:
@@ -540,6 +544,7 @@ def launch_form() -> None:
             type="primary",
             icon=":material/rocket_launch:",
             on_click=launch_clicked,
+            args=(state().form_token,),
         )
         notices()
     remember_form()

@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from jobs.submit import new_submit_token
 from pages.common import leave_legacy_pages_mode  # noqa: F401 - run on import (a page URL opened first)
 from sparring import records as r
 from sparring.scale import ScaleInput
@@ -32,8 +33,11 @@ class HubState:
     pending: BattleInput | None = None  # the battle waiting for "Run it here instead"
     profile_errors: dict[str, str] = dataclasses.field(default_factory=dict)
     profiles: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # as listed in this run
-    session_ids: list[str] = dataclasses.field(default_factory=list)  # started in this session, newest first
+    session_ids: list[str] = dataclasses.field(default_factory=list)  # started here (also in the URL), newest first
     rows: ui_queries.HubRows | None = None  # the list as last read, shown while the database is busy
+    # The token the Start button is drawn with (bound to its click, so a second click on the same drawn
+    # form carries the same token and gets the same battle); a new one once a battle was started.
+    form_token: str = dataclasses.field(default_factory=new_submit_token)
 
 
 @dataclass
@@ -46,6 +50,7 @@ class ScaleState:
     notice: tuple[str, str] | None = None  # ("no_worker" | "error", text) from the last submit
     pending: ScaleInput | None = None  # the scale test waiting for "Run it here instead"
     runs: list[ui_queries.RunRow] | None = None  # the list as last read, shown while the database is busy
+    form_token: str = dataclasses.field(default_factory=new_submit_token)  # as HubState's
 
     @property
     def next_slot(self) -> int:
