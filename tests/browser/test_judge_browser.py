@@ -61,6 +61,10 @@ def test_label_six_battles_in_a_row_and_change_one(app_url: str, browser: Browse
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
     page.goto(app_url)  # the app's root first, so that the navigation is the app's
     expect(page.get_by_role("button", name="Start battle")).to_be_visible(timeout=30_000)
+    # The app's toolbar is the viewer's (.streamlit/config.toml): no Deploy button for users.
+    expect(page.get_by_test_id("stToolbar")).to_be_attached()
+    expect(page.get_by_test_id("stAppDeployButton")).to_have_count(0)
+    expect(page.get_by_role("button", name="Deploy")).to_have_count(0)
     page.goto(f"{app_url}/judge?run={run_id}")
     name = page.locator(".st-key-judge_labeller input")
     name.fill(NAME)
