@@ -73,8 +73,14 @@ def header(view: r.BattleView) -> None:
         turns.metric("Agent turns", view.agent_turns)
     tokens.metric("Tokens", f"{view.prompt_tokens + view.completion_tokens:,}")
     cost.metric("Cost", f"${view.cost_usd:,.4f}")
+    seconds = transcript_for(view.battle_id).elapsed_s
+    if seconds is None:
+        seconds = common.elapsed_s(view.created_at, view.started_at, view.ended_at, at)
     elapsed.metric(
-        "Elapsed", common.format_duration(common.elapsed_s(view.created_at, view.started_at, view.ended_at, at))
+        "Elapsed",
+        common.format_duration(seconds),
+        help="How long it has run, summed over its attempts (a retry leaves out the time it sat stopped); "
+        "while queued, how long it has waited.",
     )
 
     agent, adversary, judge = st.columns(3)
@@ -145,12 +151,13 @@ def bubble(message: r.Message, transcript: Transcript, view: r.BattleView) -> No
             verdict(message, transcript.verdicts.get(message.seq), view)
 
 
-def whose_turn(transcript: Transcript, view: r.BattleView) -> str:
+def whose_turn(transcript: Transcript, view: r.BattleView) -> str | None:
+    """What the battle waits for; None while the judge decides (the agent's last bubble says so)."""
     if view.status == "queued":
         return "Waiting for a worker to pick the battle up…"
     last = transcript.messages[-1] if transcript.messages else None
     if last is not None and last.role == "assistant" and last.seq not in transcript.verdicts:
-        return "The judge is deciding…"
+        return None
     if last is None or last.role == "assistant":
         return "The adversary is writing…"
     return "The agent is replying…"
@@ -163,8 +170,9 @@ def transcript_view(view: r.BattleView) -> None:
         st.caption("No messages were exchanged.")
     for message in transcript.messages:
         bubble(message, transcript, view)
-    if not view.finished:
-        st.caption(f":material/more_horiz: {whose_turn(transcript, view)}")
+    waiting_for = None if view.finished else whose_turn(transcript, view)
+    if waiting_for:
+        st.caption(f":material/more_horiz: {waiting_for}")
 
 
 def render(view: r.BattleView | None) -> None:

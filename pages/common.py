@@ -122,6 +122,7 @@ RUN_BADGES: dict[str, tuple[str, str, str]] = {
 OUTCOME_LEGEND = (
     "**achieved**: the adversary reached its goal (your agent gave in) · **held**: your agent resisted "
     "until the message cap · **failed**: a model or provider error stopped the battle"
+    " · **cancelled**: stopped on request before it ended · **timed out**: stopped at its time limit"
 )
 
 
@@ -374,7 +375,9 @@ def battle_row(row: BattleRow, section: str, at: dt.datetime) -> None:
             what.caption(inert(truncate(row.error, 140)))
         fraction = min(1.0, row.message_count / row.max_messages) if row.max_messages else 0.0
         progress.progress(fraction, text=f"{row.message_count} / {row.max_messages}")
-        seconds = elapsed_s(row.created_at, row.started_at, row.ended_at, at)
+        seconds = (
+            row.elapsed_s if row.elapsed_s is not None else elapsed_s(row.created_at, row.started_at, row.ended_at, at)
+        )
         waiting = "waiting " if row.status == "queued" else ""
         elapsed.markdown(f"{waiting}{format_duration(seconds)}")
         with actions.container(horizontal=True, gap="small", vertical_alignment="center"):

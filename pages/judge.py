@@ -31,6 +31,8 @@ LABELS = {"achieved": "Goal achieved", "not_achieved": "Not achieved", "unsure":
 RAW = charts.RAW_KIND
 CORRECTED = charts.CORRECTED_KIND
 NOTICE = "judge_notice"  # the last re-judge request's outcome
+LABELLER = "judge_labeller"  # the name field
+KEPT_LABELLER = "judge_labeller_kept"  # the name, kept while the field is not drawn
 
 
 def load(read: Callable[[Store], T]) -> T | None:
@@ -93,12 +95,7 @@ def sample_settings() -> tuple[int, int]:
 
 
 def label_tab(run: judging.RunInfo, per_verdict: int, seed: int) -> None:
-    labeller = st.text_input(
-        "Your name",
-        key="judge_labeller",
-        max_chars=100,
-        help="Labels are kept per person; several people can label the same battles.",
-    ).strip()
+    labeller = ask_name()
     if not labeller:
         st.info("Enter your name to start labelling.", icon=":material/badge:")
         return
@@ -113,31 +110,67 @@ def label_tab(run: judging.RunInfo, per_verdict: int, seed: int) -> None:
     show_battle(run.run_id, current, labeller, sample, mine)
 
 
-def pick_key(run_id: str, size: int) -> str:
-    return f"judge_pick_{run_id}_{size}"
+def ask_name() -> str:
+    """The labeller's name, kept for the whole session.
+
+    Streamlit drops a widget's value after any run that did not draw it (another page, a run
+    cut short by an error), so the name also lives under a key of our own and refills the field.
+    """
+    if LABELLER not in st.session_state:
+        st.session_state[LABELLER] = st.session_state.get(KEPT_LABELLER, "")
+    name = st.text_input(
+        "Your name",
+        key=LABELLER,
+        max_chars=100,
+        help="Labels are kept per person; several people can label the same battles.",
+    )
+    st.session_state[KEPT_LABELLER] = name
+    return name.strip()
+
+
+def shown_key(run_id: str) -> str:
+    return f"judge_shown_{run_id}"
 
 
 def choose_battle(
     run_id: str, sample: list[judging.SampledBattle], mine: dict[str, list[judging.LabelRow]]
 ) -> judging.SampledBattle:
+    """The battle to label, chosen by its id.
+
+    The selector's captions change once a battle is labelled, and Streamlit keeps a selectbox's
+    value as the caption it showed: a caption that is gone comes back as that string instead of
+    an option. So the battle shown is kept by id under a key of our own, written into the widget
+    before every draw, and the widget only reports a new pick (``keep_pick``).
+    """
     ids = [battle.battle_id for battle in sample]
-    key = pick_key(run_id, len(ids))
-    if not 0 <= st.session_state.get(key, -1) < len(ids):
-        st.session_state[key] = next((i for i, b in enumerate(ids) if b not in mine), 0)
+    shown = shown_key(run_id)
+    if st.session_state.get(shown) not in ids:
+        st.session_state[shown] = next((b for b in ids if b not in mine), ids[0])
+    position = {battle_id: i for i, battle_id in enumerate(ids)}
 
-    def caption(i: int) -> str:
-        labelled = mine.get(ids[i])
+    def caption(battle_id: str) -> str:
+        labelled = mine.get(battle_id)
         status = f"you said {LABELS[labelled[0].label].lower()}" if labelled else "not labelled yet"
-        return f"#{i + 1} · battle {common.short_id(ids[i])} · {status}"
+        return f"#{position[battle_id] + 1} · battle {common.short_id(battle_id)} · {status}"
 
-    position = st.selectbox("Battle", range(len(ids)), format_func=caption, key=key)
-    return sample[position]
+    picker = f"judge_pick_{run_id}"
+    st.session_state[picker] = st.session_state[shown]
+    st.selectbox("Battle", ids, format_func=caption, key=picker, on_change=keep_pick, args=(picker, shown, ids))
+    return sample[position[st.session_state[shown]]]
 
 
-def next_unlabelled(key: str, ids: list[str], labelled: set[str]) -> None:
-    start = st.session_state.get(key, 0)
-    order = list(range(start + 1, len(ids))) + list(range(0, start + 1))
-    st.session_state[key] = next((i for i in order if ids[i] not in labelled), start)
+def keep_pick(picker: str, shown: str, ids: list[str]) -> None:
+    """A battle picked in the selector becomes the one shown (anything but a battle id is ignored)."""
+    picked = st.session_state.get(picker)
+    if picked in ids:
+        st.session_state[shown] = picked
+
+
+def next_unlabelled(shown: str, ids: list[str], labelled: set[str]) -> None:
+    current = st.session_state.get(shown)
+    start = ids.index(current) if current in ids else -1
+    order = ids[start + 1 :] + ids[: start + 1]
+    st.session_state[shown] = next((b for b in order if b not in labelled), current)
 
 
 def show_battle(
@@ -163,7 +196,7 @@ def show_battle(
             key="judge_next",
             icon=":material/skip_next:",
             on_click=next_unlabelled,
-            args=(pick_key(run_id, len(sample)), [b.battle_id for b in sample], set(mine)),
+            args=(shown_key(run_id), [b.battle_id for b in sample], set(mine)),
         )
     right.page_link(
         common.BATTLE_PAGE,

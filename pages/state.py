@@ -65,6 +65,7 @@ class Transcript:
     view: r.BattleView | None = None
     messages: list[r.Message] = dataclasses.field(default_factory=list)
     verdicts: dict[int, r.Verdict] = dataclasses.field(default_factory=dict)
+    elapsed_s: float | None = None  # as of the last read (ui_queries.ELAPSED)
 
     @property
     def last_seq(self) -> int:
@@ -75,6 +76,7 @@ class Transcript:
         return max(self.verdicts, default=0)
 
     def add(self, update: ui_queries.BattleUpdate) -> None:
+        self.elapsed_s = update.elapsed_s
         for message in update.messages:
             if message.seq == self.last_seq + 1:  # committed in order: never a gap or a repeat
                 self.messages.append(message)

@@ -51,6 +51,35 @@ ORDER BY created_at DESC, battle_id
 
 ACTIVE_STATUSES = ("queued", "running")
 
+# Elapsed time as the pages show it, from the status events. Once a battle has started, the
+# time it ran: the sum of its attempts, each from a start to the next finish or requeue (or
+# to now while it runs), so that a retried battle does not count the time it sat cancelled or
+# failed. While queued, the time it has waited since it was submitted or last requeued. At
+# equal instants a start sorts first, so that an attempt never spans a later one's events.
+# A battle that finished without any start event (written by hand) gets NULL: the page then
+# counts from its creation, as before.
+ELAPSED = """
+WITH wanted AS (
+    SELECT DISTINCT unnest($ids) AS battle_id
+), chosen AS (
+    SELECT battle_id, status, created_at, ended_at FROM battles JOIN wanted USING (battle_id)
+), spans AS (
+    SELECT battle_id, event, occurred_at,
+           lead(occurred_at) OVER (PARTITION BY battle_id ORDER BY occurred_at, event <> 'started', event_id) AS next_at
+    FROM battle_events JOIN wanted USING (battle_id)
+)
+SELECT c.battle_id,
+       CASE WHEN c.status = 'queued' THEN
+                date_diff('millisecond',
+                          coalesce(max(s.occurred_at) FILTER (WHERE s.event = 'requeued'), c.created_at), $at)
+            ELSE sum(greatest(0, date_diff('millisecond', s.occurred_at,
+                                           least(coalesce(s.next_at, $at), coalesce(c.ended_at, $at)))))
+                     FILTER (WHERE s.event = 'started')
+       END / 1000.0 AS elapsed_s
+FROM chosen c LEFT JOIN spans s USING (battle_id)
+GROUP BY c.battle_id, c.status, c.created_at, c.ended_at
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class BattleRow:
@@ -69,6 +98,7 @@ class BattleRow:
     error: str | None
     run_id: str | None
     in_recent: bool
+    elapsed_s: float | None = None  # see ELAPSED
 
     @property
     def active(self) -> bool:
@@ -93,6 +123,8 @@ class HubRows:
 def hub_rows(con: Connection, session_ids: Sequence[str], limit: int) -> HubRows:
     """This session's battles (in ``session_ids`` order) and the ``limit`` latest overall."""
     found = [BattleRow(*row) for row in con.execute(HUB_ROWS, [limit, list(session_ids)]).fetchall()]
+    elapsed = elapsed_seconds(con, [row.battle_id for row in found])
+    found = [dataclasses.replace(row, elapsed_s=elapsed.get(row.battle_id)) for row in found]
     by_id = {row.battle_id: row for row in found}
     session = [by_id[battle_id] for battle_id in session_ids if battle_id in by_id]
     return HubRows(session=session, recent=[row for row in found if row.in_recent])
@@ -105,6 +137,7 @@ class BattleUpdate:
     battle: r.BattleView | None
     messages: list[r.Message]
     verdicts: list[r.Verdict]
+    elapsed_s: float | None = None  # see ELAPSED
 
 
 def battle_update(con: Connection, battle_id: str, after_seq: int = 0, after_verdict_seq: int = 0) -> BattleUpdate:
@@ -115,7 +148,17 @@ def battle_update(con: Connection, battle_id: str, after_seq: int = 0, after_ver
         battle=battle,
         messages=queries.get_messages(con, battle_id, after_seq),
         verdicts=queries.get_verdicts(con, battle_id, after_verdict_seq),
+        elapsed_s=elapsed_seconds(con, [battle_id]).get(battle_id),
     )
+
+
+def elapsed_seconds(con: Connection, battle_ids: Sequence[str], at: dt.datetime | None = None) -> dict[str, float]:
+    """Each battle's elapsed time at ``at`` (now by default), as ELAPSED defines it."""
+    if not battle_ids:
+        return {}
+    params = {"ids": list(battle_ids), "at": at or r.utcnow()}
+    found = con.execute(ELAPSED, params).fetchall()
+    return {battle_id: float(seconds) for battle_id, seconds in found if seconds is not None}
 
 
 def agent_profiles(con: Connection) -> list[dict[str, Any]]:

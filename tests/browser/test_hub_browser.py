@@ -60,8 +60,6 @@ def app_url(isolated: Path) -> Iterator[str]:
             "none",
             "--browser.gatherUsageStats",
             "false",
-            "--client.toolbarMode",
-            "minimal",
         ],
         cwd=ROOT,
         env={**os.environ, "SPARRING_DATA_DIR": str(isolated)},

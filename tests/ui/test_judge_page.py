@@ -130,3 +130,24 @@ def test_a_rejudge_whose_worker_died_says_so(tmp_path: Path) -> None:
     at = open_judge_page(tmp_path, run_id)
     line = next(line for line in markdown(at).splitlines() if record.judge_run_id[:8] in line)
     assert "stalled: its worker stopped" in line
+
+
+def test_the_labellers_name_stays_for_the_session(tmp_path: Path) -> None:
+    # Streamlit forgets a field's value after a run that did not draw it: here the Battle page,
+    # as after "Open on the Battle page" and back. The name must not have to be typed again.
+    run_id, _ = write_run(get_runtime().store, [Planned(0, True, True)] * 2 + [Planned(0, False, False)] * 2)
+    at = open_judge_page(tmp_path, run_id)
+    at.text_input(key="judge_labeller").set_value("Alice").run()
+    at.radio(key="judge_choice").set_value("achieved")
+    at.button(key="judge_save").click().run()
+    at.button(key="judge_next").click().run()
+    assert not at.exception, at.exception
+    assert at.text_input(key="judge_labeller").value == "Alice"
+
+    at.switch_page("pages/battle.py").run()
+    assert not at.exception, at.exception
+    at.query_params["run"] = run_id
+    at.switch_page("pages/judge.py").run()
+    assert not at.exception, at.exception
+    assert at.text_input(key="judge_labeller").value == "Alice"
+    assert [bar.text for bar in at.progress] == ["You have labelled 1 of 4 sampled battles."]
