@@ -108,6 +108,9 @@ def build_queue(settings: Settings) -> Queue:
     from jobs import judging
 
     rejudge = huey.task(name=judging.TASK, retries=2, retry_delay=RETRY_DELAY_S, context=True)(judging.rejudge_run)
+    from jobs import judge_check
+
+    check_judge = huey.task(name=judge_check.TASK)(judge_check.check_judge_task)
     return Queue(
         settings=settings,
         huey=huey,
@@ -119,6 +122,7 @@ def build_queue(settings: Settings) -> Queue:
             "run_scale": run_scale,
             "summarise_run": summarise,
             judging.TASK: rejudge,
+            judge_check.TASK: check_judge,
         },
     )
 
