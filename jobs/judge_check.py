@@ -51,6 +51,11 @@ def require_good_judge(judge_model: str, rubric: str | None, *, require_worker: 
     raise JudgeRefused(check)
 
 
+def ensure_queue_reachable() -> None:
+    """``SubmitError`` unless the queue answers: checked before the judge, so an outage costs no judge call."""
+    submit._check_reachable(get_queue())
+
+
 def cached_check(judge_model: str, rubric: str | None) -> JudgeCheck | None:
     settings = get_runtime().settings
     return judge_check.recall_check(shared_state(settings.redis_url, settings.namespace), judge_model, rubric)
@@ -60,8 +65,8 @@ def check_judge(judge_model: str, rubric: str | None, *, require_worker: bool = 
     found = cached_check(judge_model, rubric)
     if found is not None:
         return found
+    ensure_queue_reachable()
     queue = get_queue()
-    submit._check_reachable(queue)
     if require_worker and not submit.live_workers(queue):
         raise submit.NoWorkerError(
             f"No worker is running, so the judge check would wait. Start one with: {submit.worker_command(queue)}"

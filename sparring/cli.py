@@ -305,10 +305,10 @@ def cmd_battle(args: argparse.Namespace) -> int:
 
     data = battle_data(args)
     battle = validate_battle(data)
-    if not args.skip_judge_check:
-        require_good_judge(battle.judge_model, battle.rubric)
     if args.detach:
         return _submit(args, battle)
+    if not args.skip_judge_check:
+        require_good_judge(battle.judge_model, battle.rubric)
     battle_id = service.create_battle(battle)
     if not args.json and not args.quiet:
         print(f"battle {battle_id}: {battle.agent_model} vs {battle.adversary_model}, judged by {battle.judge_model}")
@@ -369,9 +369,12 @@ def require_good_judge(judge_model: str, rubric: str | None, command: str = "bat
 
 
 def _submit(args: argparse.Namespace, battle: Any) -> int:
-    from jobs import submit
+    from jobs import judge_check, submit
 
     try:
+        judge_check.ensure_queue_reachable()  # before the judge check: an outage costs no judge call
+        if not args.skip_judge_check:
+            require_good_judge(battle.judge_model, battle.rubric)
         battle_id = submit.submit_battle(battle)
     except submit.SubmitError as error:
         print(f"python -m sparring: {error}", file=sys.stderr)
@@ -554,7 +557,7 @@ SCALE_FIELDS = {
 def cmd_scale(args: argparse.Namespace) -> int:
     import time
 
-    from jobs import embedded, runs, submit
+    from jobs import embedded, judge_check, runs, submit
     from sparring.runtime import get_runtime
     from sparring.scale import validate_scale
 
@@ -567,6 +570,11 @@ def cmd_scale(args: argparse.Namespace) -> int:
     if not 1 <= args.concurrency <= 256:
         raise UsageError("python -m sparring scale: --concurrency: must be between 1 and 256")
     if not args.skip_judge_check:
+        try:
+            judge_check.ensure_queue_reachable()  # before the judge check: an outage costs no judge call
+        except submit.SubmitError as error:
+            print(f"python -m sparring: {error}", file=sys.stderr)
+            return 1
         require_good_judge(scale.judge_model, scale.rubric, command="scale")
     settings = get_runtime().settings
     here = settings.mode == "embedded" and not args.detach

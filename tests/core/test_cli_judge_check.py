@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from jobs.queue import get_queue
 from sparring import cli as sparring_cli
 from tests.core.test_cli import cli
 from tests.fakes import openai_server as fake_openai
@@ -56,7 +57,8 @@ def test_detach_and_scale_check_the_judge_too(
     assert sparring_cli.main([*args, "--json"]) == 2
     captured = capsys.readouterr()
     assert expected in captured.err and captured.out == ""
-    assert written(isolated) == []
+    assert not (isolated / "sparring.duckdb").exists()  # no battle or run row
+    assert get_queue().huey.storage.queue_size() == 0  # the queue was asked whether it answers, nothing more
 
 
 def test_scale_with_skip_judge_check_runs_a_judge_that_is_wrong_on_purpose(capsys: pytest.CaptureFixture[str]) -> None:
