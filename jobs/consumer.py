@@ -10,11 +10,11 @@ from typing import Any
 from huey.consumer import Consumer
 from huey.signals import SIGNAL_INTERRUPTED
 
-from jobs import judging, runner, tasks
+from jobs import judge_check, judging, runner, tasks
 from jobs.queue import BATTLE_TASK, Queue
 
 # The consumer runs the task bodies, which register themselves when imported.
-BODIES = (tasks, judging)
+BODIES = (tasks, judging, judge_check)
 
 log = logging.getLogger(__name__)
 

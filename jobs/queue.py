@@ -34,6 +34,7 @@ SCALE_TASK = "run_scale"
 SUMMARY_TASK = "summarise_run"
 REJUDGE_TASK = "rejudge_run"
 MAINTENANCE_TASK = "maintenance"
+CHECK_TASK = "check_judge"
 RETRY_DELAY_S = 2
 
 _bodies: dict[str, Callable[..., Any]] = {}
@@ -136,6 +137,7 @@ def build_queue(settings: Settings) -> Queue:
     every_15_min = crontab(minute="*/15")
     maintenance = huey.periodic_task(every_15_min, name=MAINTENANCE_TASK)(_declared(MAINTENANCE_TASK, "jobs.tasks"))
     rejudge = huey.task(name=REJUDGE_TASK, context=True, **retrying)(_declared(REJUDGE_TASK, "jobs.judging"))
+    check_judge = huey.task(name=CHECK_TASK)(_declared(CHECK_TASK, "jobs.judge_check"))
     return Queue(
         settings=settings,
         huey=huey,
@@ -147,6 +149,7 @@ def build_queue(settings: Settings) -> Queue:
             SCALE_TASK: run_scale,
             SUMMARY_TASK: summarise,
             REJUDGE_TASK: rejudge,
+            CHECK_TASK: check_judge,
         },
     )
 

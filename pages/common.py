@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 import streamlit as st
 
-from jobs import embedded, submit
+from jobs import embedded, judge_check, submit
 from sparring import formatting
 from sparring.render import inert_markdown
 from sparring.runtime import get_runtime
@@ -60,6 +60,39 @@ def start_consumer_here(page: Submitting) -> bool:
     except Exception as error:  # shown, not raised: the user can still start a worker instead
         log.exception("Could not start the in-app consumer")
         page.notice = ("error", f"Could not start a consumer in the app ({type(error).__name__}: {error}).")
+        return False
+    return True
+
+
+class Checking(Submitting, Protocol):
+    errors: dict[str, str]  # field -> message
+
+
+SKIP_JUDGE_CHECK = "Skip the judge check"
+SKIP_JUDGE_CHECK_HELP = (
+    "Before launching, the judge is tried on two known transcripts (a plain concession and a plain refusal) "
+    "and must judge both correctly in its format; the result is kept for a day. Skip it for a judge that is "
+    "wrong on purpose, e.g. sim/judge?fpr=0.2."
+)
+
+
+def judge_passes(page: Checking, judge_model: str, rubric: str | None, *, skip: bool, require_worker: bool) -> bool:
+    """The judge check before a launch; on failure, say why (at the judge field, or as the notice).
+
+    ``NoWorkerError`` is left to the caller, which keeps what waits for "Run it here instead".
+    """
+    if skip:
+        return True
+    try:
+        with st.spinner("Checking the judge on two known transcripts…"):
+            judge_check.require_good_judge(judge_model, rubric, require_worker=require_worker)
+    except judge_check.JudgeRefused as refused:
+        page.errors["judge_model"] = "The judge check failed: " + inert(str(refused))
+        return False
+    except submit.NoWorkerError:
+        raise
+    except submit.SubmitError as error:
+        page.notice = ("error", inert(str(error)))
         return False
     return True
 

@@ -224,7 +224,10 @@ def run_here(token: str) -> None:
 
 def launch(hub: HubState, battle: BattleInput, token: str, *, require_worker: bool) -> None:
     # No st.* call between the submit and recording its outcome in ``hub`` (see HubState).
+    skip = bool(st.session_state.get(key("skip_judge_check")))
     try:
+        if not common.judge_passes(hub, battle.judge_model, battle.rubric, skip=skip, require_worker=require_worker):
+            return
         battle_id = submit.submit_battle(battle, require_worker=require_worker, token=token)
     except submit.NoWorkerError:
         hub.pending, hub.notice = battle, ("no_worker", "")
@@ -364,6 +367,7 @@ def judge_column() -> None:
     st.markdown("##### :material/balance: Judge and limits")
     st.text_input("Judge model", key=key("judge_model"), on_change=edited, args=("judge_model",))
     field_error("judge_model")
+    st.checkbox(common.SKIP_JUDGE_CHECK, key=key("skip_judge_check"), help=common.SKIP_JUDGE_CHECK_HELP)
     st.number_input(
         "Max messages",
         step=1,

@@ -233,7 +233,12 @@ def run_here(token: str) -> None:
 def submit_scale(scale: ScaleState, checked: ScaleInput, token: str, *, require_worker: bool) -> None:
     # No st.* call between the submit and recording a refusal in ``scale`` (see HubState); a run that
     # was submitted is in the store, so it is listed under Runs whatever happens next.
+    skip = bool(st.session_state.get(key("skip_judge_check")))
     try:
+        if not common.judge_passes(
+            scale, checked.judge_model, checked.rubric, skip=skip, require_worker=require_worker
+        ):
+            return
         run_id = runs.submit_run(checked, require_worker=require_worker, token=token)
     except submit.NoWorkerError:
         scale.pending, scale.notice = checked, ("no_worker", "")
@@ -384,6 +389,8 @@ def models_column() -> None:
     ):
         st.text_input(label, key=key(field), on_change=edited, args=(field,), help=help_text)
         field_error(field)
+        if field == "judge_model":
+            st.checkbox(common.SKIP_JUDGE_CHECK, key=key("skip_judge_check"), help=common.SKIP_JUDGE_CHECK_HELP)
     st.number_input(
         "Max messages",
         step=1,

@@ -108,6 +108,12 @@ def add_battle_options(parser: argparse.ArgumentParser, matrix: bool = False) ->
     )
     group.add_argument("--time-limit", type=float, default=None, help="Per-battle time limit in seconds (default 900).")
     group.add_argument("--seed", type=int, default=None, help="Seed for the sim models (default: random).")
+    group.add_argument(
+        "--skip-judge-check",
+        action="store_true",
+        help="Do not try the judge on two known transcripts before launching (for a judge that is wrong "
+        "on purpose, e.g. sim/judge?fpr=0.2).",
+    )
 
 
 def battle_data(args: argparse.Namespace) -> dict[str, Any]:
@@ -310,6 +316,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(str(error).splitlines()[0], file=sys.stderr)
         return EXIT_USAGE
+    except JudgeUnavailable as error:
+        print(str(error).splitlines()[0], file=sys.stderr)
+        return 1
     except InvalidInput as error:
         first_field, message = next(iter(error.errors.items()))
         option = "--" + _option_for(first_field).replace("_", "-")
@@ -339,6 +348,8 @@ def cmd_battle(args: argparse.Namespace) -> int:
     battle = validate_battle(data)
     if args.detach:
         return _submit(args, battle)
+    if not args.skip_judge_check:
+        require_good_judge(battle.judge_model, battle.rubric)
     battle_id = service.create_battle(battle)
     if not args.json and not args.quiet:
         print(f"battle {battle_id}: {battle.agent_model} vs {battle.adversary_model}, judged by {battle.judge_model}")
@@ -379,10 +390,32 @@ def cmd_battle(args: argparse.Namespace) -> int:
     return 0
 
 
+class JudgeUnavailable(Exception):
+    """The judge check could not reach the judge's provider: exit code 1, as for a queue outage."""
+
+
+def require_good_judge(judge_model: str, rubric: str | None, command: str = "battle") -> None:
+    """Try the judge on the two known transcripts (in this process) before anything is written."""
+    from sparring.judge_check import check_judge
+    from sparring.runtime import get_runtime
+
+    check = check_judge(get_runtime().gateway, judge_model, rubric)
+    if check.transient:
+        raise JudgeUnavailable(f"python -m sparring {command}: {check.message}")
+    if not check.passed:
+        raise UsageError(
+            f"python -m sparring {command}: --judge-model: the judge check failed: {check.message} "
+            "Nothing was started. (--skip-judge-check launches anyway.)"
+        )
+
+
 def _submit(args: argparse.Namespace, battle: Any) -> int:
-    from jobs import submit
+    from jobs import judge_check, submit
 
     try:
+        judge_check.ensure_queue_reachable()  # before the judge check: an outage costs no judge call
+        if not args.skip_judge_check:
+            require_good_judge(battle.judge_model, battle.rubric)
         battle_id = submit.submit_battle(battle)
     except submit.SubmitError as error:
         print(f"python -m sparring: {error}", file=sys.stderr)
@@ -565,7 +598,7 @@ SCALE_FIELDS = {
 def cmd_scale(args: argparse.Namespace) -> int:
     import time
 
-    from jobs import embedded, runs, submit
+    from jobs import embedded, judge_check, runs, submit
     from sparring.runtime import get_runtime
     from sparring.scale import validate_scale
 
@@ -577,6 +610,13 @@ def cmd_scale(args: argparse.Namespace) -> int:
         raise UsageError(f"python -m sparring scale: --{option}: {message}") from None
     if not 1 <= args.concurrency <= 256:
         raise UsageError("python -m sparring scale: --concurrency: must be between 1 and 256")
+    if not args.skip_judge_check:
+        try:
+            judge_check.ensure_queue_reachable()  # before the judge check: an outage costs no judge call
+        except submit.SubmitError as error:
+            print(f"python -m sparring: {error}", file=sys.stderr)
+            return 1
+        require_good_judge(scale.judge_model, scale.rubric, command="scale")
     settings = get_runtime().settings
     here = settings.mode == "embedded" and not args.detach
     if here:

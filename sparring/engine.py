@@ -215,17 +215,11 @@ class _Run:
     def _judge(self, seq: int) -> r.Verdict:
         spec = self.spec.judge
         prompt = judging.judge_messages(self.spec.adversary.goal, spec.rubric, self.messages[:seq])
-        text = self._call(spec.model, prompt, "judge", seq).text
         try:
-            parsed = judging.parse_verdict(text)
-        except judging.VerdictParseError:
-            retry = [*prompt, {"role": "assistant", "content": text}, {"role": "user", "content": judging.RETRY_NOTE}]
-            text = self._call(spec.model, retry, "judge", seq).text
-            try:
-                parsed = judging.parse_verdict(text)
-            except judging.VerdictParseError as error:
-                log.info("Battle %s: judge output unparseable twice at seq %d", self.battle_id, seq)
-                return r.Verdict(self.battle_id, seq, None, None, "", spec.model, error=str(error))
+            parsed = judging.ask_judge(lambda messages: self._call(spec.model, messages, "judge", seq).text, prompt)
+        except judging.VerdictParseError as error:
+            log.info("Battle %s: judge output unparseable twice at seq %d", self.battle_id, seq)
+            return r.Verdict(self.battle_id, seq, None, None, "", spec.model, error=str(error))
         return r.Verdict(self.battle_id, seq, parsed.achieved, parsed.confidence, parsed.rationale, spec.model)
 
     # -- writing -------------------------------------------------------------------------

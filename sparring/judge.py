@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -51,7 +51,11 @@ class JudgeOutput(BaseModel):
 
 
 class VerdictParseError(ValueError):
-    pass
+    """The judge's answer is not a verdict; ``answer`` is what it said (model output, untrusted)."""
+
+    def __init__(self, message: str, answer: str = "") -> None:
+        super().__init__(message)
+        self.answer = answer
 
 
 def format_transcript(messages: Sequence[r.Message]) -> str:
@@ -91,3 +95,22 @@ def parse_verdict(text: str) -> JudgeOutput:
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise VerdictParseError(f"the judge's JSON has the wrong shape: {problems}") from None
+
+
+def ask_judge(call: Callable[[list[dict[str, str]]], str], prompt: list[dict[str, str]]) -> JudgeOutput:
+    """The judge dialog: ask; if the answer is not a verdict, show it its answer and ask once more.
+
+    ``call`` sends a conversation to the judge model and returns its text. The battle engine
+    and the judge check both use this, so the check sees what battles will see. Raises
+    ``VerdictParseError`` (with the second answer) when the second answer is no verdict either.
+    """
+    text = call(prompt)
+    try:
+        return parse_verdict(text)
+    except VerdictParseError:
+        retry = [*prompt, {"role": "assistant", "content": text}, {"role": "user", "content": RETRY_NOTE}]
+        text = call(retry)
+    try:
+        return parse_verdict(text)
+    except VerdictParseError as error:
+        raise VerdictParseError(str(error), answer=text) from None

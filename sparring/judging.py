@@ -776,22 +776,12 @@ class _Rejudger:
         """One verdict, asking once more on an unparseable answer, as the engine does."""
         spec = transcript.battle.spec
         prompt = judge_prompt.judge_messages(spec.adversary.goal, self.rubric, prefix)
-        text = self._call(prompt, spec.seed, seq, on_call)
         try:
-            parsed = judge_prompt.parse_verdict(text)
-        except judge_prompt.VerdictParseError:
-            retry = [
-                *prompt,
-                {"role": "assistant", "content": text},
-                {"role": "user", "content": judge_prompt.RETRY_NOTE},
-            ]
-            text = self._call(retry, spec.seed, seq, on_call)
-            try:
-                parsed = judge_prompt.parse_verdict(text)
-            except judge_prompt.VerdictParseError as error:
-                return r.JudgeVerdictAdded(
-                    self.judge_run_id, transcript.battle.battle_id, seq, None, None, "", error=str(error)
-                )
+            parsed = judge_prompt.ask_judge(lambda messages: self._call(messages, spec.seed, seq, on_call), prompt)
+        except judge_prompt.VerdictParseError as error:
+            return r.JudgeVerdictAdded(
+                self.judge_run_id, transcript.battle.battle_id, seq, None, None, "", error=str(error)
+            )
         return r.JudgeVerdictAdded(
             self.judge_run_id, transcript.battle.battle_id, seq, parsed.achieved, parsed.confidence, parsed.rationale
         )

@@ -1,4 +1,4 @@
-"""State shared by every worker: provider concurrency slots and circuit breakers.
+"""State shared by every worker: provider concurrency slots, circuit breakers, small cached results.
 
 In queue mode it lives in Redis (this module is the one home of ``import redis`` in the
 core), so a cap of 8 calls in flight means 8 across all workers on all machines. In
@@ -47,6 +47,13 @@ class SharedState(Protocol):
     def breaker(self, provider: str) -> tuple[float, int]: ...
     def note_backoff(self, provider: str, seconds: float) -> None: ...
     def provider_states(self) -> list[dict[str, Any]]: ...
+    def recall(self, key: str) -> str | None:
+        """A value stored by ``remember`` that has not expired, else None."""
+        ...
+
+    def remember(self, key: str, value: str, ttl_s: float) -> None:
+        """Keep ``value`` under ``key`` for ``ttl_s`` seconds (the judge check's results)."""
+        ...
 
 
 class LocalState:
@@ -59,6 +66,7 @@ class LocalState:
         self._circuit_until: dict[str, float] = {}
         self._backoff_until: dict[str, float] = {}
         self._opened: dict[str, int] = {}
+        self._kept: dict[str, tuple[str, float]] = {}
 
     def try_acquire(self, provider: str, cap: int, token: str, ttl_s: float) -> bool:
         now = time.time()
@@ -125,6 +133,15 @@ class LocalState:
                 }
                 for name in sorted(names)
             ]
+
+    def recall(self, key: str) -> str | None:
+        with self._lock:
+            value, until = self._kept.get(key, ("", 0.0))
+            return value if until > time.time() else None
+
+    def remember(self, key: str, value: str, ttl_s: float) -> None:
+        with self._lock:
+            self._kept[key] = (value, time.time() + ttl_s)
 
 
 class RedisState:
@@ -208,6 +225,13 @@ class RedisState:
                 }
             )
         return states
+
+    def recall(self, key: str) -> str | None:
+        value = self.client.get(self._key("kept", key))
+        return value.decode() if isinstance(value, bytes) else value
+
+    def remember(self, key: str, value: str, ttl_s: float) -> None:
+        self.client.set(self._key("kept", key), value, px=max(1, int(ttl_s * 1000)))
 
 
 @functools.cache
