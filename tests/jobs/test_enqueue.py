@@ -56,6 +56,7 @@ def test_jobs_name_their_tasks_as_before_so_queued_jobs_stay_runnable_after_an_u
         "run_scale": "jobs.tasks.run_scale",
         "summarise_run": "jobs.tasks.summarise_run",
         "rejudge_run": "jobs.judging.rejudge_run",
+        "check_judge": "jobs.judge_check.check_judge",
     }
     maintenance = queue.huey.serializer.deserialize(queue.huey.serialize_task(queue.maintenance.s())).name
     assert maintenance == "jobs.tasks.maintenance"
