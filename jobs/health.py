@@ -56,7 +56,10 @@ def health_report(errors_limit: int = 10) -> dict[str, Any]:
                 workers.append(beat)
             report["queue_depth"] = queue.huey.pending_count()
             report["scheduled"] = queue.huey.scheduled_count()
-            report["providers"] = shared_state(settings.redis_url, settings.namespace).provider_states()
+            report["providers"] = [
+                {**state, "rate_limit": settings.rate_limit_for(state["provider"])}
+                for state in shared_state(settings.redis_url, settings.namespace).provider_states()
+            ]
         except Exception as error:  # noqa: BLE001 - a flapping connection: show what we have
             report["queue_error"] = f"{type(error).__name__}: {str(error)[:200]}"
     live = [w for w in workers if w["age_s"] < settings.heartbeat_ttl_s]
@@ -65,6 +68,8 @@ def health_report(errors_limit: int = 10) -> dict[str, Any]:
     report["newest_heartbeat_age_s"] = min((w["age_s"] for w in workers), default=None)
     report.setdefault("queue_depth", None)
     report.setdefault("providers", [])
+    # What the limiter applies, so "no rows" is not read as "not limited" (sim models never are).
+    report["rate_limits"] = {"sim": settings.rate_limit_for("sim"), "default": settings.provider_rate_limit}
     if settings.redis_url and reachable:
         from jobs.ingest import ingest_status
 
