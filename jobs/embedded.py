@@ -2,8 +2,8 @@
 
 Embedded mode (no ``REDIS_URL``): ``python -m sparring serve`` (``make run``) starts it with
 the server, so queued work runs with no browser open; the app's first session starts it
-too (a no-op when it already runs, e.g. under a bare ``streamlit run``). Queue mode: the app can start it on request ("run here")
-when no worker is alive.
+too (a no-op when it already runs, e.g. under a bare ``streamlit run``). Queue mode: the app
+can start it on request ("run here") when no worker is alive.
 """
 
 from __future__ import annotations
