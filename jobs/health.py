@@ -10,6 +10,7 @@ from jobs.submit import _safe_url, worker_command
 from sparring.runtime import get_runtime
 from sparring.shared_state import shared_state
 from sparring.store import StoreBusy, StoreMissing
+from sparring.store.db import writes_waiting_since as store_writes_waiting_since
 
 COUNTS_SQL = """
 SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
@@ -82,6 +83,26 @@ def health_report(errors_limit: int = 10) -> dict[str, Any]:
     else:
         report.update(_store_part(errors_limit))
     return report
+
+
+def writes_waiting_since() -> float | None:
+    """Since when battle writes wait for the database file another process holds, or None.
+
+    This process's own writer (embedded mode: the app runs battles), or any live worker's,
+    as its heartbeat last said (every ``heartbeat_period_s``).
+    """
+    queue = get_queue()
+    now = time.time()
+    found = [local] if (local := store_writes_waiting_since()) is not None else []
+    try:
+        beats = queue.coord.heartbeats()
+    except Exception:  # noqa: BLE001 - a page keeps rendering without this hint
+        beats = []
+    for beat in beats:
+        since = beat.get("writes_waiting_since")
+        if since is not None and now - float(beat.get("beat_at", 0)) < queue.settings.heartbeat_ttl_s:
+            found.append(float(since))
+    return min(found, default=None)
 
 
 def _store_part(errors_limit: int) -> dict[str, Any]:

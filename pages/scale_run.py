@@ -108,6 +108,8 @@ def render_progress(progress: ui_queries.RunProgress | None) -> None:
         f"{'ran' if end else 'running for'} {common.format_duration(((end or at) - run.created_at).total_seconds())}"
     )
     st.container(key="scale_run_status").markdown(" · ".join(line))
+    if run.active:
+        common.writes_waiting_notice()
     share = f"{math.floor(run.fraction_done * 100)}%"  # never "100%" before the last battle
     st.progress(run.fraction_done, text=f"{run.finished:,} of {run.total_battles:,} battles finished ({share})")
     columns = st.columns(7)
