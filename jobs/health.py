@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from jobs import runner
 from jobs.queue import get_queue
 from jobs.submit import _safe_url, worker_command
 from sparring.runtime import get_runtime
@@ -83,6 +84,26 @@ def health_report(errors_limit: int = 10) -> dict[str, Any]:
     else:
         report.update(_store_part(errors_limit))
     return report
+
+
+def battles_in_hand() -> list[str]:
+    """Battles live workers hold right now, whether or not their first write has landed.
+
+    This process's consumer (embedded mode) is asked directly; other workers as their last
+    heartbeat said (every ``heartbeat_period_s``).
+    """
+    queue = get_queue()
+    here = runner.installed()
+    held = set(here.running()) if here is not None else set()
+    now = time.time()
+    try:
+        beats = queue.coord.heartbeats()
+    except Exception:  # noqa: BLE001 - a page keeps rendering with what this process knows
+        beats = []
+    for beat in beats:
+        if now - float(beat.get("beat_at", 0)) < queue.settings.heartbeat_ttl_s:
+            held.update(str(b) for b in beat.get("running") or [])
+    return sorted(held)
 
 
 def writes_waiting_since() -> float | None:

@@ -239,6 +239,12 @@ def install(worker: WorkerRuntime) -> None:
         _current = worker
 
 
+def installed() -> WorkerRuntime | None:
+    """This process's consumer runtime, if one runs here (embedded mode, a worker)."""
+    with _current_lock:
+        return _current
+
+
 def current() -> WorkerRuntime:
     """The runtime of this consumer process (a default one if tasks run without a worker)."""
     global _current

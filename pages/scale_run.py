@@ -87,7 +87,10 @@ def slowed_providers(config: dict[str, Any]) -> list[str]:
 
 
 def load_progress(run_id: str) -> ui_queries.RunProgress | None:
-    return common.read(lambda con: ui_queries.run_progress(con, run_id))
+    from jobs.health import battles_in_hand
+
+    in_hand = battles_in_hand()
+    return common.read(lambda con: ui_queries.run_progress(con, run_id, in_hand))
 
 
 def progress_active(progress: ui_queries.RunProgress | None) -> bool:
@@ -116,8 +119,8 @@ def render_progress(progress: ui_queries.RunProgress | None) -> None:
     for col, (label, value, help_text) in zip(
         columns,
         (
-            ("Queued", run.queued, "Waiting for a worker"),
-            ("Running", run.running, "In progress now"),
+            ("Queued", progress.queued, "Waiting for a worker"),
+            ("Running", progress.running, "In progress now: taken by a worker"),
             ("Achieved", run.achieved, "The adversary reached its goal"),
             ("Held", run.held, "The agent resisted until the message cap"),
             ("Failed", run.failed, "Provider or infrastructure errors: not in the success rate"),
