@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 import streamlit as st
 
-from jobs import embedded, submit
+from jobs import embedded, health, submit
 from sparring.render import inert_markdown
 from sparring.runtime import get_runtime
 from sparring.store import StoreBusy, StoreMissing, ui_queries
@@ -297,9 +297,7 @@ def writes_waiting_notice() -> bool:
 
     Without it a live page just stands still. Returns whether writes are waiting.
     """
-    from jobs.health import writes_waiting_since
-
-    since = writes_waiting_since()
+    since = health.writes_waiting_since()
     if since is None:
         return False
     started = dt.datetime.fromtimestamp(since, tz=dt.UTC)

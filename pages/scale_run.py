@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from jobs import runs
+from jobs import health, runs
 from pages import common
 from sparring import charts, report
 from sparring.modelref import ModelError, parse_model
@@ -87,9 +87,7 @@ def slowed_providers(config: dict[str, Any]) -> list[str]:
 
 
 def load_progress(run_id: str) -> ui_queries.RunProgress | None:
-    from jobs.health import battles_in_hand
-
-    in_hand = battles_in_hand()
+    in_hand = health.battles_in_hand()
     return common.read(lambda con: ui_queries.run_progress(con, run_id, in_hand))
 
 
