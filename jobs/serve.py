@@ -12,6 +12,7 @@ run`` calls), in this process: the same config loading (``.streamlit/config.toml
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 from jobs import embedded
@@ -29,14 +30,24 @@ def streamlit_args(port: int, address: str | None) -> list[str]:
     return args + (["--server.address", address] if address else [])
 
 
+def _start_consumer() -> None:
+    try:
+        # litellm is imported later, once a first page is on screen (streamlit_app.py), or by
+        # the first battle that calls a real model: importing it now would slow that page down.
+        embedded.start(warm_up=False)
+    except Exception:
+        log.exception("Could not start the in-process consumer; the first page view tries again")
+
+
 def serve(port: int, address: str | None = None) -> int:
     """Start the embedded consumer (embedded mode), then serve the app until stopped."""
     from streamlit.web import cli as streamlit_cli
 
     if get_settings().mode == "embedded":
-        # litellm is imported later, once a first page is on screen (streamlit_app.py), or by
-        # the first battle that calls a real model: importing it now would slow that page down.
-        embedded.start(warm_up=False)
+        # In a thread: migrating waits while another process holds the database file (a
+        # notebook), and the pages must come up meanwhile. A session that starts meanwhile
+        # waits for this start and gets the same consumer.
+        threading.Thread(target=_start_consumer, name="embedded-start", daemon=True).start()
     try:
         streamlit_cli.main(args=streamlit_args(port, address), prog_name="streamlit", standalone_mode=False)
     finally:
