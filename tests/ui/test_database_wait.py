@@ -71,6 +71,8 @@ def test_a_held_file_is_named_on_the_battle_page_and_the_battle_resumes_when_it_
         (notice,) = notices(at)
         assert time.strftime("%H:%M:%S", time.gmtime(since)) in notice and "UTC" in notice
         assert "sparring.data.connect()" in notice
+        assert len(notices(open_page("pages/hub.py", at))) == 1  # the hub says it too
+        at = open_page("pages/battle.py", at, id=battle_id)
         assert stuck_at < 30  # the battle did stand still
     wait_until(lambda: db.writes_waiting_since() is None, 30, message="the writer to get the file back")
     wait_until(lambda: scalar("SELECT status FROM battles WHERE battle_id = ?", [battle_id]) == "finished", 120)
