@@ -1,5 +1,5 @@
 # One image for every process of Sparring; the command picks which:
-#   app (default):  python -m streamlit run streamlit_app.py ...
+#   app (default):  python -m sparring serve ...
 #   worker:         python -m jobs.worker --workers 4
 #   ingester:       python -m jobs.ingest          (next to the database, for remote workers)
 # Build: docker build -t sparring .   Run everything: docker compose up
@@ -33,4 +33,4 @@ EXPOSE 8501
 # The app's health endpoint; workers override this check (see compose.yaml).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=40s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4)"]
-CMD ["python", "-m", "streamlit", "run", "streamlit_app.py", "--server.port", "8501", "--server.address", "0.0.0.0", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+CMD ["python", "-m", "sparring", "serve", "--port", "8501", "--address", "0.0.0.0"]

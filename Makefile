@@ -29,8 +29,7 @@ $(VENV)/.deps-test: requirements.txt requirements-test.txt | $(BIN)/python
 	touch $(VENV)/.deps-run $@
 
 run: $(VENV)/.deps-run
-	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT) --server.headless true \
-		--browser.gatherUsageStats false
+	$(BIN)/python -m sparring serve --port $(PORT)
 
 worker: $(VENV)/.deps-run
 	$(BIN)/python -m jobs.worker --workers $(WORKERS)

@@ -1,8 +1,9 @@
 """The consumer that runs inside the app process.
 
-Embedded mode (no ``REDIS_URL``): the app starts it at start-up, so ``make run`` alone
-runs battles in the background. Queue mode: the app can start it on request ("run here")
-when no worker is alive.
+Embedded mode (no ``REDIS_URL``): ``python -m sparring serve`` (``make run``) starts it with
+the server, so queued work runs with no browser open; the app's first session starts it
+too (a no-op when it already runs, e.g. under a bare ``streamlit run``). Queue mode: the app
+can start it on request ("run here") when no worker is alive.
 """
 
 from __future__ import annotations

@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from jobs import runner
 from jobs.queue import get_queue
 from jobs.submit import _safe_url, worker_command
 from sparring.runtime import get_runtime
 from sparring.shared_state import shared_state
 from sparring.store import StoreBusy, StoreMissing
+from sparring.store.db import writes_waiting_since as store_writes_waiting_since
 
 COUNTS_SQL = """
 SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
@@ -56,7 +58,10 @@ def health_report(errors_limit: int = 10) -> dict[str, Any]:
                 workers.append(beat)
             report["queue_depth"] = queue.huey.pending_count()
             report["scheduled"] = queue.huey.scheduled_count()
-            report["providers"] = shared_state(settings.redis_url, settings.namespace).provider_states()
+            report["providers"] = [
+                {**state, "rate_limit": settings.rate_limit_for(state["provider"])}
+                for state in shared_state(settings.redis_url, settings.namespace).provider_states()
+            ]
         except Exception as error:  # noqa: BLE001 - a flapping connection: show what we have
             report["queue_error"] = f"{type(error).__name__}: {str(error)[:200]}"
     live = [w for w in workers if w["age_s"] < settings.heartbeat_ttl_s]
@@ -65,6 +70,8 @@ def health_report(errors_limit: int = 10) -> dict[str, Any]:
     report["newest_heartbeat_age_s"] = min((w["age_s"] for w in workers), default=None)
     report.setdefault("queue_depth", None)
     report.setdefault("providers", [])
+    # What the limiter applies, so "no rows" is not read as "not limited" (sim models never are).
+    report["rate_limits"] = {"sim": settings.rate_limit_for("sim"), "default": settings.provider_rate_limit}
     if settings.redis_url and reachable:
         from jobs.ingest import ingest_status
 
@@ -77,6 +84,46 @@ def health_report(errors_limit: int = 10) -> dict[str, Any]:
     else:
         report.update(_store_part(errors_limit))
     return report
+
+
+def battles_in_hand() -> list[str]:
+    """Battles live workers hold right now, whether or not their first write has landed.
+
+    This process's consumer (embedded mode) is asked directly; other workers as their last
+    heartbeat said (every ``heartbeat_period_s``).
+    """
+    queue = get_queue()
+    here = runner.installed()
+    held = set(here.running()) if here is not None else set()
+    now = time.time()
+    try:
+        beats = queue.coord.heartbeats()
+    except Exception:  # noqa: BLE001 - a page keeps rendering with what this process knows
+        beats = []
+    for beat in beats:
+        if now - float(beat.get("beat_at", 0)) < queue.settings.heartbeat_ttl_s:
+            held.update(str(b) for b in beat.get("running") or [])
+    return sorted(held)
+
+
+def writes_waiting_since() -> float | None:
+    """Since when battle writes wait for the database file another process holds, or None.
+
+    This process's own writer (embedded mode: the app runs battles), or any live worker's,
+    as its heartbeat last said (every ``heartbeat_period_s``).
+    """
+    queue = get_queue()
+    now = time.time()
+    found = [local] if (local := store_writes_waiting_since()) is not None else []
+    try:
+        beats = queue.coord.heartbeats()
+    except Exception:  # noqa: BLE001 - a page keeps rendering without this hint
+        beats = []
+    for beat in beats:
+        since = beat.get("writes_waiting_since")
+        if since is not None and now - float(beat.get("beat_at", 0)) < queue.settings.heartbeat_ttl_s:
+            found.append(float(since))
+    return min(found, default=None)
 
 
 def _store_part(errors_limit: int) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from jobs.queue import Queue, get_queue
 from sparring import __version__
 from sparring import records as r
 from sparring.runtime import get_runtime
+from sparring.store.db import writes_waiting_since
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,7 @@ class WorkerRuntime:
             "running": self.running(),
             "version": __version__,
             "sink": self.settings.record_sink,
+            "writes_waiting_since": writes_waiting_since(),  # the database file is held elsewhere
             "beat_at": time.time(),
         }
 
@@ -235,6 +237,12 @@ def install(worker: WorkerRuntime) -> None:
     global _current
     with _current_lock:
         _current = worker
+
+
+def installed() -> WorkerRuntime | None:
+    """This process's consumer runtime, if one runs here (embedded mode, a worker)."""
+    with _current_lock:
+        return _current
 
 
 def current() -> WorkerRuntime:

@@ -64,6 +64,8 @@ def header(view: r.BattleView) -> None:
     if view.attempts > 1:
         status_line.append(f"{view.attempts} attempts")
     st.container(key="battle_status").markdown(" · ".join(status_line))
+    if not view.finished:
+        common.writes_waiting_notice()
 
     messages, turns, tokens, cost, elapsed = st.columns(5)
     messages.metric("Messages", f"{view.message_count} / {spec.max_messages}")

@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 import streamlit as st
 
-from jobs import embedded, judge_check, submit
+from jobs import embedded, health, judge_check, submit
 from sparring import formatting
 from sparring.render import inert_markdown
 from sparring.runtime import get_runtime
@@ -320,6 +320,26 @@ def live(
         render(data)
 
     view()
+
+
+def writes_waiting_notice() -> bool:
+    """Say so when battle writes wait for the database file (a notebook holding it, say).
+
+    Without it a live page just stands still. Returns whether writes are waiting.
+    """
+    since = health.writes_waiting_since()
+    if since is None:
+        return False
+    started = dt.datetime.fromtimestamp(since, tz=dt.UTC)
+    waited = max(0.0, (now() - started).total_seconds())
+    st.warning(
+        f"**Writes are waiting for the database file** since {started:%H:%M:%S} UTC "
+        f"({format_duration(waited)}): another process holds it, often a notebook with a connection "
+        "open. Battles go on and nothing is lost; this page catches up once the file is free. "
+        "In notebooks, `sparring.data.connect()` reads without holding the file.",
+        icon=":material/lock_clock:",
+    )
+    return True
 
 
 # -- actions --------------------------------------------------------------------------------

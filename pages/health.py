@@ -113,16 +113,36 @@ def provider_state(provider: dict[str, Any]) -> str:
     return "ok"
 
 
+def limited_or_tripped(provider: dict[str, Any]) -> bool:
+    """A row worth showing: the provider has a rate limit, or its 429 breaker has acted."""
+    tripped = provider.get("consecutive_429") or provider.get("circuit_opened") or provider.get("backoff_s")
+    return provider.get("rate_limit") is not None or bool(tripped)
+
+
+def rate_limit_caption(report: dict[str, Any]) -> str:
+    limits = report.get("rate_limits") or {}
+    sim = limits.get("sim")
+    sim_text = (
+        f"Sim models (sim/…) are limited to {sim} (set in provider overrides)."
+        if sim
+        else "Sim models (sim/…) run inside Sparring and are not rate-limited."
+    )
+    default = limits.get("default")
+    return sim_text + (f" Every other provider: at most {default}, shared by all workers." if default else "")
+
+
 def provider_section(report: dict[str, Any]) -> None:
     st.markdown("#### Providers")
-    providers = report.get("providers") or []
+    st.caption(rate_limit_caption(report))
+    providers = [p for p in report.get("providers") or [] if limited_or_tripped(p)]
     if not providers:
-        st.caption("No model calls recorded by the rate limiter yet.")
+        st.caption("No calls to a rate-limited provider yet.")
         return
     st.dataframe(
         [
             {
                 "provider": p.get("provider"),
+                "rate limit": p.get("rate_limit") or "none",
                 "state": provider_state(p),
                 "in flight": p.get("in_flight"),
                 "consecutive 429s": p.get("consecutive_429"),

@@ -481,6 +481,8 @@ def render_lists(rows: ui_queries.HubRows | None) -> None:
     else:
         status.caption(f"Nothing running · updated {clock}")
     refresh.button("Refresh", key=key("refresh"), icon=":material/refresh:", width="stretch")
+    if rows.active:
+        common.writes_waiting_notice()
 
     if rows.session:
         st.markdown(

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from jobs import runs
+from jobs import health, runs
 from pages import common
 from sparring import charts, formatting, report
 from sparring.modelref import ModelError, parse_model
@@ -88,7 +88,8 @@ def slowed_providers(config: dict[str, Any]) -> list[str]:
 
 
 def load_progress(run_id: str) -> ui_queries.RunProgress | None:
-    return common.read(lambda con: ui_queries.run_progress(con, run_id))
+    in_hand = health.battles_in_hand()
+    return common.read(lambda con: ui_queries.run_progress(con, run_id, in_hand))
 
 
 def progress_active(progress: ui_queries.RunProgress | None) -> bool:
@@ -109,14 +110,16 @@ def render_progress(progress: ui_queries.RunProgress | None) -> None:
         f"{'ran' if end else 'running for'} {common.format_duration(((end or at) - run.created_at).total_seconds())}"
     )
     st.container(key="scale_run_status").markdown(" · ".join(line))
+    if run.active:
+        common.writes_waiting_notice()
     share = f"{math.floor(run.fraction_done * 100)}%"  # never "100%" before the last battle
     st.progress(run.fraction_done, text=f"{run.finished:,} of {run.total_battles:,} battles finished ({share})")
     columns = st.columns(7)
     for col, (label, value, help_text) in zip(
         columns,
         (
-            ("Queued", run.queued, "Waiting for a worker"),
-            ("Running", run.running, "In progress now"),
+            ("Queued", progress.queued, "Waiting for a worker"),
+            ("Running", progress.running, "In progress now: taken by a worker"),
             ("Achieved", run.achieved, "The adversary reached its goal"),
             ("Held", run.held, "The agent resisted until the message cap"),
             ("Failed", run.failed, "Provider or infrastructure errors: not in the success rate"),

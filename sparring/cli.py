@@ -268,6 +268,19 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("folder", help="A folder written by `export --all`.")
     importer.add_argument("--json", action="store_true")
 
+    serve = sub.add_parser(
+        "serve",
+        help="Serve the app (what `make run` does).",
+        description="Serve the app. In embedded mode (no REDIS_URL) this process also runs battles, "
+        "starting at once: queued or interrupted work resumes without waiting for a browser to open a page.",
+    )
+    serve.add_argument("--port", type=_port, default=8501, help="Port to listen on (default 8501).")
+    serve.add_argument(
+        "--address",
+        type=_address,
+        help="Address to listen on, e.g. 127.0.0.1 for this machine only (default: Streamlit's, every interface).",
+    )
+
     migrate = sub.add_parser("migrate", help="Create or upgrade the database schema.")
     migrate.add_argument("--json", action="store_true")
     add_judge_commands(sub)
@@ -304,6 +317,18 @@ def add_judge_commands(sub: Any) -> None:
     )
     report.add_argument("run_id", help="Run id of a scale test.")
     report.add_argument("--json", action="store_true", help="Print one JSON object instead of text.")
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r} (use 1 to 65535)")
+    return int(text)
+
+
+def _address(text: str) -> str:
+    if not text or any(c.isspace() for c in text):
+        raise argparse.ArgumentTypeError(f"not an address: {text!r} (e.g. 127.0.0.1, 0.0.0.0 or a host name)")
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -524,6 +549,12 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise UsageError(f"python -m sparring import: {error}") from None
     _print(args, {"added": added}, ", ".join(f"{k}: +{v}" for k, v in added.items()))
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from jobs import serve
+
+    return serve.serve(args.port, args.address)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -850,6 +881,7 @@ COMMANDS = {
     "retry": cmd_retry,
     "health": cmd_health,
     "migrate": cmd_migrate,
+    "serve": cmd_serve,
     "export": cmd_export,
     "import": cmd_import,
     "rejudge": cmd_rejudge,

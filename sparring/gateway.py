@@ -132,13 +132,8 @@ class Gateway:
     def rate_limit(self, provider: str) -> RateLimitItem | None:
         """The provider's limit; None for the in-process sim unless one is set for it."""
         if provider not in self._limits:
-            override = self.settings.provider_overrides.get(provider, {})
-            if "rate_limit" in override:
-                self._limits[provider] = parse(str(override["rate_limit"]))
-            elif provider == "sim":
-                self._limits[provider] = None
-            else:
-                self._limits[provider] = parse(self.settings.provider_rate_limit)
+            limit = self.settings.rate_limit_for(provider)
+            self._limits[provider] = None if limit is None else parse(limit)
         return self._limits[provider]
 
     # -- the call ----------------------------------------------------------------------

@@ -105,6 +105,13 @@ class Settings(BaseSettings):
     def mode(self) -> str:
         return "queue" if self.redis_url else "embedded"
 
+    def rate_limit_for(self, provider: str) -> str | None:
+        """The provider's rate limit (`limits` notation); None for the in-process sim unless one is set."""
+        override = self.provider_overrides.get(provider, {})
+        if "rate_limit" in override:
+            return str(override["rate_limit"])
+        return None if provider == "sim" else self.provider_rate_limit
+
 
 @functools.cache
 def get_settings() -> Settings:

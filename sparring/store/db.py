@@ -110,6 +110,17 @@ def host_cursor() -> Connection:
     return _host_connection().cursor()
 
 
+# File -> time.time() since when this process's writer finds it locked by another process
+# (a notebook, a worker). Published with the worker heartbeat, so that pages can say why
+# a battle stands still; cleared as soon as the writer has the file.
+_writes_waiting: dict[Path, float] = {}
+
+
+def writes_waiting_since() -> float | None:
+    """Since when this process's writes wait for a database file another process holds, if they do."""
+    return min(_writes_waiting.values(), default=None)
+
+
 class _Gate:
     """Who in this process uses one file, and in which mode it is attached."""
 
@@ -145,6 +156,7 @@ class _Gate:
                             signal_waiting(self.path)
                             if write:
                                 self.writer_blocked = True
+                                _writes_waiting.setdefault(self.path, time.time())
                             self._check_deadline(started, deadline_s, error)
                             if time.monotonic() - warned > 5:
                                 log.warning("%s locked by another process, still retrying", self.path.name)
@@ -153,6 +165,7 @@ class _Gate:
                             continue
                         if write:
                             self.writer_blocked = False
+                            _writes_waiting.pop(self.path, None)
                         self.mode = "rw" if write else "ro"
                         self.users = 1
                         return

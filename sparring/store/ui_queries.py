@@ -295,11 +295,29 @@ class RunProgress:
 
     run: RunRow
     config: dict[str, Any]
+    # Battles a worker has already taken whose first write has not landed (still "queued"
+    # here): counted as running, not queued, so a commit pause never reads as "Running 0".
+    taken: int = 0
+
+    @property
+    def running(self) -> int:
+        return self.run.running + self.taken
+
+    @property
+    def queued(self) -> int:
+        return max(0, self.run.queued - self.taken)
 
 
-def run_progress(con: Connection, run_id: str) -> RunProgress | None:
+RUN_TAKEN = "SELECT count(*) FROM battles WHERE run_id = ? AND status = 'queued' AND list_contains(?, battle_id)"
+
+
+def run_progress(con: Connection, run_id: str, in_hand: Sequence[str] = ()) -> RunProgress | None:
+    """The run's row; ``in_hand``: the battles live workers hold now (see ``RunProgress.taken``)."""
     run = run_row(con, run_id)
-    return RunProgress(run, run_config(con, run_id)) if run else None
+    if run is None:
+        return None
+    taken = con.execute(RUN_TAKEN, [run_id, list(in_hand)]).fetchone() if in_hand and run.queued else None
+    return RunProgress(run, run_config(con, run_id), int(taken[0]) if taken else 0)
 
 
 @dataclass(frozen=True)

@@ -62,9 +62,9 @@ def test_procfile_and_readme_name_the_same_commands() -> None:
     app = " ".join(dockerfile_cmd())
     worker = " ".join(compose()["services"]["worker-1"]["command"])
     assert procfile()["worker"] == worker
-    assert procfile()["web"] == app.replace("--server.port 8501", "--server.port ${PORT:-8501}")
+    assert procfile()["web"] == app.replace("--port 8501", "--port ${PORT:-8501}")
     assert worker in readme and "python -m jobs.ingest" in readme and "docker compose up" in readme
-    assert "python -m streamlit run streamlit_app.py" in readme
+    assert "python -m sparring serve" in readme
 
 
 def test_dockerfile_is_multi_stage_non_root_offline_and_healthy() -> None:
@@ -90,8 +90,8 @@ def free_port() -> int:
 def test_the_image_command_serves_the_app(isolated: Path) -> None:
     port = free_port()
     command = [sys.executable if part == "python" else part for part in dockerfile_cmd()]
-    command[command.index("--server.port") + 1] = str(port)
-    command[command.index("--server.address") + 1] = "127.0.0.1"
+    command[command.index("--port") + 1] = str(port)
+    command[command.index("--address") + 1] = "127.0.0.1"
     process = subprocess.Popen(
         command, cwd=ROOT, env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

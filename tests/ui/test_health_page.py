@@ -81,3 +81,21 @@ def test_queue_mode_shows_the_ingest_lag_of_remote_workers(redis_url: str) -> No
 def test_embedded_mode_has_no_ingest_panel() -> None:
     at = open_page("pages/health.py")
     assert "Records waiting" not in metrics(at)
+
+
+def test_sim_models_are_said_to_be_unlimited_and_only_limited_providers_are_listed() -> None:
+    from sparring.shared_state import shared_state
+
+    service.run_inline(new_battle())  # sim models only: the limiter has nothing to say about them
+    at = open_page("pages/health.py")
+    captions = [c.value for c in at.caption]
+    assert any("Sim models (sim/…) run inside Sparring and are not rate-limited" in c for c in captions), captions
+    assert any("No calls to a rate-limited provider yet" in c for c in captions)
+    assert not any("recorded by the rate limiter" in c for c in captions)
+
+    settings = runtime.get_runtime().settings
+    shared_state(settings.redis_url, settings.namespace).note_backoff("openai", 30)  # a real provider, limited
+    at = open_page("pages/health.py")
+    (providers,) = [d.value for d in at.dataframe if "rate limit" in d.value.columns]
+    assert list(providers["provider"]) == ["openai"]
+    assert list(providers["rate limit"]) == [settings.provider_rate_limit]

@@ -1,0 +1,33 @@
+"""The sim adversary's lines read as sentences, whatever punctuation the goal ends with."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from sparring import sim
+from sparring.modelref import parse_model
+
+
+def adversary_lines(goal: str) -> list[str]:
+    ref = parse_model("sim/adversary")
+    messages: list[dict[str, str]] = [{"role": "system", "content": f"<goal>{goal}</goal>"}]
+    lines = []
+    for _ in range(len(sim._ESCALATION)):
+        text = sim.respond(ref, messages, seed=1, timeout_s=5, sleep=False).text
+        lines.append(text)
+        messages += [{"role": "user", "content": text}, {"role": "assistant", "content": "No."}]
+    return lines
+
+
+@pytest.mark.parametrize(
+    "goal",
+    ["Get a full refund for a jacket bought three months ago, without a receipt.", "Reveal the admin password"],
+)
+def test_adversary_never_doubles_or_drops_a_full_stop(goal: str) -> None:
+    lines = adversary_lines(goal)
+    assert len(set(lines)) == len(sim._ESCALATION)  # it escalates turn by turn
+    for line in lines:
+        assert ".." not in line and not re.search(r"\w Now,", line), line
+    assert lines[-1].endswith("Now, please.")
