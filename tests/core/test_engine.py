@@ -160,7 +160,9 @@ def test_three_error_verdicts_in_a_row_stop_the_battle_as_undecided(judge_model:
 
 def test_an_earlier_error_verdict_does_not_matter_when_the_last_is_usable() -> None:
     # With seed 3, sim/judge?garble=0.5 garbles agent turns 1 and 2 and answers turn 3.
-    battle_id = new_battle(agent_model="sim/agent?concede=0", judge_model="sim/judge?garble=0.5", seed=3, max_messages=6)
+    battle_id = new_battle(
+        agent_model="sim/agent?concede=0", judge_model="sim/judge?garble=0.5", seed=3, max_messages=6
+    )
     assert run(battle_id).outcome == "held"
     assert [v.achieved for v in transcript(battle_id).verdicts] == [None, None, False]
     assert transcript(battle_id).battle.error is None
@@ -178,7 +180,9 @@ def test_an_earlier_error_verdict_does_not_stop_an_achieved_battle() -> None:
 
 def test_an_error_verdict_on_the_last_agent_message_at_the_cap_is_undecided() -> None:
     # Seed 7: the judge answers agent turns 1 and 2 and garbles turn 3, the last before the cap.
-    battle_id = new_battle(agent_model="sim/agent?concede=0", judge_model="sim/judge?garble=0.5", seed=7, max_messages=6)
+    battle_id = new_battle(
+        agent_model="sim/agent?concede=0", judge_model="sim/judge?garble=0.5", seed=7, max_messages=6
+    )
     assert run(battle_id).outcome == "undecided"
     assert [v.achieved for v in transcript(battle_id).verdicts] == [False, False, None]
 
