@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 
 SUCCESS_RATE = (
     "**Success rate**: share of defended battles (achieved or held) in which the adversary reached its goal. "
-    "Failed, timed-out and cancelled battles say nothing about the agent: they are counted apart and left out "
-    "of the rate."
+    "Undecided (no usable verdict on the last agent message), failed, timed-out and cancelled battles say nothing "
+    "about the agent: they are counted apart and left out of the rate."
 )
 
 
@@ -110,7 +110,7 @@ def render_progress(progress: ui_queries.RunProgress | None) -> None:
     st.container(key="scale_run_status").markdown(" · ".join(line))
     share = f"{math.floor(run.fraction_done * 100)}%"  # never "100%" before the last battle
     st.progress(run.fraction_done, text=f"{run.finished:,} of {run.total_battles:,} battles finished ({share})")
-    columns = st.columns(7)
+    columns = st.columns(8)
     for col, (label, value, help_text) in zip(
         columns,
         (
@@ -118,6 +118,7 @@ def render_progress(progress: ui_queries.RunProgress | None) -> None:
             ("Running", run.running, "In progress now"),
             ("Achieved", run.achieved, "The adversary reached its goal"),
             ("Held", run.held, "The agent resisted until the message cap"),
+            ("Undecided", run.undecided, "No usable verdict on the last agent message: not in the success rate"),
             ("Failed", run.failed, "Provider or infrastructure errors: not in the success rate"),
             ("Timed out", run.timed_out, "Hit the time limit: not in the success rate"),
             ("Cancelled", run.cancelled, "Cancelled, or stopped by the budget: not in the success rate"),
@@ -160,6 +161,9 @@ CELL_COLUMNS = {
     "n": st.column_config.NumberColumn("n", help="Defended battles (achieved + held): the rate's denominator"),
     "achieved": st.column_config.NumberColumn("Achieved", width="small"),
     "held": st.column_config.NumberColumn("Held", width="small"),
+    "undecided": st.column_config.NumberColumn(
+        "Undecided", help="No usable verdict on the last agent message, not in n", width="small"
+    ),
     "failed": st.column_config.NumberColumn("Failed", help="Infrastructure errors, not in n", width="small"),
     "timed_out": st.column_config.NumberColumn("Timed out", help="Not in n", width="small"),
     "cancelled": st.column_config.NumberColumn("Cancelled", help="Not in n", width="small"),
@@ -170,6 +174,9 @@ CELL_COLUMNS = {
         "p90 turns", format="%.1f", help="90th percentile of agent turns to the goal, achieved battles only"
     ),
     "cost_per_battle_usd": st.column_config.NumberColumn("$ per battle", format="$%.5f", help="Mean cost, US dollars"),
+    "error_verdict_rate": st.column_config.NumberColumn(
+        "Error verdicts", format="percent", help="Share of the judge's verdicts it could not give (unparseable twice)"
+    ),
 }
 
 CALL_COLUMNS = {
@@ -229,7 +236,14 @@ def cell_table(detail: ui_queries.RunDetail) -> None:
         return
     with st.container(key="scale_cells"):
         st.dataframe(detail.cells[list(CELL_COLUMNS)], column_config=CELL_COLUMNS, hide_index=True)
+    judge_warnings(detail.cells)
     st.caption("Read from the `run_cells` view: the numbers a notebook or `python -m sparring scale --json` gets.")
+
+
+def judge_warnings(cells: pd.DataFrame) -> None:
+    """Say in words when a cell's rate rests on a judge that often could not answer."""
+    for warning in report.judge_warnings(cells.to_dict("records")):
+        st.warning(common.inert(warning), icon=":material/help:")
 
 
 CORRECTION_NOTES = {
