@@ -12,13 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from jobs import embedded, runs
 from sparring import records as r
 from sparring import report, runtime, stats
 from sparring.store import Store, db, schema
-from sparring.store.export import export_database, import_database
+from sparring.store.export import export_database, export_run, import_database
 from tests.helpers import rows, scalar, wait_until
 
 TERMINAL = ("finished", "cancelled", "stopped", "failed")
@@ -119,7 +120,7 @@ def finished_run(data: dict) -> str:
     return run_id
 
 
-def test_views_leave_undecided_out_of_every_rate_and_count_it_apart() -> None:
+def test_views_leave_undecided_out_of_every_rate_and_count_it_apart(tmp_path: Path) -> None:
     run_id = finished_run(
         {
             "runs": 16,
@@ -159,6 +160,11 @@ def test_views_leave_undecided_out_of_every_rate_and_count_it_apart() -> None:
     run = computed["run"]
     assert run["undecided"] == sum(c["undecided"] for c in computed["cells"])
     assert run["n"] == sum(c["n"] for c in computed["cells"])
+    # the exports carry the same counts: a column per battle, and the cells' counts
+    exported = export_run(runtime.get_runtime().store, run_id, tmp_path, "parquet")
+    tables = {path.stem.rsplit("-", 1)[-1]: pq.read_table(path) for path in exported.files}
+    assert sum(tables["battles"].column("undecided").to_pylist()) == run["undecided"]
+    assert tables["cells"].column("undecided").to_pylist() == [c["undecided"] for c in computed["cells"]]
 
 
 def test_survival_censors_an_undecided_battle_at_its_last_usable_verdict() -> None:
