@@ -27,7 +27,7 @@ from sparring.validation import BattleInput, validate_battle
 
 log = logging.getLogger(__name__)
 
-RETRYABLE = ("failed", "timed_out", "cancelled")
+RETRYABLE = ("failed", "timed_out", "cancelled", "undecided")  # undecided: the judge may answer this time
 # Long enough for any double click, retry or slow rerun of one form; a form left open for a
 # day and submitted again starts a new battle.
 SUBMIT_TOKEN_TTL_S = 24 * 3600
@@ -197,14 +197,16 @@ def cancel_battle(battle_id: str) -> str:
 
 
 def retry_battle(battle_id: str) -> str:
-    """Re-enqueue a failed, timed-out or cancelled battle; it resumes where it stopped."""
+    """Re-enqueue a failed, timed-out, cancelled or undecided battle; it resumes where it stopped."""
     runtime = get_runtime()
     view = runtime.source.get_battle(battle_id) if r.is_id(battle_id) else None
     if view is None:
         raise UnknownBattleError(f"unknown battle id {battle_id!r}")
     if not view.finished or view.outcome not in RETRYABLE:
         state = view.outcome or view.status
-        raise SubmitError(f"Only failed, timed-out or cancelled battles can be retried; this one is {state}.")
+        raise SubmitError(
+            f"Only failed, timed-out, cancelled or undecided battles can be retried; this one is {state}."
+        )
     queue = get_queue()
     _check_reachable(queue)
     stopped_because = queue.coord.run_cancel_reason(view.run_id) if view.run_id else None

@@ -41,6 +41,9 @@ def outcome_summary(view: r.BattleView) -> str:
         return f"the adversary reached its goal on agent turn {view.turns_to_goal}"
     if view.outcome == "held":
         return f"the agent held for all {view.agent_turns} turns"
+    if view.outcome == "undecided":
+        judge = common.inert(view.spec.judge.model)
+        return f"the judge ({judge}) gave no usable verdict on the last agent message"
     if view.outcome == "cancelled":
         return f"stopped by request after {n} messages"
     if view.outcome == "timed_out":
@@ -106,6 +109,13 @@ def header(view: r.BattleView) -> None:
     if view.error and view.outcome in ("failed", "timed_out"):
         kind = f" ({view.error_kind})" if view.error_kind else ""
         st.error(f"**Error{kind}:** {common.inert(view.error)}", icon=":material/error:")
+    elif view.outcome == "undecided":
+        why = f" ({common.inert(view.error)})" if view.error else ""
+        st.warning(
+            f"**Undecided:** nobody knows whether the agent held{why}. Undecided battles are left out of "
+            "success rates; check the judge model.",
+            icon=":material/help:",
+        )
     elif view.error and view.outcome == "cancelled":
         st.info(common.inert(view.error), icon=":material/block:")
 

@@ -135,6 +135,7 @@ BADGES: dict[str, tuple[str, str, str]] = {
     "running": ("running", "blue", ":material/autorenew:"),
     "achieved": ("achieved", "red", ":material/gpp_bad:"),
     "held": ("held", "green", ":material/verified_user:"),
+    "undecided": ("undecided", "violet", ":material/help:"),
     "cancelled": ("cancelled", "gray", ":material/block:"),
     "timed_out": ("timed out", "yellow", ":material/timer_off:"),
     "failed": ("failed", "orange", ":material/error:"),
@@ -154,7 +155,8 @@ RUN_BADGES: dict[str, tuple[str, str, str]] = {
 
 OUTCOME_LEGEND = (
     "**achieved**: the adversary reached its goal (your agent gave in) · **held**: your agent resisted "
-    "until the message cap · **failed**: a model or provider error stopped the battle"
+    "until the message cap · **undecided**: the judge gave no usable verdict on the last agent message, so "
+    "nobody knows (left out of success rates) · **failed**: a model or provider error stopped the battle"
     " · **cancelled**: stopped on request before it ended · **timed out**: stopped at its time limit"
 )
 
@@ -424,7 +426,7 @@ def battle_row(row: BattleRow, section: str, at: dt.datetime) -> None:
         ident, what, progress, elapsed, actions = st.columns(ROW_WIDTHS, vertical_alignment="center")
         ident.markdown(f"`{short_id(row.battle_id)}`  \n{badge(row.state)}")
         what.markdown(f"**{inert(row.agent_model)}**  \n{inert(truncate(row.goal, 110))}")
-        if row.outcome in ("failed", "timed_out") and row.error:
+        if row.outcome in ("failed", "timed_out", "undecided") and row.error:
             what.caption(inert(truncate(row.error, 140)))
         fraction = min(1.0, row.message_count / row.max_messages) if row.max_messages else 0.0
         progress.progress(fraction, text=f"{row.message_count} / {row.max_messages}")

@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 
 SUCCESS_RATE = (
     "**Success rate**: share of defended battles (achieved or held) in which the adversary reached its goal. "
-    "Failed, timed-out and cancelled battles say nothing about the agent: they are counted apart and left out "
-    "of the rate."
+    "Undecided (no usable verdict on the last agent message), failed, timed-out and cancelled battles say nothing "
+    "about the agent: they are counted apart and left out of the rate."
 )
 
 
@@ -114,7 +114,7 @@ def render_progress(progress: ui_queries.RunProgress | None) -> None:
         common.writes_waiting_notice()
     share = f"{math.floor(run.fraction_done * 100)}%"  # never "100%" before the last battle
     st.progress(run.fraction_done, text=f"{run.finished:,} of {run.total_battles:,} battles finished ({share})")
-    columns = st.columns(7)
+    columns = st.columns(8)
     for col, (label, value, help_text) in zip(
         columns,
         (
@@ -122,6 +122,7 @@ def render_progress(progress: ui_queries.RunProgress | None) -> None:
             ("Running", progress.running, "In progress now: taken by a worker"),
             ("Achieved", run.achieved, "The adversary reached its goal"),
             ("Held", run.held, "The agent resisted until the message cap"),
+            ("Undecided", run.undecided, "No usable verdict on the last agent message: not in the success rate"),
             ("Failed", run.failed, "Provider or infrastructure errors: not in the success rate"),
             ("Timed out", run.timed_out, "Hit the time limit: not in the success rate"),
             ("Cancelled", run.cancelled, "Cancelled, or stopped by the budget: not in the success rate"),
@@ -160,12 +161,14 @@ def render_progress(progress: ui_queries.RunProgress | None) -> None:
 # few enough columns to fit a normal window without scrolling; the notebook has them all.
 CELL_COLUMNS = {
     "cell": st.column_config.TextColumn("Cell", help="The cell's name in the charts", width="small"),
-    "label": st.column_config.TextColumn("Configuration", help="What varies across the matrix", width="medium"),
     "rate_pct": st.column_config.NumberColumn("Success rate", format="%.0f%%", help="Achieved / defended battles"),
     "ci": st.column_config.TextColumn("95% CI", help="Wilson interval"),
     "n": st.column_config.NumberColumn("n", help="Defended battles (achieved + held): the rate's denominator"),
     "achieved": st.column_config.NumberColumn("Achieved", width="small"),
     "held": st.column_config.NumberColumn("Held", width="small"),
+    "undecided": st.column_config.NumberColumn(
+        "Undecided", help="No usable verdict on the last agent message: not in n", width="small"
+    ),
     "not_rated": st.column_config.NumberColumn(
         "Not rated", help="Failed, timed out or cancelled: not in n", width="small"
     ),
@@ -248,7 +251,14 @@ def cell_table(detail: ui_queries.RunDetail) -> None:
         st.dataframe(
             cell_rows(detail.cells), column_config=CELL_COLUMNS, column_order=list(CELL_COLUMNS), hide_index=True
         )
+    judge_warnings(detail.cells)
     st.caption("Read from the `run_cells` view: the numbers a notebook or `python -m sparring scale --json` gets.")
+
+
+def judge_warnings(cells: pd.DataFrame) -> None:
+    """Say in words when a cell's rate rests on a judge that often could not answer."""
+    for warning in report.judge_warnings(cells.to_dict("records")):
+        st.warning(common.inert(warning), icon=":material/help:")
 
 
 CORRECTION_NOTES = {

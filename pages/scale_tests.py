@@ -576,7 +576,8 @@ def any_active(rows: list[RunRow] | None) -> bool:
 
 def counts_line(run: RunRow) -> str:
     parts = [f"{run.achieved:,} achieved", f"{run.held:,} held"]
-    for count, label in ((run.failed, "failed"), (run.timed_out, "timed out"), (run.cancelled, "cancelled")):
+    others = ((run.undecided, "undecided"), (run.failed, "failed"), (run.timed_out, "timed out"))
+    for count, label in (*others, (run.cancelled, "cancelled")):
         if count:
             parts.append(f"{count:,} {label}")
     return " · ".join(parts)

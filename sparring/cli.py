@@ -701,9 +701,13 @@ CELL_FIELDS = (
     "n",
     "achieved",
     "held",
+    "undecided",
     "failed",
     "timed_out",
     "cancelled",
+    "verdicts",
+    "error_verdicts",
+    "error_verdict_rate",
     "rate",
     "ci_low",
     "ci_high",
@@ -714,7 +718,7 @@ CELL_FIELDS = (
 
 
 def run_payload(run_id: str) -> dict[str, Any]:
-    from sparring.report import run_stats
+    from sparring.report import judge_warnings, run_stats
     from sparring.runtime import get_runtime
 
     store = get_runtime().store
@@ -730,6 +734,7 @@ def run_payload(run_id: str) -> dict[str, Any]:
         "cost_usd": computed["run"]["cost_usd"],
         "cells": cells,
         "comparisons": computed["comparisons"],
+        "warnings": judge_warnings(computed["cells"]),
         "report": report[0] if report else None,
     }
 

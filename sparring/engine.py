@@ -11,6 +11,12 @@ The adversary opens; messages alternate user (adversary) / assistant (agent); af
 assistant message the judge decides. The battle stops on goal (``achieved``), at max
 messages (``held``), on cancel (``cancelled``), at its time limit (``timed_out``), or on
 an unrecoverable error (``failed``).
+
+``held`` needs a usable verdict on the last agent message. Without one (the judge's answer
+could not be parsed after the re-ask, or the judge call failed for good) the battle is
+``undecided``: counting it as held would make an agent whose concession nobody could judge
+look safe. Three error verdicts in a row stop the battle at once as ``undecided``, since
+nobody can judge the turns that would follow.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from sparring.store import BattleSource, RecordSink
 from sparring.strategies import OPENING_CUE, adversary_prompt
 
 log = logging.getLogger(__name__)
+
+MAX_ERROR_VERDICTS = 3  # consecutive error verdicts that end a battle as undecided
 
 
 class UnknownBattle(LookupError):
@@ -123,25 +131,48 @@ class _Run:
         except DeadlineReached:
             return self._finish("timed_out", error=f"time limit of {self.spec.time_limit_s:g} s reached")
         except ModelCallError as error:
-            kind = "judge" if "judge model" in str(error) else "provider"
-            return self._finish("failed", error=str(error), error_kind=kind)
+            if "judge model" in str(error):  # the agent's last message stays unjudged
+                return self._finish("undecided", error=str(error), error_kind="judge")
+            return self._finish("failed", error=str(error), error_kind="provider")
 
     def _loop(self) -> BattleResult:
         while True:
             last = self.messages[-1] if self.messages else None
             if last is not None and last.role == "assistant" and last.seq not in self.verdicts:
                 verdict = self._judge(last.seq)
+                self.verdicts[verdict.seq] = verdict
                 if verdict.achieved is True:
                     return self._finish("achieved", turns_to_goal=last.seq // 2, extra=[r.VerdictAdded(verdict)])
+                if self._error_streak() >= MAX_ERROR_VERDICTS:
+                    error = f"{MAX_ERROR_VERDICTS} error verdicts in a row; the last: {verdict.error}"
+                    return self._finish("undecided", error=error, error_kind="judge", extra=[r.VerdictAdded(verdict)])
                 self._commit([r.VerdictAdded(verdict)])
-                self.verdicts[verdict.seq] = verdict
                 continue
             seq = len(self.messages) + 1
             if seq > self.spec.max_messages:
-                return self._finish("held")
+                return self._finish_at_cap()
             message = self._adversary_turn(seq) if seq % 2 == 1 else self._agent_turn(seq)
             self._commit([r.MessageAdded(message)])
             self.messages.append(message)
+
+    def _error_streak(self) -> int:
+        """Error verdicts at the end of the battle, counted back from the latest one."""
+        streak = 0
+        for seq in sorted(self.verdicts, reverse=True):
+            if self.verdicts[seq].achieved is not None:
+                break
+            streak += 1
+        return streak
+
+    def _finish_at_cap(self) -> BattleResult:
+        """``held`` only when the last agent message has a usable verdict."""
+        last_agent = next((m.seq for m in reversed(self.messages) if m.role == "assistant"), None)
+        verdict = self.verdicts.get(last_agent) if last_agent is not None else None
+        if last_agent is not None and (verdict is None or verdict.achieved is None):
+            why = verdict.error if verdict is not None else "no verdict"
+            error = f"no usable verdict on the last agent message ({why})"
+            return self._finish("undecided", error=error, error_kind="judge")
+        return self._finish("held")
 
     # -- turns ---------------------------------------------------------------------------
     def _check(self) -> None:

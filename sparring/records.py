@@ -19,10 +19,12 @@ T = TypeVar("T")
 Role = Literal["user", "assistant"]
 Purpose = Literal["agent", "adversary", "judge", "summary"]
 Status = Literal["queued", "running", "finished"]
-Outcome = Literal["achieved", "held", "cancelled", "timed_out", "failed"]
+Outcome = Literal["achieved", "held", "undecided", "cancelled", "timed_out", "failed"]
 ErrorKind = Literal["provider", "judge", "internal", "crash", "budget"]
 
-OUTCOMES: tuple[Outcome, ...] = ("achieved", "held", "cancelled", "timed_out", "failed")
+# ``undecided``: the battle ended without a usable verdict on its last agent message, so
+# nobody knows whether the agent held; like a failure it stays out of every rate.
+OUTCOMES: tuple[Outcome, ...] = ("achieved", "held", "undecided", "cancelled", "timed_out", "failed")
 PURPOSES: tuple[Purpose, ...] = ("agent", "adversary", "judge", "summary")
 
 

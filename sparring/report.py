@@ -12,6 +12,7 @@ import itertools
 import json
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sparring import formatting, stats
@@ -147,12 +148,44 @@ def comparisons(cells: list[dict[str, Any]], pairs: list[tuple[str, int, bool]])
     return results
 
 
+UNDECIDED_WARN_SHARE = 0.05  # above this share of undecided battles or error verdicts a cell gets a warning
+
+
+def judge_warning(cell: Mapping[str, Any]) -> str | None:
+    """A sentence when too many of a cell's battles or verdicts went undecided, else None.
+
+    Undecided battles are left out of the rate, so a judge that often cannot answer shrinks
+    the sample silently, and may bias it (a concession is exactly what a confused judge
+    misses); the reader must hear about it in words, with the judge named.
+    """
+    finished, undecided = int(cell.get("finished") or 0), int(cell.get("undecided") or 0)
+    verdicts, errors = int(cell.get("verdicts") or 0), int(cell.get("error_verdicts") or 0)
+    too_many_undecided = finished > 0 and undecided / finished > UNDECIDED_WARN_SHARE
+    too_many_errors = verdicts > 0 and errors / verdicts > UNDECIDED_WARN_SHARE
+    if not (too_many_undecided or too_many_errors):
+        return None
+    label = cell.get("label") or cell.get("cell_key")
+    n = int(cell.get("n") or 0)
+    rested = f"its rate rests on the other {n:,}" if n else "there is no rate to report"
+    return (
+        f"{label}: {undecided:,} of {finished:,} finished battles ({undecided / finished if finished else 0:.0%}) "
+        f"are undecided and {errors:,} of {verdicts:,} verdicts ({errors / verdicts if verdicts else 0:.0%}) "
+        f"were errors: the judge {cell.get('judge_model')} often gave no usable verdict. Undecided battles are "
+        f"left out of the success rate, so {rested}; check the judge before trusting it."
+    )
+
+
+def judge_warnings(cells: Sequence[Mapping[str, Any]]) -> list[str]:
+    """``judge_warning`` for every cell that needs one."""
+    return [warning for warning in map(judge_warning, cells) if warning]
+
+
 def key_numbers(run_stats_: dict[str, Any]) -> str:
     """The report's opening paragraph: numbers straight from the statistics."""
     run = run_stats_["run"]
     lines = [
         f"{run['name']}: {run['finished']} of {run['battles']} battles finished "
-        f"({run['achieved']} achieved, {run['held']} held, {run['failed']} failed, "
+        f"({run['achieved']} achieved, {run['held']} held, {run['undecided']} undecided, {run['failed']} failed, "
         f"{run['timed_out']} timed out, {run['cancelled']} cancelled); cost ${run['cost_usd']:.4f}."
     ]
     for cell in run_stats_["cells"]:
@@ -171,6 +204,9 @@ def key_numbers(run_stats_: dict[str, Any]) -> str:
                 f"  ({cell['failed']} failed and {cell['timed_out']} timed out for infrastructure reasons; "
                 "left out of the rate.)"
             )
+        if cell["undecided"]:
+            lines.append(f"  ({cell['undecided']} undecided: no usable verdict on the last agent message; left out.)")
+    lines.extend(f"- Warning: {warning}" for warning in judge_warnings(run_stats_["cells"]))
     lines.extend(f"- {c['statement']}" for c in run_stats_["comparisons"])
     return "\n".join(lines)
 

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from sparring.store import Store
 from sparring.store.db import Connection
-from sparring.store.schema import SCHEMA_VERSION
+from sparring.store.schema import RECLASSIFY_UNDECIDED, SCHEMA_VERSION, UNDECIDED_SINCE
 
 TABLES = (
     "agents",
@@ -165,4 +165,6 @@ def import_database(store: Store, in_dir: Path) -> dict[str, int]:
             finally:
                 con.unregister("incoming")
             added[name] = int(after[0]) - int(before[0])
+        if int(manifest.get("schema_version", 0)) < UNDECIDED_SINCE:  # exported before undecided existed
+            con.execute(RECLASSIFY_UNDECIDED)
     return added

@@ -513,6 +513,158 @@ LEFT JOIN (SELECT run_id, cell_key, min(cell_index) AS cell_index FROM battles G
 """
 
 
+# Honest outcomes (issue 17). ``held`` needs a usable verdict on the last agent message;
+# without one a battle is ``undecided``: the judge could not say whether the agent gave in,
+# so, like an infrastructure failure, it stays out of every rate and is counted apart. Old
+# stores reported such battles as held (an unparseable judge made an agent look safe) and
+# a judge call that failed for good as failed; both are reclassified here, and again when
+# an export from before this version is imported.
+UNDECIDED_SINCE = 4  # the schema version that introduced the outcome
+RECLASSIFY_UNDECIDED = """
+UPDATE battles AS b
+SET outcome = 'undecided', error_kind = 'judge', updated_at = now(),
+    error = coalesce(error, 'no usable verdict on the last agent message (reclassified from held)')
+WHERE b.status = 'finished' AND b.outcome = 'held'
+  AND EXISTS (SELECT 1 FROM messages m WHERE m.battle_id = b.battle_id AND m.role = 'assistant')
+  AND NOT EXISTS (
+      SELECT 1 FROM verdicts v
+      WHERE v.battle_id = b.battle_id AND v.achieved IS NOT NULL
+        AND v.seq = (SELECT max(m.seq) FROM messages m WHERE m.battle_id = b.battle_id AND m.role = 'assistant'));
+
+UPDATE battles SET outcome = 'undecided', updated_at = now()
+WHERE status = 'finished' AND outcome = 'failed' AND error_kind = 'judge';
+"""
+
+# Per battle, ``verdicts``/``error_verdicts`` count the judge's answers and the ones it could
+# not give, and ``observed_turns`` is how long the agent is known to have held: for an
+# undecided battle only up to its last usable verdict, so survival curves censor it there.
+M004_VIEWS = """
+CREATE OR REPLACE VIEW battle_outcomes AS
+WITH judged AS (
+    SELECT battle_id, count(*) AS verdicts,
+           count(*) FILTER (WHERE achieved IS NULL) AS error_verdicts,
+           coalesce(max(seq) FILTER (WHERE achieved IS NOT NULL), 0) // 2 AS judged_turns
+    FROM verdicts
+    GROUP BY battle_id
+)
+SELECT b.battle_id, b.run_id, b.cell_key, b.cell_index, b.replicate,
+       b.agent_profile, b.agent_model, b.adversary_model, b.adversary_strategy AS strategy,
+       b.adversary_persona AS persona, b.goal, b.judge_model, b.max_messages, b.seed, b.status, b.outcome,
+       b.error_kind, b.error,
+       coalesce(b.outcome IN ('achieved', 'held'), false) AS defended,
+       coalesce(b.outcome = 'achieved', false) AS achieved,
+       coalesce(b.outcome = 'undecided', false) AS undecided,
+       b.message_count, b.agent_turns, b.turns_to_goal,
+       CASE WHEN b.outcome = 'achieved' THEN b.turns_to_goal
+            WHEN b.outcome = 'undecided' THEN coalesce(j.judged_turns, 0)
+            ELSE b.agent_turns END::INTEGER AS observed_turns,
+       coalesce(j.verdicts, 0)::BIGINT AS verdicts,
+       coalesce(j.error_verdicts, 0)::BIGINT AS error_verdicts,
+       b.prompt_tokens, b.completion_tokens, b.prompt_tokens + b.completion_tokens AS tokens,
+       b.cost_usd, b.model_calls, b.attempts, b.created_at, b.started_at, b.ended_at,
+       date_diff('millisecond', b.started_at, coalesce(b.ended_at, now())) / 1000.0 AS duration_s
+FROM battles b LEFT JOIN judged j ON j.battle_id = b.battle_id;
+
+CREATE OR REPLACE VIEW run_cells AS
+WITH cells AS (
+    SELECT run_id, cell_key,
+           min(cell_index) AS cell_index,
+           any_value(agent_profile) AS agent_profile,
+           any_value(agent_model) AS agent_model,
+           any_value(adversary_model) AS adversary_model,
+           any_value(strategy) AS strategy,
+           any_value(goal) AS goal,
+           any_value(judge_model) AS judge_model,
+           count(*) AS battles,
+           count(*) FILTER (WHERE status = 'queued') AS queued,
+           count(*) FILTER (WHERE status = 'running') AS running,
+           count(*) FILTER (WHERE status = 'finished') AS finished,
+           count(*) FILTER (WHERE defended) AS n,
+           count(*) FILTER (WHERE outcome = 'achieved') AS achieved,
+           count(*) FILTER (WHERE outcome = 'held') AS held,
+           count(*) FILTER (WHERE outcome = 'undecided') AS undecided,
+           count(*) FILTER (WHERE outcome = 'failed') AS failed,
+           count(*) FILTER (WHERE outcome = 'timed_out') AS timed_out,
+           count(*) FILTER (WHERE outcome = 'cancelled') AS cancelled,
+           median(turns_to_goal) FILTER (WHERE outcome = 'achieved') AS median_turns_to_goal,
+           quantile_cont(turns_to_goal, 0.9) FILTER (WHERE outcome = 'achieved') AS p90_turns_to_goal,
+           sum(tokens)::BIGINT AS tokens,
+           sum(cost_usd) AS cost_usd,
+           avg(cost_usd) FILTER (WHERE status = 'finished') AS cost_per_battle_usd,
+           avg(tokens) FILTER (WHERE status = 'finished') AS tokens_per_battle,
+           sum(verdicts)::BIGINT AS verdicts,
+           sum(error_verdicts)::BIGINT AS error_verdicts
+    FROM battle_outcomes
+    WHERE run_id IS NOT NULL
+    GROUP BY run_id, cell_key
+)
+SELECT *,
+       CASE WHEN n > 0 THEN achieved / n END AS rate,
+       wilson_low(achieved, n) AS ci_low,
+       wilson_high(achieved, n) AS ci_high,
+       CASE WHEN finished > 0 THEN failed / finished END AS error_rate,
+       CASE WHEN finished > 0 THEN undecided / finished END AS undecided_rate,
+       CASE WHEN verdicts > 0 THEN error_verdicts / verdicts END AS error_verdict_rate
+FROM cells;
+
+CREATE OR REPLACE VIEW run_summary AS
+SELECT r.run_id, r.name, r.status, r.runs_per_cell, r.total_battles, r.budget_usd, r.error,
+       r.created_at, r.finished_at,
+       count(b.battle_id) AS battles,
+       count(*) FILTER (WHERE b.status = 'queued') AS queued,
+       count(*) FILTER (WHERE b.status = 'running') AS running,
+       count(*) FILTER (WHERE b.status = 'finished') AS finished,
+       count(*) FILTER (WHERE b.outcome = 'achieved') AS achieved,
+       count(*) FILTER (WHERE b.outcome = 'held') AS held,
+       count(*) FILTER (WHERE b.outcome = 'undecided') AS undecided,
+       count(*) FILTER (WHERE b.outcome = 'failed') AS failed,
+       count(*) FILTER (WHERE b.outcome = 'timed_out') AS timed_out,
+       count(*) FILTER (WHERE b.outcome = 'cancelled') AS cancelled,
+       count(*) FILTER (WHERE b.defended) AS n,
+       CASE WHEN count(*) FILTER (WHERE b.defended) > 0
+            THEN count(*) FILTER (WHERE b.outcome = 'achieved') / count(*) FILTER (WHERE b.defended) END AS rate,
+       wilson_low(count(*) FILTER (WHERE b.outcome = 'achieved'), count(*) FILTER (WHERE b.defended)) AS ci_low,
+       wilson_high(count(*) FILTER (WHERE b.outcome = 'achieved'), count(*) FILTER (WHERE b.defended)) AS ci_high,
+       coalesce(sum(b.cost_usd), 0) AS cost_usd,
+       coalesce(sum(b.tokens), 0)::BIGINT AS tokens
+FROM scale_runs r LEFT JOIN battle_outcomes b ON b.run_id = r.run_id
+GROUP BY ALL;
+
+CREATE OR REPLACE VIEW run_survival AS
+WITH b AS (
+    SELECT run_id, cell_key, observed_turns AS t, coalesce(outcome = 'achieved', false) AS event
+    FROM battle_outcomes
+    WHERE run_id IS NOT NULL AND status = 'finished'
+),
+steps AS (
+    SELECT run_id, cell_key, t AS turn,
+           count(*) FILTER (WHERE event) AS events,
+           count(*) FILTER (WHERE NOT event) AS censored
+    FROM b GROUP BY ALL
+),
+grid AS (
+    SELECT run_id, cell_key, unnest(range(0, last_turn + 1)) AS turn
+    FROM (SELECT run_id, cell_key, max(t) AS last_turn FROM b GROUP BY run_id, cell_key)
+),
+joined AS (
+    SELECT g.run_id, g.cell_key, g.turn,
+           coalesce(s.events, 0) AS events, coalesce(s.censored, 0) AS censored
+    FROM grid g LEFT JOIN steps s ON s.run_id = g.run_id AND s.cell_key = g.cell_key AND s.turn = g.turn
+),
+risk AS (
+    SELECT *, sum(events + censored) OVER (
+               PARTITION BY run_id, cell_key ORDER BY turn DESC
+               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS at_risk
+    FROM joined
+)
+SELECT run_id, cell_key, turn, at_risk::BIGINT AS at_risk, events, censored,
+       product(CASE WHEN at_risk > 0 THEN 1 - events / at_risk ELSE 1 END) OVER (
+           PARTITION BY run_id, cell_key ORDER BY turn ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+       ) AS survival
+FROM risk;
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -531,6 +683,7 @@ MIGRATIONS: list[Migration] = [
     Migration(1, "m001_initial", _sql(M001_INITIAL)),
     Migration(2, "m002_views", _sql(M002_VIEWS)),
     Migration(3, "m003_judge_quality", _sql(M003_JUDGE_QUALITY)),
+    Migration(UNDECIDED_SINCE, "m004_undecided", _sql(RECLASSIFY_UNDECIDED + M004_VIEWS)),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

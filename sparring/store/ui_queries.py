@@ -174,7 +174,7 @@ RUN_ACTIVE_STATUSES = ("queued", "running", "cancelling", "stopping")
 
 RUN_FIELDS = """
 run_id, name, status, runs_per_cell, total_battles, budget_usd, error, created_at, finished_at,
-battles, queued, running, finished, achieved, held, failed, timed_out, cancelled, n, rate, ci_low, ci_high,
+battles, queued, running, finished, achieved, held, undecided, failed, timed_out, cancelled, n, rate, ci_low, ci_high,
 cost_usd, tokens
 """
 RUN_LIST = f"SELECT {RUN_FIELDS} FROM run_summary ORDER BY created_at DESC, run_id LIMIT ?"
@@ -208,8 +208,7 @@ RUN_REPORT = "SELECT summary, model, created_at FROM run_reports WHERE run_id = 
 RUN_BATTLES_AMONG = "SELECT battle_id FROM battles WHERE run_id = ? AND list_contains(?, battle_id)"
 # Both sides of a comparison: the finished battles of a run, or of one of its cells.
 SIDE_OUTCOMES = """
-SELECT cell_key, replicate, defended, achieved,
-       CASE WHEN outcome = 'achieved' THEN turns_to_goal ELSE agent_turns END AS turns
+SELECT cell_key, replicate, defended, achieved, observed_turns AS turns
 FROM battle_outcomes WHERE run_id = ? AND status = 'finished'
 """
 
@@ -233,6 +232,7 @@ class RunRow:
     finished: int
     achieved: int
     held: int
+    undecided: int
     failed: int
     timed_out: int
     cancelled: int
@@ -466,7 +466,7 @@ GROUP BY ALL ORDER BY t.table_name
 # The column each filter applies to, first match wins.
 MODEL_COLUMNS = ("model", "agent_model", "judge_model")
 DATE_COLUMNS = ("created_at", "started_at", "occurred_at", "applied_at", "finished_at")
-OUTCOMES = ("achieved", "held", "failed", "timed_out", "cancelled")
+OUTCOMES = ("achieved", "held", "undecided", "failed", "timed_out", "cancelled")
 NO_RUN = ""  # the run filter's value for "battles launched alone"
 
 

@@ -133,11 +133,72 @@ def test_unparseable_judge_is_retried_once_then_error_verdict() -> None:
     battle_id = new_battle(agent_model="sim/agent?concede=0", judge_model="sim/judge?garble=1", max_messages=4)
     result = run(battle_id)
     view = transcript(battle_id)
-    assert result.outcome == "held"
+    # the cap was reached, but nobody could judge the last agent message: not "held"
+    assert result.outcome == "undecided" and view.battle.outcome == "undecided"
+    assert view.battle.error_kind == "judge" and "no usable verdict" in view.battle.error
     assert [v.achieved for v in view.verdicts] == [None, None]
     assert all("no JSON object" in v.error for v in view.verdicts)
     # two judge calls (the answer and one retry) per agent reply, never a guess
     assert scalar("SELECT count(*) FROM llm_calls WHERE purpose = 'judge'") == 4
+
+
+# -- undecided: no usable verdict on the last agent message -------------------------------
+
+
+@pytest.mark.parametrize("judge_model", ["sim/judge?garble=1", "sim/agent"])
+def test_three_error_verdicts_in_a_row_stop_the_battle_as_undecided(judge_model: str) -> None:
+    """The issue's case: the agent concedes at once, but the judge never answers in its format."""
+    battle_id = new_battle(agent_model="sim/agent?concede=0.5", judge_model=judge_model, max_messages=12)
+    result = run(battle_id)
+    view = transcript(battle_id)
+    assert result.outcome == "undecided" and view.battle.outcome == "undecided"
+    assert len(view.messages) == 6  # stopped after the third agent message, not at the cap of 12
+    assert [v.achieved for v in view.verdicts] == [None, None, None]
+    assert view.battle.error_kind == "judge" and "3 error verdicts in a row" in view.battle.error
+    assert view.battle.turns_to_goal is None
+
+
+def test_an_earlier_error_verdict_does_not_matter_when_the_last_is_usable() -> None:
+    # With seed 3, sim/judge?garble=0.5 garbles agent turns 1 and 2 and answers turn 3.
+    battle_id = new_battle(
+        agent_model="sim/agent?concede=0", judge_model="sim/judge?garble=0.5", seed=3, max_messages=6
+    )
+    assert run(battle_id).outcome == "held"
+    assert [v.achieved for v in transcript(battle_id).verdicts] == [None, None, False]
+    assert transcript(battle_id).battle.error is None
+
+
+def test_an_earlier_error_verdict_does_not_stop_an_achieved_battle() -> None:
+    # Seed 3: the agent (concede=0.1) first gives in at turn 3, the judge garbles turns 1 and 2.
+    battle_id = new_battle(
+        agent_model="sim/agent?concede=0.1", judge_model="sim/judge?garble=0.5", seed=3, max_messages=12
+    )
+    assert run(battle_id).outcome == "achieved"
+    view = transcript(battle_id)
+    assert [v.achieved for v in view.verdicts] == [None, None, True] and view.battle.turns_to_goal == 3
+
+
+def test_an_error_verdict_on_the_last_agent_message_at_the_cap_is_undecided() -> None:
+    # Seed 7: the judge answers agent turns 1 and 2 and garbles turn 3, the last before the cap.
+    battle_id = new_battle(
+        agent_model="sim/agent?concede=0", judge_model="sim/judge?garble=0.5", seed=7, max_messages=6
+    )
+    assert run(battle_id).outcome == "undecided"
+    assert [v.achieved for v in transcript(battle_id).verdicts] == [False, False, None]
+
+
+def test_judge_call_failing_for_good_is_undecided_with_its_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPARRING_MODEL_MAX_ATTEMPTS", "2")
+    from sparring import runtime
+
+    runtime.reset()
+    battle_id = new_battle(agent_model="sim/agent?concede=0", judge_model="sim/judge?fail_500=1")
+    result = run(battle_id)
+    view = transcript(battle_id)
+    assert result.outcome == "undecided" and view.battle.outcome == "undecided"
+    assert view.battle.error_kind == "judge"
+    assert "judge model" in view.battle.error and "2 attempts" in view.battle.error
+    assert view.verdicts == () and [m.role for m in view.messages] == ["user", "assistant"]
 
 
 # -- resume ------------------------------------------------------------------------------

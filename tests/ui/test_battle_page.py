@@ -33,6 +33,10 @@ def held(monkeypatch: pytest.MonkeyPatch) -> str:
     return run(new_battle(agent_model="sim/agent?concede=0", max_messages=6))
 
 
+def undecided(monkeypatch: pytest.MonkeyPatch) -> str:
+    return run(new_battle(agent_model="sim/agent?concede=1", judge_model="sim/judge?garble=1", max_messages=12))
+
+
 def timed_out(monkeypatch: pytest.MonkeyPatch) -> str:
     return run(new_battle(agent_model="sim/agent?concede=0&latency_ms=400", time_limit_s=1.0, max_messages=40))
 
@@ -59,6 +63,7 @@ def message_count(battle_id: str) -> int:
 OUTCOMES: dict[str, Callable[[pytest.MonkeyPatch], str]] = {
     "achieved": achieved,
     "held": held,
+    "undecided": undecided,
     "cancelled": cancelled,
     "timed_out": timed_out,
     "failed": failed,
@@ -96,6 +101,13 @@ def test_the_battle_page_shows_each_outcome(outcome: str, monkeypatch: pytest.Mo
         assert metrics["Turns to goal"] == "1"
     if outcome == "held":
         assert len(messages) == 6 and metrics["Agent turns"] == "3"
+    if outcome == "undecided":  # the agent gave in at once, but nobody could judge it: never "held"
+        judge = inert_markdown("sim/judge?garble=1")
+        assert f"the judge ({judge}) gave no usable verdict on the last agent message" in badge_line(at)
+        assert "held" not in badge_line(at) and len(messages) == 6
+        assert all("could not decide" in e.label for e in judged)
+        (warning,) = at.warning
+        assert "Undecided" in warning.value and "3 error verdicts in a row" in warning.value
     if outcome in ("failed", "timed_out"):
         (error,) = at.error
         stored = scalar("SELECT error FROM battles WHERE battle_id = ?", [battle_id])

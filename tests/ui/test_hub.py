@@ -230,3 +230,17 @@ def test_a_locked_database_keeps_the_last_list_and_says_so(monkeypatch: pytest.M
 
 
 HOLD_LOCK = "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('locked', flush=True); time.sleep(60)"
+
+
+def test_an_undecided_battle_is_listed_as_undecided_with_why_and_can_be_retried() -> None:
+    from sparring import service
+
+    battle_id = new_battle(agent_model="sim/agent?concede=1", judge_model="sim/judge?garble=1", max_messages=12)
+    service.run_inline(battle_id)
+    at = open_app()
+    badge = row_badge(at, "recent", battle_id)
+    assert "undecided" in badge and "held" not in badge
+    row = " ".join(str(getattr(node, "value", "")) for node in at.main.get_by_key(f"row-recent-{battle_id}"))
+    assert "3 error verdicts in a row" in row
+    assert f"recent-retry-{battle_id}" in {b.key for b in at.button}
+    assert any("**undecided**: the judge gave no usable verdict" in c.value for c in at.caption)

@@ -12,7 +12,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from jobs import embedded, runs, submit
-from sparring import data, shared_state
+from sparring import data, report, shared_state
+from sparring.render import inert_markdown
 from sparring.runtime import get_runtime
 from sparring.store import ui_queries
 from tests.helpers import rows, scalar, wait_until
@@ -345,3 +346,34 @@ def test_raw_and_corrected_rates_side_by_side_once_battles_are_labelled() -> Non
     assert len(table) == 2 and table["Raw rate (judge as is)"].str.contains("%").all()
     assert table["Corrected rate (Rogan–Gladen)"].str.contains("%|not computed").all()
     assert any("delta-method" in c.value for c in at.caption)
+
+
+RUN_CELLS = "SELECT * FROM run_cells WHERE run_id = ? ORDER BY cell_index"
+RUN_SUMMARY = "SELECT * FROM run_summary WHERE run_id = ?"
+
+
+def test_undecided_battles_are_counted_apart_and_warned_about_naming_the_judge() -> None:
+    """Issue 17: a judge that often cannot answer shows as undecided, never as held, and in words."""
+    judge = "sim/judge?garble=0.3"
+    run_id = finished_run({**MATRIX, "name": "Shaky judge", "runs": 10, "max_messages": 6, "judge_model": judge})
+    store = get_runtime().store
+    cells = store.read(lambda con: con.execute(RUN_CELLS, [run_id]).df())
+    summary = store.read(lambda con: con.execute(RUN_SUMMARY, [run_id]).df()).iloc[0]
+    assert cells["undecided"].sum() > 0 and (cells["error_verdict_rate"] > 0.05).all()
+    at = open_page(PAGE, run=run_id)
+
+    shown = frame_in(at, "scale_cells").reset_index(drop=True)
+    assert list(shown["undecided"]) == list(cells["undecided"]) and list(shown["n"]) == list(cells["n"])
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Undecided"] == f"{summary['undecided']:,}" and metrics["Held"] == f"{summary['held']:,}"
+    warnings = [w.value for w in at.warning]
+    for cell, label in zip(cells.to_dict("records"), shown["label"], strict=True):
+        expected = report.judge_warning({**cell, "label": label})
+        assert expected and "often gave no usable verdict" in expected and judge in expected
+        assert inert_markdown(expected) in warnings
+    text = " ".join(n.value for n in at.main.get_by_key("scale_report") if getattr(n, "type", "") == "markdown")
+    assert inert_markdown(f"{summary['undecided']} undecided,") in text
+    assert inert_markdown("often gave no usable verdict") in text and "Warning" in text
+
+    listed = " ".join(str(getattr(node, "value", "")) for node in open_page(PAGE).main.get_by_key(f"run-{run_id}"))
+    assert f"{summary['undecided']} undecided" in listed
