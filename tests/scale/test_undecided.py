@@ -243,6 +243,7 @@ def test_scale_json_counts_undecided_per_cell_and_never_reports_a_rate_of_zero()
             "sim/agent?concede=0.5",
             "--judge-model",
             "sim/judge?garble=1",
+            "--skip-judge-check",
             "--json",
         ],
         capture_output=True,
