@@ -665,6 +665,21 @@ FROM risk;
 """
 
 
+# The Wilson bounds computed in floating point land a hair outside [0, 1] at 0 of n and n of n
+# (-5.7e-17, 1.0000000000000002), which read as "-0%". Clip them where they are computed; every
+# view that calls the macros picks up the new definition.
+M005_WILSON_CLIP = """
+CREATE OR REPLACE MACRO wilson_low(s, n) AS CASE WHEN n > 0 THEN greatest(0.0, least(1.0,
+    ((s / n) + 3.841458820694124 / (2 * n)
+     - 1.959963984540054 * sqrt((s / n) * (1 - s / n) / n + 3.841458820694124 / (4 * n * n)))
+    / (1 + 3.841458820694124 / n))) END;
+
+CREATE OR REPLACE MACRO wilson_high(s, n) AS CASE WHEN n > 0 THEN greatest(0.0, least(1.0,
+    ((s / n) + 3.841458820694124 / (2 * n)
+     + 1.959963984540054 * sqrt((s / n) * (1 - s / n) / n + 3.841458820694124 / (4 * n * n)))
+    / (1 + 3.841458820694124 / n))) END;
+"""
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -684,6 +699,7 @@ MIGRATIONS: list[Migration] = [
     Migration(2, "m002_views", _sql(M002_VIEWS)),
     Migration(3, "m003_judge_quality", _sql(M003_JUDGE_QUALITY)),
     Migration(UNDECIDED_SINCE, "m004_undecided", _sql(RECLASSIFY_UNDECIDED + M004_VIEWS)),
+    Migration(5, "m005_wilson_clip", _sql(M005_WILSON_CLIP)),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
