@@ -22,7 +22,7 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY --chown=sparring:sparring sparring ./sparring
 COPY --chown=sparring:sparring jobs ./jobs
-COPY --chown=sparring:sparring pages ./pages
+COPY --chown=sparring:sparring ui ./ui
 COPY --chown=sparring:sparring streamlit_app.py ./
 COPY --chown=sparring:sparring .streamlit ./.streamlit
 COPY --chown=sparring:sparring data/goals.json data/agents.json ./data/

@@ -14,7 +14,7 @@ help:
 	@echo "make worker   start a queue worker (needs REDIS_URL), WORKERS=$(WORKERS) threads"
 	@echo "make test     run the test suite (starts redis-server if none answers)"
 	@echo "make test-reliability  the reliability scenarios (crashes, outages, faults, soak); CI runs both"
-	@echo "make lint     ruff check, ruff format --check, mypy (sparring, jobs, pages); CI runs it first"
+	@echo "make lint     ruff check, ruff format --check, mypy (sparring, jobs, ui); CI runs it first"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

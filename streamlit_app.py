@@ -47,12 +47,12 @@ if settings.mode == "embedded":
     _in_process_consumer(str(settings.data_dir.resolve()), settings.namespace)
 
 PAGES = [
-    st.Page("pages/hub.py", title="Hub", icon=":material/stadium:", default=True),
-    st.Page("pages/battle.py", title="Battle", icon=":material/forum:", url_path="battle"),
-    st.Page("pages/scale_tests.py", title="Scale tests", icon=":material/query_stats:", url_path="scale_tests"),
-    st.Page("pages/judge.py", title="Check the judge", icon=":material/fact_check:", url_path="judge"),
-    st.Page("pages/health.py", title="Health", icon=":material/monitor_heart:", url_path="health"),
-    st.Page("pages/data.py", title="Data", icon=":material/table_view:", url_path="data"),
+    st.Page("ui/hub.py", title="Hub", icon=":material/stadium:", default=True),
+    st.Page("ui/battle.py", title="Battle", icon=":material/forum:", url_path="battle"),
+    st.Page("ui/scale_tests.py", title="Scale tests", icon=":material/query_stats:", url_path="scale_tests"),
+    st.Page("ui/judge.py", title="Check the judge", icon=":material/fact_check:", url_path="judge"),
+    st.Page("ui/health.py", title="Health", icon=":material/monitor_heart:", url_path="health"),
+    st.Page("ui/data.py", title="Data", icon=":material/table_view:", url_path="data"),
 ]
 st.navigation(PAGES, position="top").run()
 if settings.mode == "embedded":

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = ("sparring", "jobs", "pages", "streamlit_app.py")
+APP = ("sparring", "jobs", "ui", "streamlit_app.py")
 
 
 def module_name(path: Path) -> str:
@@ -100,7 +100,7 @@ def test_only_the_gateway_imports_litellm() -> None:
 
 def test_pages_import_no_database_cache_nor_model_client() -> None:
     forbidden = ["duckdb", "redis", "litellm", "sparring.store.db", "sparring.gateway"]
-    assert violations(source_files("pages", "streamlit_app.py"), forbidden) == []
+    assert violations(source_files("ui", "streamlit_app.py"), forbidden) == []
 
 
 def jobs_graph() -> dict[str, set[str]]:

@@ -680,6 +680,7 @@ CREATE OR REPLACE MACRO wilson_high(s, n) AS CASE WHEN n > 0 THEN greatest(0.0, 
     / (1 + 3.841458820694124 / n))) END;
 """
 
+
 @dataclass(frozen=True)
 class Migration:
     version: int

@@ -22,7 +22,7 @@ def open_app(timeout: float = 60) -> AppTest:
 
 
 def open_page(page: str, at: AppTest | None = None, **query: str) -> AppTest:
-    """``page`` (e.g. "pages/battle.py") with ``query`` as its URL query parameters."""
+    """``page`` (e.g. "ui/battle.py") with ``query`` as its URL query parameters."""
     at = at or open_app()
     at.query_params.clear()
     at.query_params.update(query)

@@ -16,11 +16,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 PAGES = {
-    "pages/hub.py": "Sparring",
-    "pages/battle.py": "Battle",
-    "pages/scale_tests.py": "Scale tests",
-    "pages/health.py": "Health",
-    "pages/data.py": "Data",
+    "ui/hub.py": "Sparring",
+    "ui/battle.py": "Battle",
+    "ui/scale_tests.py": "Scale tests",
+    "ui/health.py": "Health",
+    "ui/data.py": "Data",
 }
 
 

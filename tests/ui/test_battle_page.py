@@ -78,7 +78,7 @@ def badge_line(at: AppTest) -> str:
 def test_the_battle_page_shows_each_outcome(outcome: str, monkeypatch: pytest.MonkeyPatch) -> None:
     battle_id = OUTCOMES[outcome](monkeypatch)
     assert scalar("SELECT outcome FROM battles WHERE battle_id = ?", [battle_id]) == outcome
-    at = open_page("pages/battle.py", id=battle_id)
+    at = open_page("ui/battle.py", id=battle_id)
 
     assert at.title[0].value == f"Battle `{battle_id[:8]}`"
     assert outcome.replace("_", " ") in badge_line(at)
@@ -122,7 +122,7 @@ def test_the_battle_page_shows_each_outcome(outcome: str, monkeypatch: pytest.Mo
 def test_a_running_battle_grows_live_and_can_be_cancelled() -> None:
     at = open_app()  # embedded mode: the app starts its consumer
     battle_id = submit.submit_battle({"agent_model": SLOW_AGENT, "max_messages": 40})
-    open_page("pages/battle.py", at, id=battle_id)
+    open_page("ui/battle.py", at, id=battle_id)
     rerun_until(at, lambda at: len(at.chat_message) >= 2, 60, "two bubbles")
     assert "live" in badge_line(at) and "running" in badge_line(at)
     assert any("is writing" in c.value or "is replying" in c.value or "deciding" in c.value for c in at.caption)
@@ -137,7 +137,7 @@ def test_each_refresh_reads_only_the_messages_after_the_last_one_shown() -> None
     store = get_runtime().store
     battle_id = new_battle()
     store.write([r.MessageAdded(r.Message(battle_id, 1, "user", "first question", "sim/adversary"))])
-    at = open_page("pages/battle.py", id=battle_id)
+    at = open_page("ui/battle.py", id=battle_id)
     assert len(at.chat_message) == 1
     # Rewriting a message that is already shown must not change the page: it is not read again.
     with db.writing(store.path) as con:
@@ -151,21 +151,21 @@ def test_each_refresh_reads_only_the_messages_after_the_last_one_shown() -> None
 
 
 def test_an_unknown_id_says_so() -> None:
-    at = open_page("pages/battle.py", id="0123456789abcdef")
+    at = open_page("ui/battle.py", id="0123456789abcdef")
     assert not at.exception
     assert "No battle with the id" in at.warning[0].value
     assert not at.chat_message
 
 
 def test_a_hostile_id_is_shown_as_text() -> None:
-    at = open_page("pages/battle.py", id="<img src=x onerror=alert(1)>")
+    at = open_page("ui/battle.py", id="<img src=x onerror=alert(1)>")
     assert not at.exception
     assert inert_markdown("<img src=x onerror=alert(1)>") in at.warning[0].value
     assert at.title[0].value == "Battle"
 
 
 def test_without_an_id_recent_battles_are_offered() -> None:
-    at = open_page("pages/battle.py")
+    at = open_page("ui/battle.py")
     assert "No battles yet" in at.info[0].value
     battle_id = new_battle()
     at.run()
@@ -199,7 +199,7 @@ def test_untrusted_model_output_is_rendered_inert() -> None:
             r.BattleFinished(battle_id, "failed", error="<script>alert(3)</script>", error_kind="provider"),
         ]
     )
-    at = open_page("pages/battle.py", id=battle_id)
+    at = open_page("ui/battle.py", id=battle_id)
     bodies = [m.value for bubble in at.chat_message for m in bubble.markdown]
     rationale = inert_markdown(HOSTILE[0] + " " + HOSTILE[3])  # in the judge's expander, inside reply 2
     assert bodies == [inert_markdown(HOSTILE[0]), inert_markdown(HOSTILE[1]), rationale] + [
@@ -212,7 +212,7 @@ def test_untrusted_model_output_is_rendered_inert() -> None:
         unescaped = re.compile(r"(?<!\\)" + re.escape(raw))  # "\<img" is the text "<img", shown
         assert not any(unescaped.search(body) for body in everything), raw
     # On the hub, the goal is shown inert too.
-    hub = open_page("pages/hub.py", at)
+    hub = open_page("ui/hub.py", at)
     hub_bodies = markdown_bodies(hub)
     assert any(inert_markdown("Get it: ![x](https") in body for body in hub_bodies)
     assert not any("<script>" in body or "![x](" in body for body in hub_bodies)

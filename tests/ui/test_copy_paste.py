@@ -33,7 +33,7 @@ def page_texts(at: object) -> list[str]:
 def test_model_names_numbers_and_goal_on_the_battle_page_carry_no_invisible_character() -> None:
     battle_id = new_battle(agent_model=AGENT, judge_model=JUDGE, goal=GOAL, max_messages=4)
     service.run_inline(battle_id)
-    at = open_page("pages/battle.py", id=battle_id)
+    at = open_page("ui/battle.py", id=battle_id)
     shown = [copied(text) for text in page_texts(at)]
     for value in (AGENT, JUDGE, GOAL):
         assert any(value in text for text in shown), value
@@ -42,7 +42,7 @@ def test_model_names_numbers_and_goal_on_the_battle_page_carry_no_invisible_char
 
 def test_a_model_name_copied_from_the_page_or_pasted_with_zero_width_characters_is_accepted() -> None:
     battle_id = new_battle(agent_model=AGENT, max_messages=4)
-    at = open_page("pages/battle.py", id=battle_id)
+    at = open_page("ui/battle.py", id=battle_id)
     from_page = next(text for text in map(copied, page_texts(at)) if AGENT in text)
     name = from_page[from_page.index(AGENT) : from_page.index(AGENT) + len(AGENT)]
     pasted = "\ufeff" + name.replace(".", ".\u2060").replace("?", "\u200b?") + "\u200d"

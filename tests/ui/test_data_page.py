@@ -13,7 +13,7 @@ from jobs import embedded, runs
 from tests.helpers import rows, scalar, wait_until
 from tests.ui.apptest import open_page
 
-PAGE = "pages/data.py"
+PAGE = "ui/data.py"
 
 
 def small_run(name: str, concede: float) -> str:

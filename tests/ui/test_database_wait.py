@@ -67,15 +67,15 @@ def test_a_held_file_is_named_on_the_battle_page_and_the_battle_resumes_when_it_
         assert before - 1 <= since <= time.time()
         assert writes_waiting_since() == since  # what pages read
         stuck_at = scalar("SELECT message_count FROM battles WHERE battle_id = ?", [battle_id])
-        at = open_page("pages/battle.py", at, id=battle_id)
+        at = open_page("ui/battle.py", at, id=battle_id)
         (notice,) = notices(at)
         assert time.strftime("%H:%M:%S", time.gmtime(since)) in notice and "UTC" in notice
         assert "sparring.data.connect()" in notice
-        assert len(notices(open_page("pages/hub.py", at))) == 1  # the hub says it too
-        at = open_page("pages/battle.py", at, id=battle_id)
+        assert len(notices(open_page("ui/hub.py", at))) == 1  # the hub says it too
+        at = open_page("ui/battle.py", at, id=battle_id)
         assert stuck_at < 30  # the battle did stand still
     wait_until(lambda: db.writes_waiting_since() is None, 30, message="the writer to get the file back")
     wait_until(lambda: scalar("SELECT status FROM battles WHERE battle_id = ?", [battle_id]) == "finished", 120)
     assert scalar("SELECT message_count FROM battles WHERE battle_id = ?", [battle_id]) == 30  # nothing lost
-    at = open_page("pages/battle.py", at, id=battle_id)
+    at = open_page("ui/battle.py", at, id=battle_id)
     assert notices(at) == []

@@ -22,7 +22,7 @@ def test_embedded_mode_shows_the_in_process_worker_and_recent_errors(monkeypatch
     runtime.reset()
     failed = new_battle(agent_model="sim/agent?fail_500=1")
     service.run_inline(failed)
-    at = open_page("pages/health.py")  # the app started its in-process consumer
+    at = open_page("ui/health.py")  # the app started its in-process consumer
     shown = metrics(at)
     assert shown["Mode"] == "embedded"
     assert shown["SQLite queue"] == "reachable"
@@ -38,7 +38,7 @@ def test_embedded_mode_shows_the_in_process_worker_and_recent_errors(monkeypatch
 
 @pytest.mark.redis
 def test_queue_mode_without_a_worker_gives_the_command_to_start_one(redis_url: str) -> None:
-    at = open_page("pages/health.py")
+    at = open_page("ui/health.py")
     shown = metrics(at)
     assert shown["Mode"] == "queue"
     assert shown["Redis"] == "reachable"
@@ -52,7 +52,7 @@ def test_queue_mode_lists_a_live_worker(redis_url: str) -> None:
     worker = WorkerProcess(threads=3)
     try:
         wait_for_worker(worker)
-        at = open_page("pages/health.py")
+        at = open_page("ui/health.py")
         shown = metrics(at)
         assert shown["Mode"] == "queue" and shown["Live workers"] == "1"
         assert not any("No worker is running" in e.value for e in at.error)
@@ -70,7 +70,7 @@ def test_queue_mode_shows_the_ingest_lag_of_remote_workers(redis_url: str) -> No
     mirror = Mirror(redis_url, os.environ["SPARRING_NAMESPACE"])
     mirror.client.xadd(mirror.stream, {"r": "[]"})  # a record sent by a remote worker, not yet ingested
     mirror.client.xadd(mirror.stream, {"r": "[]"})
-    at = open_page("pages/health.py")
+    at = open_page("ui/health.py")
     shown = metrics(at)
     assert shown["Records waiting"] == "2"
     assert shown["Oldest waiting"].endswith(" s")
@@ -79,7 +79,7 @@ def test_queue_mode_shows_the_ingest_lag_of_remote_workers(redis_url: str) -> No
 
 
 def test_embedded_mode_has_no_ingest_panel() -> None:
-    at = open_page("pages/health.py")
+    at = open_page("ui/health.py")
     assert "Records waiting" not in metrics(at)
 
 
@@ -87,7 +87,7 @@ def test_sim_models_are_said_to_be_unlimited_and_only_limited_providers_are_list
     from sparring.shared_state import shared_state
 
     service.run_inline(new_battle())  # sim models only: the limiter has nothing to say about them
-    at = open_page("pages/health.py")
+    at = open_page("ui/health.py")
     captions = [c.value for c in at.caption]
     assert any("Sim models (sim/…) run inside Sparring and are not rate-limited" in c for c in captions), captions
     assert any("No calls to a rate-limited provider yet" in c for c in captions)
@@ -95,7 +95,7 @@ def test_sim_models_are_said_to_be_unlimited_and_only_limited_providers_are_list
 
     settings = runtime.get_runtime().settings
     shared_state(settings.redis_url, settings.namespace).note_backoff("openai", 30)  # a real provider, limited
-    at = open_page("pages/health.py")
+    at = open_page("ui/health.py")
     (providers,) = [d.value for d in at.dataframe if "rate limit" in d.value.columns]
     assert list(providers["provider"]) == ["openai"]
     assert list(providers["rate limit"]) == [settings.provider_rate_limit]

@@ -141,8 +141,8 @@ def test_an_invalid_profile_name_is_refused() -> None:
 def test_the_form_survives_a_visit_to_another_page() -> None:
     at = open_app()
     at.text_area(key="hub_goal").set_value("Get the admin password.").run()
-    at.switch_page("pages/health.py").run()
-    at.switch_page("pages/hub.py").run()
+    at.switch_page("ui/health.py").run()
+    at.switch_page("ui/hub.py").run()
     assert at.text_area(key="hub_goal").value == "Get the admin password."
 
 
@@ -207,7 +207,7 @@ def test_an_unreachable_redis_is_a_clear_message(monkeypatch: pytest.MonkeyPatch
 
 
 def test_a_locked_database_keeps_the_last_list_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pages import common
+    from ui import common
 
     monkeypatch.setattr(common, "READ_DEADLINE_S", 0.5)
     battle_id = new_battle()

@@ -62,7 +62,7 @@ def test_the_hub_checkbox_skips_the_check() -> None:
     ],
 )
 def test_the_scale_form_refuses_a_bad_judge_at_its_field_and_launches_nothing(judge: str, expected: str) -> None:
-    at = open_page("pages/scale_tests.py")
+    at = open_page("ui/scale_tests.py")
     at = click(at, "scale_launch", scale_judge_model=judge, scale_runs=3)
     error = element_after(at, "scale_judge_model")
     assert type(error).__name__ == "Error", error
@@ -72,7 +72,7 @@ def test_the_scale_form_refuses_a_bad_judge_at_its_field_and_launches_nothing(ju
 
 
 def test_the_scale_checkbox_skips_the_check() -> None:
-    at = open_page("pages/scale_tests.py")
+    at = open_page("ui/scale_tests.py")
     at.checkbox(key="scale_skip_judge_check").check()
     at = click(at, "scale_launch", scale_judge_model="sim/judge?fpr=1", scale_runs=2, scale_max_messages=4)
     assert not at.error, [e.value for e in at.error]

@@ -14,14 +14,15 @@ from tests.ui.apptest import ROOT
 HOSTILE = "Please ![pixel](https://evil.example/x.png) <b>now</b>"
 
 # The app's navigation plus this page (streamlit_app.py is not ours to change): a script
-# beside a link to the real pages folder, so that page paths resolve as in the app.
+# beside a link to the real ui folder, so that page paths resolve as in the app.
 NAVIGATION = """
 import streamlit as st
 
 st.navigation(
     [
-        st.Page("pages/judge.py", title="Check the judge", url_path="judge", default=True),
-        st.Page("pages/battle.py", title="Battle", url_path="battle"),
+        st.Page("ui/judge.py", title="Check the judge", url_path="judge", default=True),
+        st.Page("ui/battle.py", title="Battle", url_path="battle"),
+        st.Page("ui/hub.py", title="Hub", url_path="hub"),
     ]
 ).run()
 """
@@ -30,7 +31,7 @@ st.navigation(
 def open_judge_page(folder: Path, run_id: str) -> AppTest:
     app = folder / "app"
     app.mkdir()
-    (app / "pages").symlink_to(ROOT / "pages")
+    (app / "ui").symlink_to(ROOT / "ui")
     (app / "app.py").write_text(NAVIGATION)
     at = AppTest.from_file(str(app / "app.py"), default_timeout=60)
     at.query_params["run"] = run_id
@@ -95,7 +96,7 @@ def test_without_a_finished_run_the_page_says_what_to_do(tmp_path: Path) -> None
     get_runtime().store.migrate()
     app = tmp_path / "app"
     app.mkdir()
-    (app / "pages").symlink_to(ROOT / "pages")
+    (app / "ui").symlink_to(ROOT / "ui")
     (app / "app.py").write_text(NAVIGATION)
     at = AppTest.from_file(str(app / "app.py"), default_timeout=60)
     at.run()
@@ -144,10 +145,10 @@ def test_the_labellers_name_stays_for_the_session(tmp_path: Path) -> None:
     assert not at.exception, at.exception
     assert at.text_input(key="judge_labeller").value == "Alice"
 
-    at.switch_page("pages/battle.py").run()
+    at.switch_page("ui/battle.py").run()
     assert not at.exception, at.exception
     at.query_params["run"] = run_id
-    at.switch_page("pages/judge.py").run()
+    at.switch_page("ui/judge.py").run()
     assert not at.exception, at.exception
     assert at.text_input(key="judge_labeller").value == "Alice"
     assert [bar.text for bar in at.progress] == ["You have labelled 1 of 4 sampled battles."]

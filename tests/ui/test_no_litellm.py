@@ -41,13 +41,13 @@ SCRIPT = textwrap.dedent(
         time.sleep(0.2)
         at.run()
     pages = [
-        ("pages/battle.py", {"id": started}),
-        ("pages/battle.py", {"id": stored}),
-        ("pages/battle.py", {}),
-        ("pages/scale_tests.py", {}),
-        ("pages/health.py", {}),
-        ("pages/data.py", {}),
-        ("pages/hub.py", {}),
+        ("ui/battle.py", {"id": started}),
+        ("ui/battle.py", {"id": stored}),
+        ("ui/battle.py", {}),
+        ("ui/scale_tests.py", {}),
+        ("ui/health.py", {}),
+        ("ui/data.py", {}),
+        ("ui/hub.py", {}),
     ]
     for page, query in pages:
         at.query_params.clear()

@@ -9,12 +9,12 @@ from typing import Any
 
 from streamlit.testing.v1 import AppTest
 
-from pages import common
 from sparring import records as r
 from sparring.runtime import get_runtime
 from sparring.store import ui_queries
 from tests.judging.builders import SPEC
 from tests.ui.apptest import open_app, open_page
+from ui import common
 
 T0 = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC)
 
@@ -70,7 +70,7 @@ def test_a_retried_battle_counts_the_time_it_ran_not_the_time_it_sat_cancelled()
     battle_id = r.new_id()
     write(*retried(battle_id))
     # 10 s in the first attempt and 5 s in the retry; not the 314 s from the first start to the end.
-    battle = open_page("pages/battle.py", id=battle_id)
+    battle = open_page("ui/battle.py", id=battle_id)
     assert metric(battle, "Elapsed") == "15 s"
     hub = open_app()
     assert "15 s" in row_texts(hub, battle_id), row_texts(hub, battle_id)
@@ -103,7 +103,7 @@ def test_the_judges_turn_is_said_once_where_its_verdict_will_be() -> None:
         r.MessageAdded(r.Message(battle_id, 2, "assistant", "I can't do that.", "sim/agent")),
     ]
     write(r.BattleCreated(battle_id, SPEC), r.BattleStarted(battle_id), *messages)  # the verdict is pending
-    battle = open_page("pages/battle.py", id=battle_id)
+    battle = open_page("ui/battle.py", id=battle_id)
     deciding = [c.value for c in battle.caption if "The judge is deciding" in c.value]
     assert len(deciding) == 1, deciding
     # Once the verdict is in, the page says whose turn it is instead.

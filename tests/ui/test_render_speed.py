@@ -82,7 +82,7 @@ def test_a_thousand_battles_and_a_hundred_messages_render_quickly(redis_url: str
     store = get_runtime().store
     assert store.read(lambda con: con.execute("SELECT count(*) FROM battles").fetchone()) == (BATTLES,)
 
-    at = open_page("pages/hub.py")
+    at = open_page("ui/hub.py")
     hub_s = timed_run(at)
     assert len(at.get("progress")) == 10
     at.selectbox(key="hub_recent_limit").set_value(100)
@@ -90,7 +90,7 @@ def test_a_thousand_battles_and_a_hundred_messages_render_quickly(redis_url: str
     assert len(at.get("progress")) == 100
 
     began = time.perf_counter()
-    open_page("pages/battle.py", at, id=long_battle)  # reads all 100 messages and 50 verdicts
+    open_page("ui/battle.py", at, id=long_battle)  # reads all 100 messages and 50 verdicts
     battle_s = time.perf_counter() - began
     assert len(at.chat_message) == LONG
     assert len([e for e in at.expander if e.label.startswith("Judge")]) == LONG // 2

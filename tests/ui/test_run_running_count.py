@@ -35,7 +35,7 @@ def test_battles_a_worker_holds_count_as_running_before_their_first_write_lands(
     worker.start()  # its heartbeat says which battles it holds
     try:
         assert scalar("SELECT count(*) FROM battles WHERE run_id = ? AND status = 'queued'", [run_id]) == 10
-        shown = metrics(open_page("pages/scale_tests.py", run=run_id))
+        shown = metrics(open_page("ui/scale_tests.py", run=run_id))
         assert (shown["Running"], shown["Queued"]) == ("3", "7")
     finally:
         for lease in leases:

@@ -17,7 +17,7 @@ from tests.helpers import rows, scalar
 from tests.ui.apptest import open_page
 from tests.ui.test_scale_page import MATRIX, finished_run
 
-PAGE = "pages/scale_tests.py"
+PAGE = "ui/scale_tests.py"
 
 
 def small(name: str, concede: float) -> dict[str, Any]:
@@ -119,7 +119,7 @@ def test_cells_are_named_apart_in_the_charts_and_the_legend_and_comparisons_name
 
 
 def test_one_row_is_one_row() -> None:
-    at = open_page("pages/data.py")
+    at = open_page("ui/data.py")
     at.text_area(key="data_sql").set_value("SELECT 1 AS one")
     at.button(key="data_run_sql").click()
     at.run()

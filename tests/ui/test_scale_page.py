@@ -19,7 +19,7 @@ from sparring.store import ui_queries
 from tests.helpers import rows, scalar, wait_until
 from tests.ui.apptest import element_after, open_page, rerun_until
 
-PAGE = "pages/scale_tests.py"
+PAGE = "ui/scale_tests.py"
 TERMINAL = ("finished", "cancelled", "stopped", "failed")
 MATRIX = {
     "name": "Two agents",
@@ -295,7 +295,7 @@ def test_the_runs_list_shows_progress_and_counts() -> None:
 
 
 def test_report_citations_link_only_to_the_runs_own_battles_and_nothing_else_is_live() -> None:
-    from pages import common
+    from ui import common
 
     own, foreign = "0123456789abcdef", "fedcba9876543210"
     text = (

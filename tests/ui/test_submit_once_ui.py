@@ -56,19 +56,19 @@ def test_a_second_click_on_the_same_drawn_hub_form_starts_no_second_battle() -> 
 
 
 def test_a_second_click_on_the_same_drawn_scale_form_launches_no_second_run() -> None:
-    at = open_page("pages/scale_tests.py")
+    at = open_page("ui/scale_tests.py")
     drawn = at.session_state["scale_state"].form_token
     click(at, "scale_launch", scale_runs=2, scale_max_messages=4)
     run_id = at.query_params["run"]
     assert scalar("SELECT count(*) FROM scale_runs") == 1
 
-    at = open_page("pages/scale_tests.py", at)  # back to the form, drawn with the first token
+    at = open_page("ui/scale_tests.py", at)  # back to the form, drawn with the first token
     redraw_with_token(at, "scale_state", drawn)
     click(at, "scale_launch")
     assert scalar("SELECT count(*) FROM scale_runs") == 1
     assert at.query_params["run"] == run_id  # the page opens the run the first click launched
 
-    at = open_page("pages/scale_tests.py", at)
+    at = open_page("ui/scale_tests.py", at)
     click(at, "scale_launch")
     assert scalar("SELECT count(*) FROM scale_runs") == 2
 
@@ -97,10 +97,10 @@ def test_the_hub_keeps_the_battles_started_here_in_its_url_so_a_reload_lists_the
 
 
 def test_a_launched_scale_test_is_in_the_url_and_a_reload_opens_it() -> None:
-    at = open_page("pages/scale_tests.py")
+    at = open_page("ui/scale_tests.py")
     click(at, "scale_launch", scale_runs=2, scale_max_messages=4)
     run_id = at.query_params["run"]
     assert r.is_id(run_id)
-    reloaded = open_page("pages/scale_tests.py", AppTest.from_file(APP, default_timeout=60), run=run_id)
+    reloaded = open_page("ui/scale_tests.py", AppTest.from_file(APP, default_timeout=60), run=run_id)
     assert reloaded.main.get_by_key("scale_run_status")
     assert any(run_id[:8] in t.value for t in reloaded.subheader)

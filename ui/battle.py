@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import common
-from pages.state import Transcript
 from sparring import records as r
 from sparring.store import ui_queries
 from sparring.strategies import STRATEGIES
+from ui import common
+from ui.state import Transcript
 
 CACHE = "battle_transcript"
 

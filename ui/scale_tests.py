@@ -14,8 +14,6 @@ from typing import Any
 import streamlit as st
 
 from jobs import runs, submit
-from pages import common, scale_compare, scale_run
-from pages.state import ScaleState
 from sparring import formatting, pricing
 from sparring.modelref import ModelError, parse_model
 from sparring.scale import DEFAULT_WRITER_MODEL, MAX_AXIS, ScaleInput, validate_scale
@@ -30,6 +28,8 @@ from sparring.validation import (
     DEFAULT_SYSTEM_PROMPT,
     InvalidInput,
 )
+from ui import common, scale_compare, scale_run
+from ui.state import ScaleState
 
 log = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ import streamlit as st
 
 from jobs import judging as judging_jobs
 from jobs import submit
-from pages import common
 from sparring import charts, judging, stats
 from sparring.records import Transcript
 from sparring.runtime import get_runtime
 from sparring.store import Store, StoreBusy, StoreMissing
 from sparring.validation import DEFAULT_JUDGE_MODEL, InvalidInput
+from ui import common
 
 log = logging.getLogger(__name__)
 

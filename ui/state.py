@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobs.submit import new_submit_token
-from pages.common import leave_legacy_pages_mode  # noqa: F401 - run on import (a page URL opened first)
 from sparring import records as r
 from sparring.scale import ScaleInput
 from sparring.store import ui_queries

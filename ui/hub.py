@@ -13,8 +13,6 @@ from typing import Any
 import streamlit as st
 
 from jobs import submit
-from pages import common
-from pages.state import HubState
 from sparring import records as r
 from sparring import service
 from sparring.settings import HARD_MAX_MESSAGES, get_settings
@@ -29,6 +27,8 @@ from sparring.validation import (
     InvalidInput,
     validate_battle,
 )
+from ui import common
+from ui.state import HubState
 
 log = logging.getLogger(__name__)
 

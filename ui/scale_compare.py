@@ -12,10 +12,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from pages import common
 from sparring import charts, formatting, report, stats
 from sparring.store import ui_queries
 from sparring.store.ui_queries import RunRow
+from ui import common
 
 ALL_CELLS = "__all__"
 

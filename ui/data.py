@@ -16,11 +16,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from pages import common
 from sparring import formatting
 from sparring.runtime import get_runtime
 from sparring.store import StoreBusy, StoreMissing, ui_queries
 from sparring.store.sqlbox import QueryFailed, UnsafeQuery, run_query
+from ui import common
 
 log = logging.getLogger(__name__)
 

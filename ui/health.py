@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 
 from jobs.health import health_report
-from pages import common
+from ui import common
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """One scale test on the Scale tests page: live progress, then its report, table, charts and exports.
 
-Not a page itself: ``pages/scale_tests.py`` shows it for ``?run=<run id>``. Every number
+Not a page itself: ``ui/scale_tests.py`` shows it for ``?run=<run id>``. Every number
 comes from the documented views (``run_summary``, ``run_cells``, ``run_survival``,
 ``model_calls``, ``battle_outcomes``), the rows a notebook and the CLI read.
 """
@@ -16,7 +16,6 @@ import pandas as pd
 import streamlit as st
 
 from jobs import health, runs
-from pages import common
 from sparring import charts, formatting, report
 from sparring.modelref import ModelError, parse_model
 from sparring.runtime import get_runtime
@@ -24,6 +23,7 @@ from sparring.scale import DEFAULT_WRITER_MODEL
 from sparring.shared_state import RedisError, shared_state
 from sparring.store import ui_queries
 from sparring.strategies import STRATEGIES
+from ui import common
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +281,7 @@ def corrected_rates(detail: ui_queries.RunDetail) -> None:
             "The rates above are the judge's verdicts as given. Label a sample of this run's battles on "
             "**Check the judge** to see them corrected for the judge's measured false positives and negatives."
         )
-        st.page_link("pages/judge.py", label="Check the judge", icon=":material/fact_check:")
+        st.page_link("ui/judge.py", label="Check the judge", icon=":material/fact_check:")
         return
     labels = detail.labels
     rows = []

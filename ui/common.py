@@ -29,24 +29,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def leave_legacy_pages_mode() -> None:
-    """Route a deep link through ``streamlit_app.py`` even when it is the server's first request.
-
-    A ``pages/`` folder next to the main script puts Streamlit in its legacy multipage mode
-    until the main script calls ``st.navigation``; a page opened by its URL before anyone
-    loaded the root would run on its own (no navigation, no in-process consumer). Leave
-    that mode and run again: the main script then routes the same URL.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
-leave_legacy_pages_mode()
-
-
 class Submitting(Protocol):
     """A page's session state around a submit (``HubState``, ``ScaleState``)."""
 
@@ -120,9 +102,9 @@ def submit_notice(notice: tuple[str, str], *, what: str, key: str, on_run_here: 
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data"
 
-HUB_PAGE = "pages/hub.py"
-BATTLE_PAGE = "pages/battle.py"
-SCALE_PAGE = "pages/scale_tests.py"
+HUB_PAGE = "ui/hub.py"
+BATTLE_PAGE = "ui/battle.py"
+SCALE_PAGE = "ui/scale_tests.py"
 BATTLE_URL = "battle"  # the Battle page's url_path (streamlit_app.py), for links inside markdown
 
 LIVE_EVERY_S = 1.0
