@@ -18,19 +18,25 @@ ever reaches 1/alpha with probability at most alpha, and {p : M_n(p) < 1/alpha} 
 (1 - alpha) confidence sequence. References: H. Robbins, "Statistical methods related to the law
 of the iterated logarithm", Ann. Math. Statist. 41 (1970); S. R. Howard, A. Ramdas,
 J. McAuliffe, J. Sekhon, "Time-uniform, nonparametric, nonasymptotic confidence sequences",
-Ann. Statist. 49 (2021), section on the beta-binomial mixture. It is also the prior-to-posterior
-ratio of Waudby-Smith & Ramdas (JRSS-B, 2023): M_n(p) = prior(p) / posterior_n(p).
+Ann. Statist. 49 (2021), on conjugate mixtures such as this beta-binomial one. Equivalently,
+M_n(p) = prior(p) / posterior_n(p), the prior-to-posterior ratio.
 
-Why this one: it depends on the data only through the counts, so the state is two integers that
-the store already holds (nothing to lose when a worker dies or Redis is flushed), and the order in
-which parallel battles finish does not change it. The Jeffreys prior Beta(1/2, 1/2) makes it
+Why this one rather than the somewhat tighter betting sequences of Waudby-Smith & Ramdas
+("Estimating means of bounded random variables by betting", JRSS-B, 2024): it depends on the
+data only through the counts, so the state is two integers the store already holds (nothing to
+lose when a worker dies or Redis is flushed). The Jeffreys prior Beta(1/2, 1/2) makes it
 symmetric in successes and failures and about equally tight at every rate; the interval is
 roughly the Wilson interval with z^2 = 2 log(1/alpha) + log(n pi / 2) instead of 1.96^2, the
-usual price of being allowed to look after every battle.
+price of being allowed to look after every battle.
+
+The guarantee needs outcomes fed in an order that does not depend on them. Successful attacks
+end sooner, so parallel battles counted as they finish would over-represent successes: feed a
+cell's outcomes in replicate order (its longest run of finished replicates).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -100,15 +106,15 @@ def stop_at_halfwidth(state: ConfidenceSequence, halfwidth: float) -> bool:
 
 
 def stop_at_threshold(state: ConfidenceSequence, threshold: float) -> Decision | None:
-    """"below" or "above" once the interval lies wholly on one side of the threshold, else None.
+    """ "below" or "above" once the interval lies wholly on one side of the threshold, else None.
 
     Decided on the martingale at the threshold itself rather than on the rounded bounds, so the
     answer is exact: the threshold is outside the interval exactly when M_n(threshold) >= 1/alpha.
     """
     if not 0 < threshold < 1:
         raise ValueError(f"the threshold must be strictly between 0 and 1, got {threshold}")
-    log_evidence = log_evidence_against(threshold, state.successes, state.failures)
-    if log_evidence < -np.log(1 - state.confidence):
+    log_evidence = float(log_evidence_against(threshold, state.successes, state.failures))
+    if log_evidence < -math.log(1 - state.confidence):
         return None
     return "below" if state.estimate < threshold else "above"
 
@@ -150,7 +156,7 @@ def _lower_bounds(s: FloatArray, f: FloatArray, confidence: float) -> FloatArray
     if not has_root.any():
         return low
     s_r, f_r = s[has_root], f[has_root]
-    level = -np.log(1 - confidence)
+    level = -math.log(1 - confidence)
 
     def excess(p: FloatArray, s_: FloatArray, f_: FloatArray) -> FloatArray:
         return log_evidence_against(p, s_, f_) - level
