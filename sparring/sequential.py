@@ -81,7 +81,7 @@ class ConfidenceSequence:
         return self.successes / self.n if self.n else float("nan")
 
     def observe(self, success: bool) -> ConfidenceSequence:
-        """The state after one more battle."""
+        """The state after one more decided battle (success: the adversary achieved its goal)."""
         return self.add(int(success), int(not success))
 
     def add(self, successes: int, failures: int) -> ConfidenceSequence:
@@ -94,6 +94,7 @@ class ConfidenceSequence:
         return float(low), float(high)
 
     def halfwidth(self) -> float:
+        """Half the interval's width: the W of ``--stop-at-halfwidth W``."""
         low, high = self.bounds()
         return (high - low) / 2
 
@@ -106,7 +107,7 @@ def stop_at_halfwidth(state: ConfidenceSequence, halfwidth: float) -> bool:
 
 
 def stop_at_threshold(state: ConfidenceSequence, threshold: float) -> Decision | None:
-    """ "below" or "above" once the interval lies wholly on one side of the threshold, else None.
+    """The decision once the interval lies wholly below or wholly above the threshold, else None.
 
     Decided on the martingale at the threshold itself rather than on the rounded bounds, so the
     answer is exact: the threshold is outside the interval exactly when M_n(threshold) >= 1/alpha.
@@ -164,6 +165,8 @@ def _lower_bounds(s: FloatArray, f: FloatArray, confidence: float) -> FloatArray
     found = elementwise.find_root(
         excess, (np.full(s_r.shape, _TINY), s_r / (s_r + f_r)), args=(s_r, f_r), tolerances=_TOLERANCES
     )
+    if not np.all(found.success):  # cannot happen with a valid bracket; a wrong bound must not pass silently
+        raise ArithmeticError("the confidence-sequence bound did not converge")
     low[has_root] = found.x
     return low
 
