@@ -12,6 +12,8 @@ from huey.signals import SIGNAL_INTERRUPTED
 
 from jobs import judge_check, judging, runner, tasks
 from jobs.queue import BATTLE_TASK, Queue
+from sparring.gateway import size_http_pool
+from sparring.shared_state import size_redis_pool
 
 # The consumer runs the task bodies, which register themselves when imported.
 BODIES = (tasks, judging, judge_check)
@@ -31,6 +33,10 @@ class InProcessConsumer(Consumer):  # type: ignore[misc]
 
 
 def make_consumer(queue: Queue, threads: int, *, in_process: bool, periodic: bool = True) -> Consumer:
+    # Each thread may hold a Redis connection (an idle one waits on the queue holding one) and
+    # an HTTP connection (a model call): size this process's pools for them.
+    size_redis_pool(threads)
+    size_http_pool(threads)
     cls = InProcessConsumer if in_process else Consumer
     return cls(
         queue.huey,

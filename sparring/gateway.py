@@ -23,6 +23,7 @@ import functools
 import logging
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -31,14 +32,14 @@ from typing import Any
 
 import tenacity
 from limits import RateLimitItem, parse
-from limits.storage import storage_from_string
+from limits.storage import RedisStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from sparring import records as r
 from sparring import sim
 from sparring.modelref import PROVIDER_KEYS, ModelRef, parse_model
 from sparring.settings import Settings
-from sparring.shared_state import RedisError, SharedState, shared_state
+from sparring.shared_state import RedisError, SharedState, redis_client, shared_state
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +108,14 @@ class Gateway:
     def __init__(self, settings: Settings, state: SharedState | None = None) -> None:
         self.settings = settings
         self.state = state if state is not None else shared_state(settings.redis_url, settings.namespace)
-        storage_uri = settings.redis_url or "memory://"
-        self._limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
+        # In queue mode the limiter shares the process's Redis pool (sized for its threads)
+        # rather than opening one of redis-py's default size.
+        storage = (
+            RedisStorage(settings.redis_url, connection_pool=redis_client(settings.redis_url).connection_pool)
+            if settings.redis_url
+            else storage_from_string("memory://")
+        )
+        self._limiter = MovingWindowRateLimiter(storage)
         self._limits: dict[str, RateLimitItem | None] = {}
         # What this process last learned of each provider's breaker: (until, consecutive 429s,
         # read at). Read at most every BREAKER_CACHE_S, so a healthy provider costs no
@@ -206,7 +213,7 @@ class Gateway:
         started_at = r.utcnow()
         started = time.perf_counter()
         try:
-            response = _call_litellm(ref, request, timeout)
+            response = _call_litellm(ref, request, timeout, self.settings.model_connect_timeout_s)
         except Exception as error:  # noqa: BLE001 - every provider error is classified and recorded
             latency_ms = (time.perf_counter() - started) * 1000
             if capped:
@@ -370,11 +377,64 @@ def litellm_module() -> Any:
     litellm.drop_params = True
     litellm.telemetry = False
     logging.getLogger("LiteLLM").setLevel(logging.ERROR)
+    _install_http_client(litellm)
     litellm.custom_provider_map = [
         *[p for p in litellm.custom_provider_map if p.get("provider") != "sim"],
         {"provider": "sim", "custom_handler": _sim_handler(litellm)},
     ]
     return litellm
+
+
+# -- HTTP connections ----------------------------------------------------------------------
+# For OpenAI-compatible providers litellm hands the call to the OpenAI SDK over
+# ``litellm.client_session`` when one is set, else over a new httpx client with httpx's
+# default pool: 100 connections per process, 20 of them kept alive. A worker with 200
+# threads then had at most 100 calls in flight (each other call waited for a free
+# connection, up to the whole model timeout) and opened a new connection for most calls.
+# One shared client, sized for the threads of this process that call models, does neither.
+DEFAULT_HTTP_CONNECTIONS = 100
+SPARE_HTTP_CONNECTIONS = 16  # calls from outside a consumer's threads (the app's judge check, a CLI run)
+_http_lock = threading.RLock()
+_http_threads = 0
+_http_installed = 0  # the pool size of the client installed in litellm; 0 before litellm is set up
+
+
+def http_pool_size() -> int:
+    """Connections this process's model calls may hold at once (see ``size_http_pool``)."""
+    return max(DEFAULT_HTTP_CONNECTIONS, _http_threads + SPARE_HTTP_CONNECTIONS)
+
+
+def size_http_pool(threads: int) -> None:
+    """Let ``threads`` threads of this process each have a model call in flight at once."""
+    global _http_threads
+    with _http_lock:
+        _http_threads = max(_http_threads, threads)
+        litellm = sys.modules.get("litellm")
+        if _http_installed and litellm is not None and http_pool_size() > _http_installed:
+            _install_http_client(litellm)
+
+
+def _install_http_client(litellm: Any) -> None:
+    """Give litellm one shared HTTP client whose pool fits this process's threads."""
+    global _http_installed
+    import httpx
+    from litellm.llms.custom_httpx.http_handler import get_ssl_configuration, http2_enabled
+
+    with _http_lock:
+        size = http_pool_size()
+        replaced = litellm.client_session is not None
+        # What litellm's own client has (its TLS settings, redirects, HTTP/2 choice), with a
+        # pool that keeps every connection alive between a battle's calls.
+        litellm.client_session = httpx.Client(
+            limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+            verify=get_ssl_configuration(),
+            follow_redirects=True,
+            http2=http2_enabled(),
+        )
+        if replaced:
+            # The SDK clients litellm cached wrap the old session: new calls must take the new one.
+            litellm.in_memory_llm_clients_cache.flush_cache()
+        _http_installed = size
 
 
 def warm_up() -> None:
@@ -443,12 +503,12 @@ def _register_sim_price(litellm: Any, ref: ModelRef) -> None:
             _registered_prices.add(ref.raw)
 
 
-def _call_litellm(ref: ModelRef, request: ModelRequest, timeout: float) -> Any:
+def _call_litellm(ref: ModelRef, request: ModelRequest, timeout: float, connect_timeout: float) -> Any:
     litellm = litellm_module()
     kwargs: dict[str, Any] = {
         "model": request.model,
         "messages": request.messages,
-        "timeout": timeout,
+        "timeout": timeout if ref.is_sim else _http_timeout(timeout, connect_timeout),
         "max_retries": 0,
     }
     if request.temperature is not None:
@@ -462,6 +522,19 @@ def _call_litellm(ref: ModelRef, request: ModelRequest, timeout: float) -> Any:
     elif request.api_base and not any(os.environ.get(n) for n in PROVIDER_KEYS.get(ref.provider, ())):
         kwargs["api_key"] = "no-key"  # local OpenAI-compatible servers want some key
     return litellm.completion(**kwargs)
+
+
+def _http_timeout(timeout: float, connect_timeout: float) -> Any:
+    """The whole ``timeout`` to write the request and read the reply (a slow model gets all of
+    it), but only ``connect_timeout`` to get a connection: a provider that does not accept one,
+    or a full pool, fails the attempt soon and it is retried instead of hanging for minutes.
+
+    (litellm gives the OpenAI SDK all four limits; providers that take one number get ``timeout``.)
+    """
+    import httpx
+
+    short = min(connect_timeout, timeout)
+    return httpx.Timeout(timeout, connect=short, pool=short)
 
 
 def _unpack(response: Any) -> tuple[str, int, int, float | None]:

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
 
     # Model calls.
     model_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    model_connect_timeout_s: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=10.0,
+        description="Of a model's timeout, what an HTTP call may spend getting a connection "
+        "(opening one, or a free one from the pool); the reply still gets the whole timeout.",
+    )
     model_max_attempts: Annotated[int, Field(ge=1, le=50)] = 6
     retry_base_s: Annotated[float, Field(ge=0, le=60)] = 0.5
     retry_max_wait_s: Annotated[float, Field(ge=0, le=600)] = 30.0

@@ -7,7 +7,6 @@ embedded mode there is one process, and plain in-memory state does the same job.
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from typing import Any, Protocol
@@ -234,16 +233,55 @@ class RedisState:
         self.client.set(self._key("kept", key), value, px=max(1, int(ttl_s * 1000)))
 
 
-@functools.cache
+# redis-py refuses a connection past its pool's ``max_connections`` (100 by default) with
+# ``MaxConnectionsError``. Each consumer thread may hold one at a time (an idle Huey worker
+# blocks on the queue holding one; a battle makes one call at a time), so a worker with
+# more than 100 threads made no call at all. Besides those threads a process needs a few
+# more: Huey's scheduler and health check, the lease keeper, heartbeat and reaper, the
+# group committers, the rejudge lease keepers and, in the app, its pages.
+DEFAULT_POOL_SIZE = 100
+SPARE_CONNECTIONS = 32
+_pool_lock = threading.Lock()
+_pool_threads = 0
+_clients: dict[str, redis.Redis] = {}
+
+
+def pool_size() -> int:
+    """Connections each Redis pool of this process may open (see ``size_redis_pool``)."""
+    return max(DEFAULT_POOL_SIZE, _pool_threads + SPARE_CONNECTIONS)
+
+
+def size_redis_pool(threads: int) -> None:
+    """Let this process's Redis pools serve ``threads`` consumer threads at once.
+
+    Pools built earlier grow too; a larger ``max_connections`` in ``REDIS_URL`` is kept.
+    """
+    global _pool_threads
+    with _pool_lock:
+        _pool_threads = max(_pool_threads, threads)
+        for client in _clients.values():
+            _grow_pool(client)
+
+
+def _grow_pool(client: redis.Redis) -> None:
+    pool = client.connection_pool
+    pool.max_connections = max(pool.max_connections, pool_size())
+
+
 def redis_client(url: str) -> redis.Redis:
-    """One client (and connection pool) per URL and process."""
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=5,
-        socket_connect_timeout=3,
-        health_check_interval=15,
-        retry_on_timeout=True,
-    )
+    """One client (and connection pool) per URL and process; Huey and ``limits`` share its pool."""
+    with _pool_lock:
+        client = _clients.get(url)
+        if client is None:
+            client = _clients[url] = redis.Redis.from_url(
+                url,
+                socket_timeout=5,
+                socket_connect_timeout=3,
+                health_check_interval=15,
+                retry_on_timeout=True,
+            )
+            _grow_pool(client)
+        return client
 
 
 _local = LocalState()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -101,6 +102,41 @@ def test_a_hanging_server_times_out(openai_server: FakeOpenAIServer) -> None:
     assert len(openai_server.completions()) == 2
     assert all(c.error and KEY not in c.error for c in calls)
     assert KEY not in str(failure.value)
+
+
+def test_a_server_that_takes_no_connection_fails_after_the_connect_timeout() -> None:
+    """Not after the model timeout: a provider that does not answer the handshake is retried soon."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        host, port = listener.getsockname()
+        # The one connection its backlog holds: later handshakes get no answer (it never accepts).
+        with socket.create_connection((host, port)):
+            calls: list[r.LLMCall] = []
+            unreachable = ModelRequest(
+                model=MODEL,
+                messages=[{"role": "user", "content": "anyone there?"}],
+                purpose="agent",
+                api_base=f"http://{host}:{port}/v1",
+                api_key_env=KEY_ENV,
+            )
+            started = time.monotonic()
+            with pytest.raises(ModelCallError) as failure:
+                gateway(model_timeout_s=30.0, model_connect_timeout_s=0.5, model_max_attempts=2).complete(
+                    unreachable, on_call=calls.append
+                )
+            elapsed = time.monotonic() - started
+    assert elapsed < 10, f"{elapsed:.1f} s: the connection was waited for longer than its timeout"
+    assert failure.value.kind == "timeout" and failure.value.transient
+    assert [c.error_type for c in calls] == ["timeout", "timeout"]
+
+
+def test_a_slow_reply_still_gets_the_whole_model_timeout(openai_server: FakeOpenAIServer) -> None:
+    openai_server.script(["hang:1.5"])
+    reply = gateway(model_timeout_s=10.0, model_connect_timeout_s=0.2).complete(
+        request(openai_server), on_call=lambda call: None
+    )
+    assert reply.attempts == 1 and reply.latency_ms >= 1500
 
 
 def test_the_key_comes_from_the_named_environment_variable(openai_server: FakeOpenAIServer) -> None:

@@ -13,6 +13,9 @@ over a real socket. A test scripts what the next requests get::
   a 401's message echoes the key it was sent (some providers do), to test scrubbing;
 - ``"hang:<seconds>"``: wait that long, then answer ``ok`` (to make clients time out).
 
+``FakeOpenAIServer(latency_s=1.0)`` makes every completion take that long (as a provider
+would), and ``server.peak_in_flight`` is the most completions it was answering at once.
+
 The default reply is ``fake reply to: <first 40 characters of the last user message>``,
 or, when a system message mentions "judge", the verdict JSON
 ``{"achieved": false, "confidence": 0.8, "rationale": "fake judge"}``. Usage counts
@@ -144,11 +147,14 @@ class _State:
     requests: list[RecordedRequest] = field(default_factory=list)
     numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     stopping: threading.Event = field(default_factory=threading.Event)
+    latency_s: float = 0.0
+    in_flight: int = 0
+    peak_in_flight: int = 0
 
 
 class FakeOpenAIServer:
-    def __init__(self) -> None:
-        self._state = _State()
+    def __init__(self, latency_s: float = 0.0) -> None:
+        self._state = _State(latency_s=latency_s)
         self._httpd = _Server(("127.0.0.1", 0), _Handler, self._state)
         self._thread = threading.Thread(target=self._serve, name="fake-openai", daemon=True)
 
@@ -177,6 +183,12 @@ class FakeOpenAIServer:
     def completions(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path.endswith("/chat/completions")]
 
+    @property
+    def peak_in_flight(self) -> int:
+        """The most completions that were being answered at one instant."""
+        with self._state.lock:
+            return self._state.peak_in_flight
+
     def _serve(self) -> None:
         self._httpd.serve_forever(poll_interval=0.02)  # so that stop() returns at once
 
@@ -199,6 +211,7 @@ class FakeOpenAIServer:
 
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 512  # the listen backlog: hundreds of clients may connect at once
 
     def __init__(self, address: tuple[str, int], handler: type[_Handler], state: _State) -> None:
         super().__init__(address, handler)
@@ -234,7 +247,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         with state.lock:
             step_text = state.steps.popleft() if state.steps else "ok"
             number = next(state.numbers)
+            state.in_flight += 1
+            state.peak_in_flight = max(state.peak_in_flight, state.in_flight)
+        try:
+            self._complete(body, step_text, number)
+        finally:
+            with state.lock:
+                state.in_flight -= 1
+
+    def _complete(self, body: Any, step_text: str, number: int) -> None:
+        state = self.server.state
         record = self._record(body, step_text)
+        if state.latency_s:
+            state.stopping.wait(state.latency_s)
         step = parse_step(step_text)
         if step.kind == "hang":
             state.stopping.wait(step.seconds)
