@@ -686,9 +686,9 @@ CREATE OR REPLACE MACRO wilson_high(s, n) AS CASE WHEN n > 0 THEN greatest(0.0, 
 # re-judge under a new prompt starts afresh instead of mixing in verdicts of the old one.
 # Rows from before were all produced by version 1.
 M006_JUDGE_PROMPT_VERSION = """
-ALTER TABLE verdicts ADD COLUMN prompt_version INTEGER DEFAULT 1;
-ALTER TABLE judge_verdicts ADD COLUMN prompt_version INTEGER DEFAULT 1;
-ALTER TABLE judge_runs ADD COLUMN prompt_version INTEGER DEFAULT 1;
+ALTER TABLE verdicts ADD COLUMN IF NOT EXISTS prompt_version INTEGER DEFAULT 1;
+ALTER TABLE judge_verdicts ADD COLUMN IF NOT EXISTS prompt_version INTEGER DEFAULT 1;
+ALTER TABLE judge_runs ADD COLUMN IF NOT EXISTS prompt_version INTEGER DEFAULT 1;
 """
 
 
