@@ -60,7 +60,7 @@ PARTS = [
     ("store", ("store/recorder.py", "store/apply.py", "store/db.py", "store/queries.py")),
     ("coordination (Redis)", ("jobs/coord.py", "jobs/runner.py")),
     ("gateway", ("sparring/gateway.py",)),
-    ("engine and judge parsing", ("sparring/engine.py", "sparring/judge.py")),
+    ("engine and judge parsing", ("sparring/engine.py", "sparring/judging/prompt.py")),
     ("Huey", ("huey/",)),
 ]
 

@@ -4,7 +4,7 @@ A cached result is read straight from the shared state (no queue round trip). Ot
 check is a small task put at the *front* of the queue (a busy worker would otherwise reach
 it only after every queued battle), and the page waits for its result, bounded. No live
 worker in queue mode: ``NoWorkerError``, the same as a submit, so the page offers to run it
-here. The check itself lives in ``sparring.judge_check``.
+here. The check itself lives in ``sparring.judging.check``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from huey.storage import RedisExpireStorage
 
 from jobs import submit
 from jobs.queue import CHECK_TASK, Queue, get_queue, register_bodies
-from sparring import judge_check
-from sparring.judge_check import JudgeCheck
+from sparring.judging import check as judge_check
+from sparring.judging.check import JudgeCheck
 from sparring.runtime import get_runtime
 from sparring.shared_state import shared_state
 

@@ -421,7 +421,7 @@ class JudgeUnavailable(Exception):
 
 def require_good_judge(judge_model: str, rubric: str | None, command: str = "battle") -> None:
     """Try the judge on the two known transcripts (in this process) before anything is written."""
-    from sparring.judge_check import check_judge
+    from sparring.judging.check import check_judge
     from sparring.runtime import get_runtime
 
     check = check_judge(get_runtime().gateway, judge_model, rubric)

@@ -28,9 +28,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol
 
-from sparring import judge as judging
 from sparring import records as r
 from sparring.gateway import DeadlineReached, Gateway, ModelCallError, ModelReply, ModelRequest, Stopped
+from sparring.judging import prompt as judging
 from sparring.store import BattleSource, RecordSink
 from sparring.strategies import OPENING_CUE, adversary_prompt
 
@@ -212,7 +212,7 @@ class _Run:
             view.append({"role": "user", "content": OPENING_CUE})
         for message in self.messages:
             view.append({"role": "assistant" if message.role == "user" else "user", "content": message.content})
-        reply = self._call(adversary.model, view, "adversary", seq)
+        reply = self._call(adversary.model, view, "adversary", seq, sim_input={"goal": adversary.goal, "turn": turn})
         return self._message(seq, "user", reply)
 
     def _agent_turn(self, seq: int) -> r.Message:
@@ -245,13 +245,23 @@ class _Run:
 
     def _judge(self, seq: int) -> r.Verdict:
         spec = self.spec.judge
-        prompt = judging.judge_messages(self.spec.adversary.goal, spec.rubric, self.messages[:seq])
-        try:
-            parsed = judging.ask_judge(lambda messages: self._call(spec.model, messages, "judge", seq).text, prompt)
-        except judging.VerdictParseError as error:
+
+        def ask(messages: list[dict[str, str]], structured: dict[str, object]) -> str:
+            return self._call(spec.model, messages, "judge", seq, sim_input=structured).text
+
+        decision = judging.decide(ask, self.spec.adversary.goal, spec.rubric, self.messages[:seq])
+        if decision.error is not None:
             log.info("Battle %s: judge output unparseable twice at seq %d", self.battle_id, seq)
-            return r.Verdict(self.battle_id, seq, None, None, "", spec.model, error=str(error))
-        return r.Verdict(self.battle_id, seq, parsed.achieved, parsed.confidence, parsed.rationale, spec.model)
+        return r.Verdict(
+            self.battle_id,
+            seq,
+            decision.achieved,
+            decision.confidence,
+            decision.rationale,
+            spec.model,
+            error=decision.error,
+            prompt_version=decision.prompt_version,
+        )
 
     # -- writing -------------------------------------------------------------------------
     def _commit(self, records: list[r.Record], *, wait: bool = False) -> None:

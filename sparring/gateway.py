@@ -57,6 +57,9 @@ class ModelRequest:
     seq: int | None = None
     run_id: str | None = None
     deadline: float | None = None  # time.time() after which no call may run
+    # The question as data, for the built-in sim models only (real models get ``messages``):
+    # the sim must not break when a prompt's wording changes.
+    sim_input: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -451,7 +454,13 @@ def _sim_handler(litellm: Any) -> Any:
             optional = kwargs.get("optional_params") or {}
             timeout = kwargs.get("timeout") or 600.0
             try:
-                reply = sim.respond(ref, messages, seed=optional.get("seed"), timeout_s=float(timeout))
+                reply = sim.respond(
+                    ref,
+                    messages,
+                    seed=optional.get("seed"),
+                    timeout_s=float(timeout),
+                    structured=optional.get("sim_input"),
+                )
             except sim.SimFault as fault:
                 raise _sim_exception(litellm, httpx, ref, fault) from None
             response = kwargs["model_response"]
@@ -515,6 +524,8 @@ def _call_litellm(ref: ModelRef, request: ModelRequest, timeout: float, connect_
         kwargs["temperature"] = request.temperature
     if request.seed is not None:
         kwargs["seed"] = request.seed
+    if request.sim_input is not None and ref.provider == "sim":
+        kwargs["sim_input"] = request.sim_input  # litellm hands it to the sim handler's optional_params
     if request.api_base:
         kwargs["api_base"] = request.api_base
     if request.api_key_env:

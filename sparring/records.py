@@ -103,6 +103,7 @@ class Verdict:
     judge_model: str
     error: str | None = None
     created_at: dt.datetime = field(default_factory=utcnow)
+    prompt_version: int = 1  # of the judge prompt that produced it (sparring.judging.prompt.PROMPT_VERSION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +338,7 @@ class JudgeRunCreated:
     judge_model: str
     rubric: str | None = None
     created_at: dt.datetime = field(default_factory=utcnow)
+    prompt_version: int = 1  # the judge prompt its verdicts are asked with (part of its id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +354,7 @@ class JudgeVerdictAdded:
     rationale: str
     error: str | None = None
     created_at: dt.datetime = field(default_factory=utcnow)
+    prompt_version: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,10 @@ Any of them takes ``latency_ms``, ``jitter_ms`` and the fault rates ``fail_429``
 (with ``retry_after`` seconds), ``fail_500`` and ``timeout``. Faults are random, not
 seeded, so a retried call can succeed; outcomes stay deterministic.
 
-This module holds the behaviour only; the gateway plugs it into litellm.
+The adversary and the judge read the question from ``structured`` (the request's
+``sim_input``: the goal, the transcript, the turn), never from the prompt text, so a change
+to a prompt's wording changes no offline run. This module holds the behaviour only; the
+gateway plugs it into litellm.
 """
 
 from __future__ import annotations
@@ -23,14 +26,14 @@ import json
 import random
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from sparring.modelref import ModelRef
 
 CONCESSION = "I'll make an exception this time"
-GOAL_TAG = re.compile(r"<goal>(.*?)</goal>", re.S)
-TRANSCRIPT_TAG = re.compile(r"<transcript>(.*?)</transcript>", re.S)
+DEFAULT_GOAL = "help me with my request"
 WRITER_SAMPLE = re.compile(r"^\[battle:([0-9a-f]+)\] outcome (\w+) after (\d+) agent turns:", re.M)
 
 _REFUSALS = (
@@ -85,8 +88,13 @@ def respond(
     seed: int | None,
     timeout_s: float,
     sleep: bool = True,
+    structured: Mapping[str, Any] | None = None,
 ) -> SimReply:
-    """One simulated completion, or a ``SimFault``."""
+    """One simulated completion, or a ``SimFault``.
+
+    ``structured`` is the question as data (``ModelRequest.sim_input``); without it the
+    adversary pleads for a generic goal and the judge reads the whole conversation.
+    """
     _inject_faults(ref, timeout_s, sleep)
     latency = ref.param("latency_ms") + random.uniform(0, ref.param("jitter_ms"))
     if sleep and latency > 0:
@@ -97,9 +105,9 @@ def respond(
     if ref.name == "agent":
         text = _agent(ref, messages, seed_value)
     elif ref.name == "adversary":
-        text = _adversary(messages)
+        text = _adversary(messages, structured or {})
     elif ref.name == "judge":
-        text = _judge(ref, messages, seed_value)
+        text = _judge(ref, messages, seed_value, structured)
     else:
         text = _writer(messages)
     prompt = sum(count_tokens(m.get("content") or "") for m in messages)
@@ -127,11 +135,9 @@ def _agent(ref: ModelRef, messages: list[dict[str, str]], seed: int) -> str:
     return rng.choice(_REFUSALS)
 
 
-def _adversary(messages: list[dict[str, str]]) -> str:
-    system = next((m["content"] for m in messages if m.get("role") == "system"), "")
-    match = GOAL_TAG.search(system)
-    goal = match.group(1).strip() if match else "help me with my request"
-    turn = 1 + sum(1 for m in messages if m.get("role") == "assistant")
+def _adversary(messages: list[dict[str, str]], structured: Mapping[str, Any]) -> str:
+    goal = str(structured.get("goal") or DEFAULT_GOAL).strip()
+    turn = int(structured.get("turn") or 1 + sum(1 for m in messages if m.get("role") == "assistant"))
     return _ESCALATION[min(turn, len(_ESCALATION)) - 1].format(goal=goal, sentence=_as_sentence(goal))
 
 
@@ -140,16 +146,17 @@ def _as_sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?")) else f"{text}."
 
 
-def _judge(ref: ModelRef, messages: list[dict[str, str]], seed: int) -> str:
-    prompt = "\n".join(m.get("content") or "" for m in messages)
-    transcript_match = TRANSCRIPT_TAG.search(prompt)
-    transcript = transcript_match.group(1) if transcript_match else prompt
-    turn = ("\n" + transcript).count("\nAGENT:")
+def _judge(ref: ModelRef, messages: list[dict[str, str]], seed: int, structured: Mapping[str, Any] | None) -> str:
+    if structured is not None:
+        transcript = [(str(role), str(content)) for role, content in structured.get("transcript", [])]
+    else:  # no structure: every message counts as what the judge looks at
+        transcript = [(m.get("role", ""), m.get("content") or "") for m in messages]
+    turn = sum(1 for role, _ in transcript if role == "assistant")
     rng = _rng("judge", seed, turn)
     if rng.random() < ref.param("garble"):
         return "Hmm, hard to say. The agent was polite."
     # The truth is whether the agent conceded anywhere in the conversation so far.
-    truth = CONCESSION in transcript
+    truth = any(CONCESSION in content for _, content in transcript)
     flip = ref.param("fnr") if truth else ref.param("fpr")
     achieved = truth != (rng.random() < flip)
     rationale = (

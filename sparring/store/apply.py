@@ -61,6 +61,7 @@ VERDICT_SCHEMA: Schema = (
     ("judge_model", str),
     ("error", str),
     ("created_at", _utc),
+    ("prompt_version", int),
 )
 
 CALL_SCHEMA: Schema = (
@@ -391,7 +392,17 @@ def _insert_verdicts(con: Connection, verdicts: list[r.Verdict], safe: bool) -> 
         return
     verdicts = _dedupe(verdicts, lambda v: (v.battle_id, v.seq))
     rows = [
-        (v.battle_id, v.seq, v.achieved, v.confidence, v.rationale, v.judge_model, v.error, v.created_at)
+        (
+            v.battle_id,
+            v.seq,
+            v.achieved,
+            v.confidence,
+            v.rationale,
+            v.judge_model,
+            v.error,
+            v.created_at,
+            v.prompt_version,
+        )
         for v in verdicts
     ]
     _bulk_insert(con, INSERT_VERDICTS, VERDICT_SCHEMA, rows, safe)
@@ -486,8 +497,8 @@ VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
 """
 
 INSERT_JUDGE_RUN = """
-INSERT INTO judge_runs (judge_run_id, run_id, judge_model, rubric, status, created_at, updated_at)
-VALUES (?, ?, ?, ?, 'queued', ?, ?) ON CONFLICT DO NOTHING
+INSERT INTO judge_runs (judge_run_id, run_id, judge_model, rubric, status, created_at, updated_at, prompt_version)
+VALUES (?, ?, ?, ?, 'queued', ?, ?, ?) ON CONFLICT DO NOTHING
 """
 
 INSERT_JUDGE_VERDICTS = "INSERT INTO judge_verdicts {source} {conflict} RETURNING battle_id"
@@ -509,6 +520,7 @@ JUDGE_VERDICT_SCHEMA: Schema = (
     ("rationale", str),
     ("error", str),
     ("created_at", _utc),
+    ("prompt_version", int),
 )
 
 
@@ -529,6 +541,7 @@ def _apply_judging(con: Connection, batch: Sequence[r.Record], safe: bool) -> No
                     record.rubric,
                     record.created_at,
                     record.created_at,
+                    record.prompt_version,
                 ],
             )
     verdicts = _dedupe(
@@ -536,7 +549,17 @@ def _apply_judging(con: Connection, batch: Sequence[r.Record], safe: bool) -> No
     )
     if verdicts:
         rows = [
-            (v.judge_run_id, v.battle_id, v.seq, v.achieved, v.confidence, v.rationale, v.error, v.created_at)
+            (
+                v.judge_run_id,
+                v.battle_id,
+                v.seq,
+                v.achieved,
+                v.confidence,
+                v.rationale,
+                v.error,
+                v.created_at,
+                v.prompt_version,
+            )
             for v in verdicts
         ]
         _bulk_insert(con, INSERT_JUDGE_VERDICTS, JUDGE_VERDICT_SCHEMA, rows, safe)

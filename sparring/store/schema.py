@@ -290,7 +290,7 @@ GROUP BY ALL;
 # original judge of a run and every re-judge of it are "judges" (``judge_id`` 'original'
 # or the judge run's id). The labelled sample is stratified by the original judge's
 # verdict, so every rate weights each labelled battle by stratum size / labelled in the
-# stratum; ``sparring.judge_stats`` holds the same computation in Python, and a test
+# stratum; ``sparring.judging.stats`` holds the same computation in Python, and a test
 # checks that the two agree.
 M003_JUDGE_QUALITY = """
 CREATE TABLE IF NOT EXISTS judge_labels (
@@ -681,6 +681,17 @@ CREATE OR REPLACE MACRO wilson_high(s, n) AS CASE WHEN n > 0 THEN greatest(0.0, 
 """
 
 
+# Every verdict carries the version of the judge prompt that produced it
+# (``sparring.judging.prompt.PROMPT_VERSION``); a judge run is identified with it, so a
+# re-judge under a new prompt starts afresh instead of mixing in verdicts of the old one.
+# Rows from before were all produced by version 1.
+M006_JUDGE_PROMPT_VERSION = """
+ALTER TABLE verdicts ADD COLUMN IF NOT EXISTS prompt_version INTEGER DEFAULT 1;
+ALTER TABLE judge_verdicts ADD COLUMN IF NOT EXISTS prompt_version INTEGER DEFAULT 1;
+ALTER TABLE judge_runs ADD COLUMN IF NOT EXISTS prompt_version INTEGER DEFAULT 1;
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -701,6 +712,7 @@ MIGRATIONS: list[Migration] = [
     Migration(3, "m003_judge_quality", _sql(M003_JUDGE_QUALITY)),
     Migration(UNDECIDED_SINCE, "m004_undecided", _sql(RECLASSIFY_UNDECIDED + M004_VIEWS)),
     Migration(5, "m005_wilson_clip", _sql(M005_WILSON_CLIP)),
+    Migration(6, "m006_judge_prompt_version", _sql(M006_JUDGE_PROMPT_VERSION)),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from sparring import judge_check, sim
+from sparring import sim
 from sparring.gateway import Gateway, warm_up
+from sparring.judging import check as judge_check
 from sparring.runtime import get_runtime
 from sparring.settings import Settings
 from sparring.shared_state import LocalState, redis_client, shared_state

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from sparring import judge as judging
 from sparring import records as r
 from sparring import service
 from sparring.gateway import Gateway, ModelCallError, ModelRequest, warm_up
+from sparring.judging import prompt as judging
 from sparring.settings import Settings
 from sparring.shared_state import LocalState
 from tests.fakes import openai_server as fake_openai

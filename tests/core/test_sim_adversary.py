@@ -12,10 +12,11 @@ from sparring.modelref import parse_model
 
 def adversary_lines(goal: str) -> list[str]:
     ref = parse_model("sim/adversary")
-    messages: list[dict[str, str]] = [{"role": "system", "content": f"<goal>{goal}</goal>"}]
+    messages: list[dict[str, str]] = [{"role": "system", "content": "the adversary's prompt"}]
     lines = []
-    for _ in range(len(sim._ESCALATION)):
-        text = sim.respond(ref, messages, seed=1, timeout_s=5, sleep=False).text
+    for turn in range(1, len(sim._ESCALATION) + 1):
+        question = {"goal": goal, "turn": turn}  # the engine's sim_input: the sim reads no prompt
+        text = sim.respond(ref, messages, seed=1, timeout_s=5, sleep=False, structured=question).text
         lines.append(text)
         messages += [{"role": "user", "content": text}, {"role": "assistant", "content": "No."}]
     return lines

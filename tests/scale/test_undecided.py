@@ -43,6 +43,10 @@ def version_3_store(path: Path) -> Store:
             con.execute(
                 "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [migration.version, migration.name]
             )
+    with db.writing(path) as con:
+        # Today's code writes the old battles below, with the judge prompt version of migration 6:
+        # give the file that column (migration 6 adds it only where it is missing).
+        con.execute(schema.M006_JUDGE_PROMPT_VERSION)
     return Store(path)
 
 

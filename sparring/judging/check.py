@@ -5,7 +5,7 @@ calls a plain refusal a success (or misses a plain concession) makes every rate 
 cost a whole run to discover. So before a battle or a scale test is queued, its judge (model
 and rubric) gets two short fixed transcripts, one where the goal is plainly reached and one
 where the agent plainly refuses, with the prompt and the ask-again dialog the engine uses
-(``sparring.judge``), and must answer both in the required form and correctly.
+(``sparring.judging.prompt.decide``), and must answer both in the required form and correctly.
 
 The result is cached in the shared state (Redis in queue mode), keyed by the judge model,
 the effective rubric and a digest of everything else the judge is shown, so a scale test
@@ -27,11 +27,11 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from sparring import judge
 from sparring import records as r
 from sparring.gateway import DeadlineReached, Gateway, ModelCallError, ModelRequest, Stopped
+from sparring.judging import prompt as judge
 from sparring.shared_state import RedisError, SharedState
 
 log = logging.getLogger(__name__)
@@ -137,24 +137,23 @@ def run_check(gateway: Gateway, judge_model: str, rubric: str | None) -> JudgeCh
 
 
 def _try_case(gateway: Gateway, model: str, rubric: str | None, case: Case, deadline: float) -> JudgeCheck | None:
-    def call(messages: list[dict[str, str]]) -> str:
-        request = ModelRequest(model=model, messages=messages, purpose="judge", deadline=deadline)
+    def ask(messages: list[dict[str, str]], structured: dict[str, Any]) -> str:
+        request = ModelRequest(model=model, messages=messages, purpose="judge", deadline=deadline, sim_input=structured)
         return gateway.complete(request, on_call=lambda _: None).text
 
-    prompt = judge.judge_messages(GOAL, rubric, case.messages())
     try:
-        verdict = judge.ask_judge(call, prompt)
-    except judge.VerdictParseError as error:
-        reason = "no JSON object" if str(error).startswith("no JSON object") else str(error)
-        text = (
-            f"`{model}` did not answer in the judge's format on {case.label}, even when asked again "
-            f"({reason}). It answered: {_quote(error.answer)}"
-        )
-        return _result(model, rubric, "format", text)
+        verdict = judge.decide(ask, GOAL, rubric, case.messages())
     except ModelCallError as error:
         return _provider_failure(model, rubric, str(error), transient=error.transient)
     except (DeadlineReached, Stopped):
         return _provider_failure(model, rubric, f"no answer within {TIME_LIMIT_S:.0f} s", transient=True)
+    if verdict.error is not None:
+        reason = "no JSON object" if verdict.error.startswith("no JSON object") else verdict.error
+        text = (
+            f"`{model}` did not answer in the judge's format on {case.label}, even when asked again "
+            f"({reason}). It answered: {_quote(verdict.answer)}"
+        )
+        return _result(model, rubric, "format", text)
     if verdict.achieved == case.achieved:
         return None
     said = "achieved" if verdict.achieved else "not achieved"
@@ -191,6 +190,7 @@ def cache_key(judge_model: str, rubric: str | None) -> str:
         judge.JUDGE_SYSTEM,
         judge.JUDGE_USER,
         judge.RETRY_NOTE,
+        judge.PROMPT_VERSION,
         GOAL,
         [(case.achieved, case.transcript) for case in CASES],
     ]
