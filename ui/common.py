@@ -172,9 +172,10 @@ def inert(text: str | None) -> str:
     return inert_markdown(text or "")
 
 
-def truncate(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+truncate = formatting.truncate
+elapsed_s = formatting.elapsed_s
+format_duration = formatting.format_duration
+format_ago = formatting.format_ago
 
 
 def short_id(battle_id: str) -> str:
@@ -216,55 +217,13 @@ def inert_with_citations(text: str, linkable: Collection[str]) -> str:
     return "".join(parts)
 
 
-def format_money(usd: float | None) -> str:
-    """Dollars with enough digits to see sim-sized amounts."""
-    if usd is None or usd != usd:
-        return "–"
-    if usd == 0:
-        return "$0"
-    if usd < 0.01:
-        return f"${usd:.4f}"
-    if usd < 100:
-        return f"${usd:,.2f}"
-    return f"${usd:,.0f}"
-
-
-def format_rate(rate: float | None, low: float | None = None, high: float | None = None) -> str:
-    """'72% (95% CI 64%–79%)', or '–' when there is nothing to rate (``sparring.formatting``)."""
-    return formatting.format_rate(rate, low, high)
+# How money and rates read on every page, from the one home of number wording.
+format_money = formatting.format_money
+format_rate = formatting.format_rate
 
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def elapsed_s(
-    created_at: dt.datetime, started_at: dt.datetime | None, ended_at: dt.datetime | None, at: dt.datetime
-) -> float:
-    """Run time once started (until now, or until the end); waiting time before that."""
-    begin = started_at or created_at
-    return max(0.0, ((ended_at or at) - begin).total_seconds())
-
-
-def format_duration(seconds: float) -> str:
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
-def format_ago(at: dt.datetime | None, reference: dt.datetime) -> str:
-    if at is None:
-        return ""
-    seconds = (reference - at).total_seconds()
-    if seconds < 5:
-        return "just now"
-    return f"{format_duration(seconds)} ago"
 
 
 def read(query: ReadQuery[T]) -> T | None:

@@ -8,7 +8,6 @@ comes from the documented views (``run_summary``, ``run_cells``, ``run_survival`
 from __future__ import annotations
 
 import functools
-import logging
 import math
 from typing import Any
 
@@ -16,16 +15,12 @@ import pandas as pd
 import streamlit as st
 
 from jobs import health, runs
-from sparring import charts, formatting, report
-from sparring.modelref import ModelError, parse_model
+from sparring import charts, formatting, providers, report
 from sparring.runtime import get_runtime
-from sparring.scale import DEFAULT_WRITER_MODEL
-from sparring.shared_state import RedisError, shared_state
+from sparring.shared_state import read_provider_states
 from sparring.store import ui_queries
 from sparring.strategies import STRATEGIES
 from ui import common
-
-log = logging.getLogger(__name__)
 
 SUCCESS_RATE = (
     "**Success rate**: share of defended battles (achieved or held) in which the adversary reached its goal. "
@@ -47,44 +42,11 @@ def cancel_run(run_id: str) -> None:
 # -- one run: live progress ------------------------------------------------------------------------------
 
 
-def run_providers(config: dict[str, Any]) -> set[str]:
-    models = {config.get("input", {}).get("summary_model") or DEFAULT_WRITER_MODEL}
-    for cell in config.get("cells", []):
-        battle = cell.get("battle", {})
-        models.update(battle.get(field) for field in ("agent_model", "adversary_model", "judge_model"))
-    providers = set()
-    for model in models:
-        try:
-            providers.add(parse_model(str(model)).provider)
-        except ModelError:
-            continue
-    return providers
-
-
 def slowed_providers(config: dict[str, Any]) -> list[str]:
     """Sentences for the run's providers that are paused or backing off right now."""
     settings = get_runtime().settings
-    try:
-        states = shared_state(settings.redis_url, settings.namespace).provider_states()
-    except RedisError:
-        log.warning("Could not read the providers' state", exc_info=True)
-        return []
-    used = run_providers(config)
-    sentences = []
-    for provider in states:
-        if provider["provider"] not in used:
-            continue
-        if provider.get("circuit_open_s", 0) > 0:
-            sentences.append(
-                f"**{provider['provider']}** is paused for {provider['circuit_open_s']:.0f} s more: the circuit opened "
-                f"after {provider.get('consecutive_429', 0)} rate-limit answers (429) in a row; battles wait, "
-                "then resume."
-            )
-        elif provider.get("backoff_s", 0) > 0:
-            sentences.append(
-                f"**{provider['provider']}** is rate limiting (429): calls back off for {provider['backoff_s']:.0f} s."
-            )
-    return sentences
+    states = read_provider_states(settings.redis_url, settings.namespace)
+    return providers.slowed_sentences(states, providers.run_providers(config))
 
 
 def load_progress(run_id: str) -> ui_queries.RunProgress | None:
