@@ -133,3 +133,45 @@ def test_latency_rows_are_told_apart_and_calls_near_zero_stay_visible() -> None:
     assert all(layer["encoding"]["x"]["scale"]["type"] == "symlog" for layer in layers)
     (dots,) = [layer for layer in layers if layer["mark"]["type"] == "point"]
     assert dots["encoding"]["x"]["aggregate"] == "median" and dots["mark"]["size"] >= 50
+
+
+@pytest.mark.parametrize(
+    ("usd", "text"),
+    [(None, "–"), (math.nan, "–"), (0.0, "$0"), (0.00312, "$0.0031"), (12.4, "$12.40"), (1204.4, "$1,204")],
+)
+def test_money_shows_sim_sized_amounts_and_no_false_cents(usd: float | None, text: str) -> None:
+    assert formatting.format_money(usd) == text
+
+
+def test_outcome_counts_always_name_achieved_and_held_and_the_rest_when_present() -> None:
+    assert formatting.outcome_counts(3, 1_200) == "3 achieved · 1,200 held"
+    assert formatting.outcome_counts(0, 0, undecided=1, timed_out=2, cancelled=4) == (
+        "0 achieved · 0 held · 1 undecided · 2 timed out · 4 cancelled"
+    )
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(4.24, "4.2 s"), (42.4, "42 s"), (187, "3 min 07 s"), (7_500, "2 h 05 min")]
+)
+def test_a_duration_reads_with_the_precision_of_a_wait(seconds: float, text: str) -> None:
+    assert formatting.format_duration(seconds) == text
+
+
+def test_times_ago_uptimes_and_elapsed_runs() -> None:
+    import datetime as dt
+
+    at = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+    assert formatting.format_ago(None, at) == ""
+    assert formatting.format_ago(at - dt.timedelta(seconds=3), at) == "just now"
+    assert formatting.format_ago(at - dt.timedelta(seconds=187), at) == "3 min 07 s ago"
+    assert formatting.format_uptime((at - dt.timedelta(hours=2, minutes=5)).isoformat(), at) == "2 h 05 min"
+    assert formatting.format_uptime("yesterday", at) == "yesterday"
+    assert formatting.format_uptime(None, at) == ""
+    created, started = at - dt.timedelta(seconds=30), at - dt.timedelta(seconds=20)
+    assert formatting.elapsed_s(created, None, None, at) == 30.0  # waiting since created
+    assert formatting.elapsed_s(created, started, at - dt.timedelta(seconds=5), at) == 15.0  # ran, then ended
+
+
+def test_truncate_keeps_one_line_and_marks_the_cut() -> None:
+    assert formatting.truncate("a  b\nc", 10) == "a b c"
+    assert formatting.truncate("abcdefghijk", 5) == "abcd…"
