@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sparring.records import BattleView
 
 NOTHING = "–"
 
@@ -127,3 +131,24 @@ def format_uptime(started_at: str | None, at: dt.datetime) -> str:
     except ValueError:
         return started_at
     return format_duration((at - started).total_seconds())
+
+
+def outcome_summary(view: BattleView, judge: str) -> str:
+    """How a battle ended, in a few words ('the agent held for all 10 turns'); '' while it runs.
+
+    ``judge`` names the judge as the caller shows it (a page passes the model name made inert).
+    """
+    n = view.message_count
+    if view.outcome == "achieved":
+        return f"the adversary reached its goal on agent turn {view.turns_to_goal}"
+    if view.outcome == "held":
+        return f"the agent held for all {view.agent_turns} turns"
+    if view.outcome == "undecided":
+        return f"the judge ({judge}) gave no usable verdict on the last agent message"
+    if view.outcome == "cancelled":
+        return f"stopped by request after {n} messages"
+    if view.outcome == "timed_out":
+        return f"stopped at the time limit after {n} messages"
+    if view.outcome == "failed":
+        return f"stopped by an error after {n} messages"
+    return ""

@@ -175,3 +175,29 @@ def test_times_ago_uptimes_and_elapsed_runs() -> None:
 def test_truncate_keeps_one_line_and_marks_the_cut() -> None:
     assert formatting.truncate("a  b\nc", 10) == "a b c"
     assert formatting.truncate("abcdefghijk", 5) == "abcd…"
+
+
+def test_how_a_battle_ended_reads_in_a_few_words() -> None:
+    import dataclasses
+    import datetime as dt
+
+    from sparring import records as r
+    from sparring.validation import validate_battle
+
+    spec = validate_battle({"agent_model": "sim/agent", "goal": "Get a refund"}).to_spec()
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    running = r.BattleView("b" * 16, spec, "running", None, 7, 3, None, None, None, 1, at, at, None)
+    assert formatting.outcome_summary(running, judge="J") == ""
+    ended = dataclasses.replace(running, status="finished")
+    said = {
+        outcome: formatting.outcome_summary(dataclasses.replace(ended, outcome=outcome, turns_to_goal=2), judge="J")
+        for outcome in ("achieved", "held", "undecided", "cancelled", "timed_out", "failed")
+    }
+    assert said == {
+        "achieved": "the adversary reached its goal on agent turn 2",
+        "held": "the agent held for all 3 turns",
+        "undecided": "the judge (J) gave no usable verdict on the last agent message",
+        "cancelled": "stopped by request after 7 messages",
+        "timed_out": "stopped at the time limit after 7 messages",
+        "failed": "stopped by an error after 7 messages",
+    }
