@@ -42,11 +42,12 @@ def cancel_run(run_id: str) -> None:
 # -- one run: live progress ------------------------------------------------------------------------------
 
 
-def slowed_providers(config: dict[str, Any]) -> list[str]:
-    """Sentences for the run's providers that are paused or backing off right now."""
+def slowed_notices(config: dict[str, Any]) -> None:
+    """A warning for each of the run's providers that is paused or backing off right now."""
     settings = get_runtime().settings
     states = read_provider_states(settings.redis_url, settings.namespace)
-    return providers.slowed_sentences(states, providers.run_providers(config))
+    for sentence in providers.slowed_sentences(states, providers.run_providers(config)):
+        st.warning(sentence, icon=":material/speed:")
 
 
 def load_progress(run_id: str) -> ui_queries.RunProgress | None:
@@ -100,8 +101,7 @@ def render_progress(progress: ui_queries.RunProgress | None) -> None:
             + (f" of a {common.format_money(run.budget_usd)} budget" if run.budget_usd else "")
         )
     if run.active:
-        for sentence in slowed_providers(progress.config):
-            st.warning(sentence, icon=":material/speed:")
+        slowed_notices(progress.config)
         if run.status in ("queued", "running"):
             st.button(
                 "Cancel run",
@@ -139,19 +139,6 @@ CELL_COLUMNS = {
     ),
     "cost_per_battle_usd": st.column_config.NumberColumn("$ per battle", format="$%.5f", help="Mean cost, US dollars"),
 }
-
-
-def cell_rows(cells: pd.DataFrame) -> pd.DataFrame:
-    """The per-cell table: the view's columns plus the ones shown (short name, whole percents, one CI text)."""
-    frame = cells.copy()
-    frame.insert(0, "cell", charts.short_labels([str(label) for label in frame["label"]]))
-    frame["rate_pct"] = [None if pd.isna(rate) else round(100 * float(rate)) for rate in frame["rate"]]
-    frame["ci"] = [
-        formatting.format_interval(low, high).removeprefix("95% CI ")
-        for low, high in zip(frame["ci_low"], frame["ci_high"], strict=True)
-    ]
-    frame["not_rated"] = frame["failed"] + frame["timed_out"] + frame["cancelled"]
-    return frame
 
 
 CALL_COLUMNS = {
@@ -211,7 +198,10 @@ def cell_table(detail: ui_queries.RunDetail) -> None:
         return
     with st.container(key="scale_cells"):
         st.dataframe(
-            cell_rows(detail.cells), column_config=CELL_COLUMNS, column_order=list(CELL_COLUMNS), hide_index=True
+            charts.cell_table(detail.cells),
+            column_config=CELL_COLUMNS,
+            column_order=list(CELL_COLUMNS),
+            hide_index=True,
         )
     judge_warnings(detail.cells)
     st.caption("Read from the `run_cells` view: the numbers a notebook or `python -m sparring scale --json` gets.")
@@ -278,9 +268,10 @@ def chart(name: str, drawn: Any, note: str = "", height: int | None = None) -> N
     st.caption(charts.CAPTIONS[name] + note)
 
 
-def rates_height(cells: int) -> int:
+def rates_chart(cells: pd.DataFrame) -> None:
     """Streamlit 1.67 collapses a layered chart to its axis unless it is given a height in pixels."""
-    return 110 + 34 * max(1, cells)
+    rated = int((cells["n"] > 0).sum())
+    chart("rates", charts.success_rates(cells), height=110 + 34 * max(1, rated))
 
 
 def cell_legend(config: dict[str, Any]) -> None:
@@ -307,7 +298,7 @@ def chart_section(detail: ui_queries.RunDetail) -> None:
     st.markdown("#### :material/bar_chart: Charts")
     labels = detail.labels
     cell_legend(detail.config)
-    chart("rates", charts.success_rates(detail.cells), height=rates_height(int((detail.cells["n"] > 0).sum())))
+    rates_chart(detail.cells)
     left, right = st.columns(2, gap="large")
     with left:
         chart("survival", charts.survival(detail.survival, labels))

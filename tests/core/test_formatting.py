@@ -201,3 +201,22 @@ def test_how_a_battle_ended_reads_in_a_few_words() -> None:
         "timed_out": "stopped at the time limit after 7 messages",
         "failed": "stopped by an error after 7 messages",
     }
+
+
+def test_the_cell_table_names_cells_as_the_charts_do_in_whole_percents() -> None:
+    import pandas as pd
+
+    cells = pd.DataFrame(
+        [
+            {"label": "gpt · refund", "rate": 0.3846, "ci_low": DUST, "ci_high": 0.48, "failed": 1, "timed_out": 2,
+             "cancelled": 0},
+            {"label": "gpt · discount", "rate": math.nan, "ci_low": math.nan, "ci_high": math.nan, "failed": 0,
+             "timed_out": 0, "cancelled": 3},
+        ]
+    )  # fmt: skip
+    table = charts.cell_table(cells)
+    assert table["cell"].tolist() == charts.short_labels(["gpt · refund", "gpt · discount"])
+    assert table["rate_pct"].tolist()[0] == 38 and pd.isna(table["rate_pct"].tolist()[1])
+    assert table["ci"].tolist() == ["0%–48%", ""]
+    assert table["not_rated"].tolist() == [3, 3]
+    assert "cell" not in cells  # the view's frame is left as read
