@@ -16,7 +16,7 @@ import streamlit as st
 from jobs import runs, submit
 from sparring.formatting import outcome_counts, plural
 from sparring.plan import cost_estimate, limit_warning, plan_of
-from sparring.scale import DEFAULT_WRITER_MODEL, MAX_AXIS, ScaleInput, validate_scale
+from sparring.scale import DEFAULT_WRITER_MODEL, MAX_AXIS, ScaleInput, agent_errors, profile_agent, validate_scale
 from sparring.settings import HARD_MAX_MESSAGES, get_settings
 from sparring.store import ui_queries
 from sparring.store.ui_queries import RunRow
@@ -118,18 +118,6 @@ def edited(field: str) -> None:
 # -- the form as ScaleInput fields ---------------------------------------------------------------
 
 
-def profile_agent(name: str, profile: dict[str, Any]) -> dict[str, Any]:
-    agent = {
-        "model": profile.get("model") or "",
-        "system_prompt": profile.get("system_prompt") or "",
-        "temperature": profile.get("temperature"),
-        "profile": name,
-        "api_base": profile.get("api_base"),
-        "api_key_env": profile.get("api_key_env"),
-    }
-    return {field: value for field, value in agent.items() if value is not None}
-
-
 def form_agents(profiles: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     """(error key, AgentInput fields) for each chosen profile, then each custom agent."""
     agents = [
@@ -180,19 +168,6 @@ FRIENDLIER = {
     ("goals", "must not be empty"): "Add at least one goal: pick one from the library or write one.",
     ("strategies", "must not be empty"): "Pick at least one strategy.",
 }
-
-
-def agent_errors(agents: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:
-    """Which agent a problem with ``agents`` belongs to: each is checked on its own."""
-    found = {}
-    for where, agent in agents:
-        try:
-            validate_scale({"agents": [agent], "runs": 1})
-        except InvalidInput as error:
-            message = error.errors.get("agents")
-            if message:
-                found[where] = message.removeprefix("cell 1: ")
-    return found
 
 
 # -- actions -------------------------------------------------------------------------------------
