@@ -103,8 +103,7 @@ def filters(name: str, obj: ui_queries.SchemaObject) -> ui_queries.BrowseFilters
 
 
 def csv_bytes(frame: pd.DataFrame) -> bytes:
-    text: str = frame.to_csv(index=False)
-    return text.encode("utf-8")
+    return str(frame.to_csv(index=False)).encode("utf-8")
 
 
 def browse_section(objects: dict[str, ui_queries.SchemaObject], docs: dict[str, str]) -> None:
