@@ -8,26 +8,12 @@ is decided here; the page only lays it out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pandas as pd
 
 from sparring import report, stats
 from sparring.store.ui_queries import RunOutcomes, cell_labels
 
 ALL_CELLS = "__all__"  # a side that pools every cell of its run
-
-
-@dataclass(frozen=True, slots=True)
-class Difference:
-    """A − B in success rate, with its interval, p-value, the test used and the report's sentence."""
-
-    difference: float
-    low: float
-    high: float
-    p_value: float
-    method: str
-    statement: str
 
 
 def overlap(run_a: str, cell_a: str, run_b: str, cell_b: str) -> bool:
@@ -63,23 +49,21 @@ def side_curve(outcomes: RunOutcomes, cell: str, name: str) -> pd.DataFrame:
     return curve
 
 
-def compare_sides(side_a: RunOutcomes, cell_a: str, side_b: RunOutcomes, cell_b: str) -> Difference:
+def compare_sides(side_a: RunOutcomes, cell_a: str, side_b: RunOutcomes, cell_b: str) -> stats.Comparison:
     """A against B: paired on shared seeds within one run (the report's rule), else independent samples."""
     (s1, n1), (s2, n2) = side_numbers(side_a, cell_a), side_numbers(side_b, cell_b)
     if side_a.run.run_id != side_b.run.run_id:
-        result = stats.compare_proportions(s1, n1, s2, n2, label1="A", label2="B")
-        return Difference(result.difference, result.low, result.high, result.p_value, result.method, result.statement)
+        return stats.compare_proportions(s1, n1, s2, n2, label1="A", label2="B")
     battles = side_a.battles.itertuples()
     pairs = [(str(row.cell_key), int(row.replicate), bool(row.achieved)) for row in battles if row.defended]
-    cells = [
+    return report.compare_cells(
         {"cell_key": cell_a, "label": "A", "achieved": s1, "n": n1},
         {"cell_key": cell_b, "label": "B", "achieved": s2, "n": n2},
-    ]
-    (item,) = report.comparisons(cells, pairs)
-    return Difference(item["difference"], item["low"], item["high"], item["p_value"], item["method"], item["statement"])
+        report.outcomes_by_cell(pairs),
+    )
 
 
-def difference_line(found: Difference) -> str | None:
+def difference_line(found: stats.Comparison) -> str | None:
     """'**Difference A − B: +12 points** (95% CI …), p = 0.03: statistically significant: …'; None without a p-value."""
     if found.p_value != found.p_value:  # nan: the comparison could not be made, the statement says why
         return None

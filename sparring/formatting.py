@@ -133,22 +133,21 @@ def format_uptime(started_at: str | None, at: dt.datetime) -> str:
     return format_duration((at - started).total_seconds())
 
 
+ENDINGS = {  # outcome -> how a battle that ended so reads
+    "achieved": "the adversary reached its goal on agent turn {turns_to_goal}",
+    "held": "the agent held for all {agent_turns} turns",
+    "undecided": "the judge ({judge}) gave no usable verdict on the last agent message",
+    "cancelled": "stopped by request after {messages} messages",
+    "timed_out": "stopped at the time limit after {messages} messages",
+    "failed": "stopped by an error after {messages} messages",
+}
+
+
 def outcome_summary(view: BattleView, judge: str) -> str:
     """How a battle ended, in a few words ('the agent held for all 10 turns'); '' while it runs.
 
     ``judge`` names the judge as the caller shows it (a page passes the model name made inert).
     """
-    n = view.message_count
-    if view.outcome == "achieved":
-        return f"the adversary reached its goal on agent turn {view.turns_to_goal}"
-    if view.outcome == "held":
-        return f"the agent held for all {view.agent_turns} turns"
-    if view.outcome == "undecided":
-        return f"the judge ({judge}) gave no usable verdict on the last agent message"
-    if view.outcome == "cancelled":
-        return f"stopped by request after {n} messages"
-    if view.outcome == "timed_out":
-        return f"stopped at the time limit after {n} messages"
-    if view.outcome == "failed":
-        return f"stopped by an error after {n} messages"
-    return ""
+    return ENDINGS.get(view.outcome or "", "").format(
+        turns_to_goal=view.turns_to_goal, agent_turns=view.agent_turns, judge=judge, messages=view.message_count
+    )

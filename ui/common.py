@@ -264,46 +264,41 @@ def cancel(battle_id: str) -> None:
 
 def cancel_and_flash(what: str, cancel: Callable[[], str], unknown: type[Exception], note: str = "") -> None:
     """A Cancel button's callback: ``cancel()`` returns what happened, said in a toast."""
+    act_and_flash(what, lambda: f"{what}: {cancel()}.{note}", unknown, ":material/block:")
+
+
+def retry(battle_id: str) -> None:
+    what = f"Battle {short_id(battle_id)}"
+
+    def queue_again() -> str:
+        submit.retry_battle(battle_id)
+        return f"{what} queued again; it resumes where it stopped."
+
+    act_and_flash(what, queue_again, submit.UnknownBattleError, ":material/replay:")
+
+
+def act_and_flash(what: str, act: Callable[[], str], unknown: type[Exception], icon: str) -> None:
+    """A button's callback: ``act()`` returns the toast to show; a refusal is shown instead."""
     try:
-        result = cancel()
+        said = act()
     except unknown:
         flash(f"{what} no longer exists.", ":material/error:")
     except submit.SubmitError as error:
         flash(str(error), ":material/error:")
     else:
-        flash(f"{what}: {result}.{note}", ":material/block:")
-
-
-def retry(battle_id: str) -> None:
-    try:
-        submit.retry_battle(battle_id)
-    except submit.UnknownBattleError:
-        flash(f"Battle {short_id(battle_id)} no longer exists.", ":material/error:")
-    except submit.SubmitError as error:
-        flash(str(error), ":material/error:")
-    else:
-        flash(f"Battle {short_id(battle_id)} queued again; it resumes where it stopped.", ":material/replay:")
+        flash(said, icon)
 
 
 def action_buttons(battle_id: str, status: str, outcome: str | None, key: str) -> None:
+    """Cancel while a battle is queued or running; Retry once it ended in a way worth retrying."""
     if status in ("queued", "running"):
-        st.button(
-            "Cancel",
-            key=f"{key}-cancel-{battle_id}",
-            icon=":material/stop_circle:",
-            on_click=cancel,
-            args=(battle_id,),
-            help="Stop this battle at its next model call",
-        )
+        action = ("Cancel", "cancel", ":material/stop_circle:", cancel, "Stop this battle at its next model call")
     elif status == "finished" and outcome in submit.RETRYABLE:
-        st.button(
-            "Retry",
-            key=f"{key}-retry-{battle_id}",
-            icon=":material/replay:",
-            on_click=retry,
-            args=(battle_id,),
-            help="Queue it again: it resumes from its last message",
-        )
+        action = ("Retry", "retry", ":material/replay:", retry, "Queue it again: it resumes from its last message")
+    else:
+        return
+    label, name, icon, on_click, help_text = action
+    st.button(label, key=f"{key}-{name}-{battle_id}", icon=icon, on_click=on_click, args=(battle_id,), help=help_text)
 
 
 # -- battle rows ------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import math
 import pandas as pd
 
 from sparring import compare, report, stats
-from sparring.compare import ALL_CELLS, Difference
+from sparring.compare import ALL_CELLS
 from sparring.store.ui_queries import RunOutcomes, RunRow
 
 
@@ -95,11 +95,16 @@ def test_a_side_reads_its_numbers_label_and_curve() -> None:
 
 
 def test_the_difference_reads_with_its_verdict_and_none_without_a_p_value() -> None:
-    significant = Difference(0.6, 0.35, 0.8, 0.0004, "McNemar", "…")
+    significant = stats.Comparison(0.6, 0.35, 0.8, 0.0004, "McNemar", "…", 0.7, 0.1)
     assert compare.difference_line(significant) == (
         "**Difference A − B: +60 points** (95% CI +35 to +80), p = 0.00040: statistically significant: "
         "chance alone would rarely make a difference this large."
     )
-    chance = compare.difference_line(Difference(-0.05, -0.3, 0.2, 0.7, "Fisher", "…"))
+    chance = compare.difference_line(stats.Comparison(-0.05, -0.3, 0.2, 0.7, "Fisher", "…", 0.3, 0.35))
     assert chance is not None and chance.endswith("not statistically significant: chance alone could explain it.")
-    assert compare.difference_line(Difference(math.nan, math.nan, math.nan, math.nan, "not computed", "…")) is None
+    assert (
+        compare.difference_line(
+            stats.Comparison(math.nan, math.nan, math.nan, math.nan, "not computed", "…", math.nan, math.nan)
+        )
+        is None
+    )
