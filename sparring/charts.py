@@ -14,6 +14,8 @@ from typing import Any
 import altair as alt
 import pandas as pd
 
+from sparring import formatting
+
 CAPTIONS = {
     "rates": "Share of defended battles in which the adversary reached its goal, per cell, with 95% Wilson "
     "intervals; cells sorted from most to least vulnerable.",
@@ -92,6 +94,20 @@ def short_labels(labels: Sequence[str]) -> list[str]:
     usable = len(set(parts)) == len(parts) and all(parts)
     codes = cell_codes(len(labels))
     return [f"{code} · {part}" if usable else code for code, part in zip(codes, parts, strict=True)]
+
+
+def cell_table(cells: pd.DataFrame) -> pd.DataFrame:
+    """The per-cell table: ``run_cells``' columns plus the ones shown (the charts' short name,
+    whole percents, one CI text, the not-rated count)."""
+    frame = cells.copy()
+    frame.insert(0, "cell", short_labels([str(label) for label in frame["label"]]))
+    frame["rate_pct"] = [None if pd.isna(rate) else round(100 * float(rate)) for rate in frame["rate"]]
+    frame["ci"] = [
+        formatting.format_interval(low, high).removeprefix("95% CI ")
+        for low, high in zip(frame["ci_low"], frame["ci_high"], strict=True)
+    ]
+    frame["not_rated"] = frame["failed"] + frame["timed_out"] + frame["cancelled"]
+    return frame
 
 
 def short_names(labels: dict[str, str]) -> dict[str, str]:

@@ -8,7 +8,12 @@ decimal would be false precision.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sparring.records import BattleView
 
 NOTHING = "–"
 
@@ -49,9 +54,100 @@ def format_interval(low: float | None, high: float | None, confidence: float = 0
     return f"{confidence:.0%} CI {format_share(low)}–{format_share(high)}"
 
 
+def format_money(usd: float | None) -> str:
+    """Dollars with enough digits to see sim-sized amounts ('$0.0031', '$12.40', '$1,204')."""
+    if usd is None or math.isnan(usd):
+        return NOTHING
+    if usd == 0:
+        return "$0"
+    if usd < 0.01:
+        return f"${usd:.4f}"
+    if usd < 100:
+        return f"${usd:,.2f}"
+    return f"${usd:,.0f}"
+
+
 def format_rate(rate: float | None, low: float | None = None, high: float | None = None) -> str:
     """'38% (95% CI 29%–48%)', '38%' without bounds, '–' when there is nothing to rate."""
     if _missing(rate):
         return NOTHING
     interval = format_interval(low, high)
     return f"{format_share(rate)} ({interval})" if interval else format_share(rate)
+
+
+def outcome_counts(
+    achieved: int, held: int, *, undecided: int = 0, failed: int = 0, timed_out: int = 0, cancelled: int = 0
+) -> str:
+    """'12 achieved · 30 held · 2 failed': achieved and held always, the other outcomes when there are any."""
+    parts = [f"{achieved:,} achieved", f"{held:,} held"]
+    others = ((undecided, "undecided"), (failed, "failed"), (timed_out, "timed out"), (cancelled, "cancelled"))
+    parts.extend(f"{count:,} {label}" for count, label in others if count)
+    return " · ".join(parts)
+
+
+def truncate(text: str, limit: int) -> str:
+    """``text`` on one line, cut to ``limit`` characters with '…' when longer."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def elapsed_s(
+    created_at: dt.datetime, started_at: dt.datetime | None, ended_at: dt.datetime | None, at: dt.datetime
+) -> float:
+    """Run time once started (until ``at``, or until the end); waiting time before that."""
+    begin = started_at or created_at
+    return max(0.0, ((ended_at or at) - begin).total_seconds())
+
+
+def format_duration(seconds: float) -> str:
+    """'4.2 s', '42 s', '3 min 07 s', '2 h 05 min': the precision a person reads a wait in."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def format_ago(at: dt.datetime | None, reference: dt.datetime) -> str:
+    """'just now', '3 min 07 s ago' (from ``at`` to ``reference``); '' without a time."""
+    if at is None:
+        return ""
+    seconds = (reference - at).total_seconds()
+    if seconds < 5:
+        return "just now"
+    return f"{format_duration(seconds)} ago"
+
+
+def format_uptime(started_at: str | None, at: dt.datetime) -> str:
+    """How long since an ISO timestamp (a worker's start); the text as is if it is not one."""
+    if not started_at:
+        return ""
+    try:
+        started = dt.datetime.fromisoformat(started_at)
+    except ValueError:
+        return started_at
+    return format_duration((at - started).total_seconds())
+
+
+ENDINGS = {  # outcome -> how a battle that ended so reads
+    "achieved": "the adversary reached its goal on agent turn {turns_to_goal}",
+    "held": "the agent held for all {agent_turns} turns",
+    "undecided": "the judge ({judge}) gave no usable verdict on the last agent message",
+    "cancelled": "stopped by request after {messages} messages",
+    "timed_out": "stopped at the time limit after {messages} messages",
+    "failed": "stopped by an error after {messages} messages",
+}
+
+
+def outcome_summary(view: BattleView, judge: str) -> str:
+    """How a battle ended, in a few words ('the agent held for all 10 turns'); '' while it runs.
+
+    ``judge`` names the judge as the caller shows it (a page passes the model name made inert).
+    """
+    return ENDINGS.get(view.outcome or "", "").format(
+        turns_to_goal=view.turns_to_goal, agent_turns=view.agent_turns, judge=judge, messages=view.message_count
+    )

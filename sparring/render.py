@@ -41,6 +41,7 @@ zero-width format characters) from what is pasted into them (``sparring.validati
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 WORD_JOINER = "\u2060"
 ZERO_WIDTH_SPACE = "\u200b"
@@ -152,3 +153,28 @@ def _control_picture(match: re.Match[str]) -> str:
     if code == 0x7F:
         return "\u2421"
     return "\ufffd"
+
+
+CITATION = re.compile(r"\[battle:([0-9a-f]{16})\]")
+
+
+def cited_battles(text: str) -> list[str]:
+    """The battle ids a report cites as ``[battle:ID]``, in order, once each."""
+    return list(dict.fromkeys(CITATION.findall(text or "")))
+
+
+def inert_with_citations(text: str, linkable: Collection[str], battle_url: str) -> str:
+    """Untrusted text shown as itself, except ``[battle:ID]`` citations of ``linkable`` ids,
+    which become links to ``battle_url?id=ID``. Any other citation stays plain text."""
+    parts = []
+    last = 0
+    for match in CITATION.finditer(text or ""):
+        parts.append(inert_markdown(text[last : match.start()]))
+        battle_id = match.group(1)
+        if battle_id in linkable:
+            parts.append(f"[battle {battle_id[:8]}]({battle_url}?id={battle_id})")
+        else:
+            parts.append(inert_markdown(match.group()))
+        last = match.end()
+    parts.append(inert_markdown((text or "")[last:]))
+    return "".join(parts)

@@ -108,30 +108,42 @@ def run_stats(store: Store, run_id: str) -> dict[str, Any]:
     return result
 
 
+def compare_cells(
+    first: Mapping[str, Any], second: Mapping[str, Any], by_cell: Mapping[str, Mapping[int, bool]]
+) -> stats.Comparison:
+    """Two cells: paired (McNemar) on 10 or more shared seeds (``by_cell``: replicate -> achieved), else independent."""
+    a, b = by_cell.get(first["cell_key"], {}), by_cell.get(second["cell_key"], {})
+    shared = sorted(set(a) & set(b))
+    label1, label2 = first.get("label") or first["cell_key"], second.get("label") or second["cell_key"]
+    if len(shared) >= 10:
+        return stats.compare_paired([(a[i], b[i]) for i in shared], label1=label1, label2=label2)
+    return stats.compare_proportions(
+        int(first["achieved"]),
+        int(first["n"]),
+        int(second["achieved"]),
+        int(second["n"]),
+        label1=label1,
+        label2=label2,
+    )
+
+
+def outcomes_by_cell(pairs: Sequence[tuple[str, int, bool]]) -> dict[str, dict[int, bool]]:
+    """cell_key -> {replicate: achieved} of a run's defended battles."""
+    by_cell: dict[str, dict[int, bool]] = {}
+    for cell_key, replicate, achieved in pairs:
+        by_cell.setdefault(cell_key, {})[replicate] = bool(achieved)
+    return by_cell
+
+
 def comparisons(cells: list[dict[str, Any]], pairs: list[tuple[str, int, bool]]) -> list[dict[str, Any]]:
     """Differences between cells: paired (McNemar) on shared seeds, else independent."""
     if len(cells) < 2:
         return []
-    by_cell: dict[str, dict[int, bool]] = {}
-    for cell_key, replicate, achieved in pairs:
-        by_cell.setdefault(cell_key, {})[replicate] = bool(achieved)
+    by_cell = outcomes_by_cell(pairs)
     chosen = list(itertools.combinations(cells, 2)) if len(cells) <= 6 else [(cells[0], c) for c in cells[1:]]
     results = []
     for first, second in chosen:
-        a, b = by_cell.get(first["cell_key"], {}), by_cell.get(second["cell_key"], {})
-        shared = sorted(set(a) & set(b))
-        label1, label2 = first.get("label") or first["cell_key"], second.get("label") or second["cell_key"]
-        if len(shared) >= 10:
-            result = stats.compare_paired([(a[i], b[i]) for i in shared], label1=label1, label2=label2)
-        else:
-            result = stats.compare_proportions(
-                int(first["achieved"]),
-                int(first["n"]),
-                int(second["achieved"]),
-                int(second["n"]),
-                label1=label1,
-                label2=label2,
-            )
+        result = compare_cells(first, second, by_cell)
         results.append(
             {
                 "cell_a": first["cell_key"],

@@ -159,6 +159,32 @@ def validate_scale(data: dict[str, Any]) -> ScaleInput:
         raise InvalidInput(field_errors(error)) from None
 
 
+def profile_agent(name: str, profile: dict[str, Any]) -> dict[str, Any]:
+    """A saved agent profile as ``AgentInput`` fields (its name kept as ``profile``); unset fields left out."""
+    agent = {
+        "model": profile.get("model") or "",
+        "system_prompt": profile.get("system_prompt") or "",
+        "temperature": profile.get("temperature"),
+        "profile": name,
+        "api_base": profile.get("api_base"),
+        "api_key_env": profile.get("api_key_env"),
+    }
+    return {field: value for field, value in agent.items() if value is not None}
+
+
+def agent_errors(agents: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:
+    """Which agent a problem with ``agents`` belongs to: each (where, fields) is checked on its own."""
+    found = {}
+    for where, agent in agents:
+        try:
+            validate_scale({"agents": [agent], "runs": 1})
+        except InvalidInput as error:
+            message = error.errors.get("agents")
+            if message:
+                found[where] = message.removeprefix("cell 1: ")
+    return found
+
+
 @dataclass(frozen=True)
 class Cell:
     index: int

@@ -7,11 +7,14 @@ embedded mode there is one process, and plain in-memory state does the same job.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any, Protocol
 
 import redis
+
+log = logging.getLogger(__name__)
 
 # A counting semaphore as a sorted set of holders scored by expiry, so that the slot of a
 # worker that died mid-call frees itself. Redis' clock is used, not the workers'.
@@ -299,3 +302,16 @@ def shared_state(redis_url: str | None, namespace: str = "sparring") -> SharedSt
 
 ConnectionError = redis.exceptions.ConnectionError
 RedisError = redis.exceptions.RedisError
+
+
+def read_provider_states(redis_url: str | None, namespace: str = "sparring") -> list[dict[str, Any]]:
+    """Every provider's limiter state now, or [] when Redis does not answer (logged).
+
+    For a page that shows slowed providers beside other news: a Redis hiccup hides the
+    notice instead of breaking the page.
+    """
+    try:
+        return shared_state(redis_url, namespace).provider_states()
+    except RedisError:
+        log.warning("Could not read the providers' state", exc_info=True)
+        return []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from sparring import formatting
 from sparring import records as r
 from sparring.store import ui_queries
 from sparring.strategies import STRATEGIES
@@ -35,24 +36,6 @@ def load(battle_id: str) -> r.BattleView | None:
 # -- header -------------------------------------------------------------------------------------
 
 
-def outcome_summary(view: r.BattleView) -> str:
-    n = view.message_count
-    if view.outcome == "achieved":
-        return f"the adversary reached its goal on agent turn {view.turns_to_goal}"
-    if view.outcome == "held":
-        return f"the agent held for all {view.agent_turns} turns"
-    if view.outcome == "undecided":
-        judge = common.inert(view.spec.judge.model)
-        return f"the judge ({judge}) gave no usable verdict on the last agent message"
-    if view.outcome == "cancelled":
-        return f"stopped by request after {n} messages"
-    if view.outcome == "timed_out":
-        return f"stopped at the time limit after {n} messages"
-    if view.outcome == "failed":
-        return f"stopped by an error after {n} messages"
-    return ""
-
-
 def header(view: r.BattleView) -> None:
     at = common.now()
     spec = view.spec
@@ -60,7 +43,7 @@ def header(view: r.BattleView) -> None:
     status_line = [common.badge(state)]
     if view.status == "running":
         status_line.append(":blue[:material/radio_button_checked:] live")
-    summary = outcome_summary(view)
+    summary = formatting.outcome_summary(view, judge=common.inert(view.spec.judge.model))
     if summary:
         status_line.append(summary)
     status_line.append(f"created {common.format_ago(view.created_at, at)}")
@@ -163,16 +146,20 @@ def bubble(message: r.Message, transcript: Transcript, view: r.BattleView) -> No
             verdict(message, transcript.verdicts.get(message.seq), view)
 
 
-def whose_turn(transcript: Transcript, view: r.BattleView) -> str | None:
-    """What the battle waits for; None while the judge decides (the agent's last bubble says so)."""
-    if view.status == "queued":
-        return "Waiting for a worker to pick the battle up…"
+def waiting_caption(transcript: Transcript, view: r.BattleView) -> None:
+    """What a running battle waits for; nothing while the judge decides (the agent's last bubble says so)."""
+    if view.finished:
+        return
     last = transcript.messages[-1] if transcript.messages else None
-    if last is not None and last.role == "assistant" and last.seq not in transcript.verdicts:
-        return None
-    if last is None or last.role == "assistant":
-        return "The adversary is writing…"
-    return "The agent is replying…"
+    if view.status == "queued":
+        waiting_for = "Waiting for a worker to pick the battle up…"
+    elif last is not None and last.role == "assistant" and last.seq not in transcript.verdicts:
+        return
+    elif last is None or last.role == "assistant":
+        waiting_for = "The adversary is writing…"
+    else:
+        waiting_for = "The agent is replying…"
+    st.caption(f":material/more_horiz: {waiting_for}")
 
 
 def transcript_view(view: r.BattleView) -> None:
@@ -182,9 +169,7 @@ def transcript_view(view: r.BattleView) -> None:
         st.caption("No messages were exchanged.")
     for message in transcript.messages:
         bubble(message, transcript, view)
-    waiting_for = None if view.finished else whose_turn(transcript, view)
-    if waiting_for:
-        st.caption(f":material/more_horiz: {waiting_for}")
+    waiting_caption(transcript, view)
 
 
 def render(view: r.BattleView | None) -> None:

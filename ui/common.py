@@ -7,18 +7,14 @@ a user wrote goes through ``sparring.render.inert_markdown``.
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import json
 import logging
-import re
 from collections.abc import Callable, Collection
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import streamlit as st
 
 from jobs import embedded, health, judge_check, submit
-from sparring import formatting
+from sparring import formatting, render, samples
 from sparring.render import inert_markdown
 from sparring.runtime import get_runtime
 from sparring.store import ReadQuery, StoreBusy, StoreMissing, ui_queries
@@ -100,8 +96,6 @@ def submit_notice(notice: tuple[str, str], *, what: str, key: str, on_run_here: 
         )
 
 
-SAMPLES = Path(__file__).resolve().parent.parent / "data"
-
 HUB_PAGE = "ui/hub.py"
 BATTLE_PAGE = "ui/battle.py"
 SCALE_PAGE = "ui/scale_tests.py"
@@ -124,15 +118,13 @@ BADGES: dict[str, tuple[str, str, str]] = {
 }
 
 # Scale-test statuses (scale_runs.status) -> (label, colour, icon).
+# A status both have looks the same on both.
 RUN_BADGES: dict[str, tuple[str, str, str]] = {
-    "queued": ("queued", "gray", ":material/schedule:"),
-    "running": ("running", "blue", ":material/autorenew:"),
+    **{status: BADGES[status] for status in ("queued", "running", "cancelled", "failed")},
     "cancelling": ("cancelling", "gray", ":material/hourglass_top:"),
     "stopping": ("stopping: budget reached", "yellow", ":material/hourglass_top:"),
     "finished": ("finished", "green", ":material/check_circle:"),
-    "cancelled": ("cancelled", "gray", ":material/block:"),
     "stopped": ("stopped: budget reached", "yellow", ":material/savings:"),
-    "failed": ("failed", "orange", ":material/error:"),
 }
 
 OUTCOME_LEGEND = (
@@ -143,25 +135,20 @@ OUTCOME_LEGEND = (
 )
 
 
-@functools.cache
-def sample_json(name: str) -> tuple[dict[str, Any], ...]:
-    """A checked-in sample file (data/goals.json, data/agents.json); empty if unreadable."""
-    try:
-        items = json.loads((SAMPLES / name).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        log.warning("Could not read the sample file data/%s", name, exc_info=True)
-        return ()
-    return tuple(item for item in items if isinstance(item, dict) and item.get("name"))
-
-
-def goal_library() -> dict[str, str]:
-    """Ready-made goals from data/goals.json, by name."""
-    return {str(item["name"]): str(item.get("goal", "")) for item in sample_json("goals.json")}
+# Wording and samples whose one home is the core, under the names the pages call them by.
+format_money = formatting.format_money
+format_rate = formatting.format_rate
+format_duration = formatting.format_duration
+format_ago = formatting.format_ago
+elapsed_s = formatting.elapsed_s
+truncate = formatting.truncate
+cited_battles = render.cited_battles
+goal_library = samples.goal_library
 
 
 def agent_profiles() -> dict[str, dict[str, Any]]:
     """Saved profiles (the ``agents`` table) over the checked-in samples of the same name."""
-    profiles = {str(item["name"]): {**item, "sample": True} for item in sample_json("agents.json")}
+    profiles = samples.sample_profiles()
     saved = read(ui_queries.agent_profiles) or []
     profiles.update({str(item["name"]): {**item, "sample": False} for item in saved})
     return profiles
@@ -172,99 +159,27 @@ def inert(text: str | None) -> str:
     return inert_markdown(text or "")
 
 
-def truncate(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
 def short_id(battle_id: str) -> str:
     return battle_id[:8]
 
 
-def badge(state: str) -> str:
-    label, colour, icon = BADGES.get(state, (state, "gray", ":material/help:"))
+def badge(state: str, badges: dict[str, tuple[str, str, str]] = BADGES) -> str:
+    """A battle's state (or, given ``RUN_BADGES``, a run's status) as a Streamlit badge."""
+    label, colour, icon = badges.get(state, (state, "gray", ":material/help:"))
     return f":{colour}-badge[{icon} {label}]"
 
 
 def run_badge(status: str) -> str:
-    label, colour, icon = RUN_BADGES.get(status, (status, "gray", ":material/help:"))
-    return f":{colour}-badge[{icon} {label}]"
-
-
-CITATION = re.compile(r"\[battle:([0-9a-f]{16})\]")
-
-
-def cited_battles(text: str) -> list[str]:
-    """The battle ids a report cites as ``[battle:ID]``, in order, once each."""
-    return list(dict.fromkeys(CITATION.findall(text or "")))
+    return badge(status, RUN_BADGES)
 
 
 def inert_with_citations(text: str, linkable: Collection[str]) -> str:
-    """Untrusted text shown as itself, except ``[battle:ID]`` citations of ``linkable`` ids,
-    which become links to the Battle page. Any other citation stays plain text."""
-    parts = []
-    last = 0
-    for match in CITATION.finditer(text or ""):
-        parts.append(inert(text[last : match.start()]))
-        battle_id = match.group(1)
-        if battle_id in linkable:
-            parts.append(f"[battle {short_id(battle_id)}]({BATTLE_URL}?id={battle_id})")
-        else:
-            parts.append(inert(match.group()))
-        last = match.end()
-    parts.append(inert((text or "")[last:]))
-    return "".join(parts)
-
-
-def format_money(usd: float | None) -> str:
-    """Dollars with enough digits to see sim-sized amounts."""
-    if usd is None or usd != usd:
-        return "–"
-    if usd == 0:
-        return "$0"
-    if usd < 0.01:
-        return f"${usd:.4f}"
-    if usd < 100:
-        return f"${usd:,.2f}"
-    return f"${usd:,.0f}"
-
-
-def format_rate(rate: float | None, low: float | None = None, high: float | None = None) -> str:
-    """'72% (95% CI 64%–79%)', or '–' when there is nothing to rate (``sparring.formatting``)."""
-    return formatting.format_rate(rate, low, high)
+    """A report with its citations of ``linkable`` battles as links to the Battle page."""
+    return render.inert_with_citations(text, linkable, BATTLE_URL)
 
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def elapsed_s(
-    created_at: dt.datetime, started_at: dt.datetime | None, ended_at: dt.datetime | None, at: dt.datetime
-) -> float:
-    """Run time once started (until now, or until the end); waiting time before that."""
-    begin = started_at or created_at
-    return max(0.0, ((ended_at or at) - begin).total_seconds())
-
-
-def format_duration(seconds: float) -> str:
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
-def format_ago(at: dt.datetime | None, reference: dt.datetime) -> str:
-    if at is None:
-        return ""
-    seconds = (reference - at).total_seconds()
-    if seconds < 5:
-        return "just now"
-    return f"{format_duration(seconds)} ago"
 
 
 def read(query: ReadQuery[T]) -> T | None:
@@ -349,46 +264,41 @@ def cancel(battle_id: str) -> None:
 
 def cancel_and_flash(what: str, cancel: Callable[[], str], unknown: type[Exception], note: str = "") -> None:
     """A Cancel button's callback: ``cancel()`` returns what happened, said in a toast."""
+    act_and_flash(what, lambda: f"{what}: {cancel()}.{note}", unknown, ":material/block:")
+
+
+def retry(battle_id: str) -> None:
+    what = f"Battle {short_id(battle_id)}"
+
+    def queue_again() -> str:
+        submit.retry_battle(battle_id)
+        return f"{what} queued again; it resumes where it stopped."
+
+    act_and_flash(what, queue_again, submit.UnknownBattleError, ":material/replay:")
+
+
+def act_and_flash(what: str, act: Callable[[], str], unknown: type[Exception], icon: str) -> None:
+    """A button's callback: ``act()`` returns the toast to show; a refusal is shown instead."""
     try:
-        result = cancel()
+        said = act()
     except unknown:
         flash(f"{what} no longer exists.", ":material/error:")
     except submit.SubmitError as error:
         flash(str(error), ":material/error:")
     else:
-        flash(f"{what}: {result}.{note}", ":material/block:")
-
-
-def retry(battle_id: str) -> None:
-    try:
-        submit.retry_battle(battle_id)
-    except submit.UnknownBattleError:
-        flash(f"Battle {short_id(battle_id)} no longer exists.", ":material/error:")
-    except submit.SubmitError as error:
-        flash(str(error), ":material/error:")
-    else:
-        flash(f"Battle {short_id(battle_id)} queued again; it resumes where it stopped.", ":material/replay:")
+        flash(said, icon)
 
 
 def action_buttons(battle_id: str, status: str, outcome: str | None, key: str) -> None:
+    """Cancel while a battle is queued or running; Retry once it ended in a way worth retrying."""
     if status in ("queued", "running"):
-        st.button(
-            "Cancel",
-            key=f"{key}-cancel-{battle_id}",
-            icon=":material/stop_circle:",
-            on_click=cancel,
-            args=(battle_id,),
-            help="Stop this battle at its next model call",
-        )
+        action = ("Cancel", "cancel", ":material/stop_circle:", cancel, "Stop this battle at its next model call")
     elif status == "finished" and outcome in submit.RETRYABLE:
-        st.button(
-            "Retry",
-            key=f"{key}-retry-{battle_id}",
-            icon=":material/replay:",
-            on_click=retry,
-            args=(battle_id,),
-            help="Queue it again: it resumes from its last message",
-        )
+        action = ("Retry", "retry", ":material/replay:", retry, "Queue it again: it resumes from its last message")
+    else:
+        return
+    label, name, icon, on_click, help_text = action
+    st.button(label, key=f"{key}-{name}-{battle_id}", icon=icon, on_click=on_click, args=(battle_id,), help=help_text)
 
 
 # -- battle rows ------------------------------------------------------------------------------

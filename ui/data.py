@@ -9,14 +9,12 @@ anything else with a message.
 from __future__ import annotations
 
 import logging
-import re
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from sparring import formatting
+from sparring import formatting, schema_doc
 from sparring.runtime import get_runtime
 from sparring.store import StoreBusy, StoreMissing, ui_queries
 from sparring.store.sqlbox import QueryFailed, UnsafeQuery, run_query
@@ -24,7 +22,6 @@ from ui import common
 
 log = logging.getLogger(__name__)
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "data.md"
 PREVIEW_ROWS = 500
 QUERY_ROWS = 10_000
 ANY = "__any__"
@@ -39,42 +36,11 @@ FIRST_CHOICE = "battle_outcomes"
 # -- the schema reference (docs/data.md) ------------------------------------------------------------
 
 
-def read_doc() -> str:
-    try:
-        return DOC.read_text(encoding="utf-8")
-    except OSError:
-        log.warning("Could not read %s", DOC)
-        return ""
-
-
-def doc_sections(text: str) -> tuple[str, list[tuple[str, str, list[tuple[str, str]]]]]:
-    """(intro, [(## heading, its text, [(### name, its text), ...]), ...]) of a markdown file."""
-    intro, *chapters = re.split(r"^## ", text, flags=re.M)
-    parsed = []
-    for chapter in chapters:
-        heading, _, body = chapter.partition("\n")
-        lead, *subsections = re.split(r"^### ", body, flags=re.M)
-        parsed.append(
-            (
-                heading.strip(),
-                lead.strip(),
-                [(part.partition("\n")[0].strip(), part.partition("\n")[2].strip()) for part in subsections],
-            )
-        )
-    return intro.split("\n", 1)[-1].strip(), parsed
-
-
-def object_docs(text: str) -> dict[str, str]:
-    """``### name`` section of every documented table and view, by name."""
-    _, chapters = doc_sections(text)
-    return {name: body for _, _, subsections in chapters for name, body in subsections}
-
-
 def schema_reference(text: str) -> None:
     if not text:
         st.caption("The schema reference (docs/data.md) is not installed here; see the project's repository.")
         return
-    intro, chapters = doc_sections(text)
+    intro, chapters = schema_doc.doc_sections(text)
     st.markdown(intro)
     for heading, lead, subsections in chapters:
         if not subsections:
@@ -137,8 +103,7 @@ def filters(name: str, obj: ui_queries.SchemaObject) -> ui_queries.BrowseFilters
 
 
 def csv_bytes(frame: pd.DataFrame) -> bytes:
-    text: str = frame.to_csv(index=False)
-    return text.encode("utf-8")
+    return str(frame.to_csv(index=False)).encode("utf-8")
 
 
 def browse_section(objects: dict[str, ui_queries.SchemaObject], docs: dict[str, str]) -> None:
@@ -255,12 +220,12 @@ def main() -> None:
         "(`from sparring import data`), so the app and your analysis see the same numbers. Times are UTC, money "
         "is US dollars, latencies are milliseconds."
     )
-    text = read_doc()
+    text = schema_doc.read_doc()
     browse_tab, sql_tab, schema_tab = st.tabs(["Browse", "SQL", "Schema reference"])
     objects = common.read(ui_queries.schema_objects)
     with browse_tab:
         if objects:
-            browse_section(objects, object_docs(text))
+            browse_section(objects, schema_doc.object_docs(text))
         else:
             st.info("Nothing has been recorded yet: start a battle on the hub.", icon=":material/table_view:")
     with sql_tab:

@@ -9,6 +9,7 @@ from typing import Any
 import streamlit as st
 
 from jobs.health import health_report
+from sparring import formatting, providers
 from ui import common
 
 log = logging.getLogger(__name__)
@@ -52,14 +53,8 @@ def overview(report: dict[str, Any]) -> None:
         st.warning(f"Queue details unavailable: {common.inert(report['queue_error'])}", icon=":material/warning:")
 
 
-def uptime(started_at: str | None) -> str:
-    if not started_at:
-        return ""
-    try:
-        started = dt.datetime.fromisoformat(started_at)
-    except ValueError:
-        return started_at
-    return common.format_duration((common.now() - started).total_seconds())
+def table(rows: list[dict[str, Any]]) -> None:
+    st.dataframe(rows, hide_index=True, width="stretch")
 
 
 def worker_section(report: dict[str, Any]) -> None:
@@ -71,7 +66,8 @@ def worker_section(report: dict[str, Any]) -> None:
     if not workers:
         st.caption("No worker has published a heartbeat.")
         return
-    st.dataframe(
+    at = common.now()
+    table(
         [
             {
                 "worker": w.get("worker_id"),
@@ -82,13 +78,11 @@ def worker_section(report: dict[str, Any]) -> None:
                 "writes to": "the stream" if w.get("sink") == "stream" else "the database",
                 "running": len(w.get("running") or []),
                 "heartbeat": f"{w['age_s']:.0f} s ago",
-                "up for": uptime(w.get("started_at")),
+                "up for": formatting.format_uptime(w.get("started_at"), at),
                 "version": w.get("version"),
             }
             for w in workers
-        ],
-        hide_index=True,
-        width="stretch",
+        ]
     )
 
 
@@ -105,53 +99,25 @@ def battle_section(report: dict[str, Any]) -> None:
     total.metric("All battles", counts["total"])
 
 
-def provider_state(provider: dict[str, Any]) -> str:
-    if provider.get("circuit_open_s", 0) > 0:
-        return f"paused {provider['circuit_open_s']:.0f} s (circuit open after repeated 429s)"
-    if provider.get("backoff_s", 0) > 0:
-        return f"backing off {provider['backoff_s']:.0f} s"
-    return "ok"
-
-
-def limited_or_tripped(provider: dict[str, Any]) -> bool:
-    """A row worth showing: the provider has a rate limit, or its 429 breaker has acted."""
-    tripped = provider.get("consecutive_429") or provider.get("circuit_opened") or provider.get("backoff_s")
-    return provider.get("rate_limit") is not None or bool(tripped)
-
-
-def rate_limit_caption(report: dict[str, Any]) -> str:
-    limits = report.get("rate_limits") or {}
-    sim = limits.get("sim")
-    sim_text = (
-        f"Sim models (sim/…) are limited to {sim} (set in provider overrides)."
-        if sim
-        else "Sim models (sim/…) run inside Sparring and are not rate-limited."
-    )
-    default = limits.get("default")
-    return sim_text + (f" Every other provider: at most {default}, shared by all workers." if default else "")
-
-
 def provider_section(report: dict[str, Any]) -> None:
     st.markdown("#### Providers")
-    st.caption(rate_limit_caption(report))
-    providers = [p for p in report.get("providers") or [] if limited_or_tripped(p)]
-    if not providers:
+    st.caption(providers.rate_limit_caption(report.get("rate_limits") or {}))
+    shown = [p for p in report.get("providers") or [] if providers.limited_or_tripped(p)]
+    if not shown:
         st.caption("No calls to a rate-limited provider yet.")
         return
-    st.dataframe(
+    table(
         [
             {
                 "provider": p.get("provider"),
                 "rate limit": p.get("rate_limit") or "none",
-                "state": provider_state(p),
+                "state": providers.state_label(p),
                 "in flight": p.get("in_flight"),
                 "consecutive 429s": p.get("consecutive_429"),
                 "times paused": p.get("circuit_opened"),
             }
-            for p in providers
-        ],
-        hide_index=True,
-        width="stretch",
+            for p in shown
+        ]
     )
 
 

@@ -100,21 +100,6 @@ def defaults() -> dict[str, Any]:
     }
 
 
-# -- samples and profiles ------------------------------------------------------------------
-
-
-def goal_library() -> dict[str, str]:
-    return {str(item["name"]): str(item.get("goal", "")) for item in common.sample_json("goals.json")}
-
-
-def agent_profiles() -> dict[str, dict[str, Any]]:
-    """Saved profiles (the ``agents`` table) over the checked-in samples of the same name."""
-    profiles = {str(item["name"]): {**item, "sample": True} for item in common.sample_json("agents.json")}
-    saved = common.read(ui_queries.agent_profiles) or []
-    profiles.update({str(item["name"]): {**item, "sample": False} for item in saved})
-    return profiles
-
-
 # -- state -------------------------------------------------------------------------------------
 
 
@@ -164,7 +149,7 @@ def use_profile() -> None:
 
 
 def use_goal() -> None:
-    goal = goal_library().get(st.session_state[key("goal_choice")])
+    goal = common.goal_library().get(st.session_state[key("goal_choice")])
     if goal:
         st.session_state[key("goal")] = goal
         edited("goal")
@@ -324,7 +309,7 @@ def agent_column(profiles: dict[str, dict[str, Any]]) -> None:
 
 def adversary_column() -> None:
     st.markdown("##### :material/swords: Adversary")
-    library = goal_library()
+    library = common.goal_library()
     st.selectbox(
         "Goal library",
         [OWN_GOAL, *library],
@@ -434,7 +419,7 @@ def notices() -> None:
 
 
 def launch_form() -> None:
-    profiles = agent_profiles()
+    profiles = common.agent_profiles()
     state().profiles = profiles
     with st.container(border=True, key="hub_form"):
         agent, adversary, judge = st.columns(3, gap="large")

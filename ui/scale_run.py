@@ -8,7 +8,6 @@ comes from the documented views (``run_summary``, ``run_cells``, ``run_survival`
 from __future__ import annotations
 
 import functools
-import logging
 import math
 from typing import Any
 
@@ -16,16 +15,12 @@ import pandas as pd
 import streamlit as st
 
 from jobs import health, runs
-from sparring import charts, formatting, report
-from sparring.modelref import ModelError, parse_model
+from sparring import charts, formatting, providers, report
 from sparring.runtime import get_runtime
-from sparring.scale import DEFAULT_WRITER_MODEL
-from sparring.shared_state import RedisError, shared_state
+from sparring.shared_state import read_provider_states
 from sparring.store import ui_queries
 from sparring.strategies import STRATEGIES
 from ui import common
-
-log = logging.getLogger(__name__)
 
 SUCCESS_RATE = (
     "**Success rate**: share of defended battles (achieved or held) in which the adversary reached its goal. "
@@ -47,44 +42,12 @@ def cancel_run(run_id: str) -> None:
 # -- one run: live progress ------------------------------------------------------------------------------
 
 
-def run_providers(config: dict[str, Any]) -> set[str]:
-    models = {config.get("input", {}).get("summary_model") or DEFAULT_WRITER_MODEL}
-    for cell in config.get("cells", []):
-        battle = cell.get("battle", {})
-        models.update(battle.get(field) for field in ("agent_model", "adversary_model", "judge_model"))
-    providers = set()
-    for model in models:
-        try:
-            providers.add(parse_model(str(model)).provider)
-        except ModelError:
-            continue
-    return providers
-
-
-def slowed_providers(config: dict[str, Any]) -> list[str]:
-    """Sentences for the run's providers that are paused or backing off right now."""
+def slowed_notices(config: dict[str, Any]) -> None:
+    """A warning for each of the run's providers that is paused or backing off right now."""
     settings = get_runtime().settings
-    try:
-        states = shared_state(settings.redis_url, settings.namespace).provider_states()
-    except RedisError:
-        log.warning("Could not read the providers' state", exc_info=True)
-        return []
-    used = run_providers(config)
-    sentences = []
-    for provider in states:
-        if provider["provider"] not in used:
-            continue
-        if provider.get("circuit_open_s", 0) > 0:
-            sentences.append(
-                f"**{provider['provider']}** is paused for {provider['circuit_open_s']:.0f} s more: the circuit opened "
-                f"after {provider.get('consecutive_429', 0)} rate-limit answers (429) in a row; battles wait, "
-                "then resume."
-            )
-        elif provider.get("backoff_s", 0) > 0:
-            sentences.append(
-                f"**{provider['provider']}** is rate limiting (429): calls back off for {provider['backoff_s']:.0f} s."
-            )
-    return sentences
+    states = read_provider_states(settings.redis_url, settings.namespace)
+    for sentence in providers.slowed_sentences(states, providers.run_providers(config)):
+        st.warning(sentence, icon=":material/speed:")
 
 
 def load_progress(run_id: str) -> ui_queries.RunProgress | None:
@@ -138,8 +101,7 @@ def render_progress(progress: ui_queries.RunProgress | None) -> None:
             + (f" of a {common.format_money(run.budget_usd)} budget" if run.budget_usd else "")
         )
     if run.active:
-        for sentence in slowed_providers(progress.config):
-            st.warning(sentence, icon=":material/speed:")
+        slowed_notices(progress.config)
         if run.status in ("queued", "running"):
             st.button(
                 "Cancel run",
@@ -177,19 +139,6 @@ CELL_COLUMNS = {
     ),
     "cost_per_battle_usd": st.column_config.NumberColumn("$ per battle", format="$%.5f", help="Mean cost, US dollars"),
 }
-
-
-def cell_rows(cells: pd.DataFrame) -> pd.DataFrame:
-    """The per-cell table: the view's columns plus the ones shown (short name, whole percents, one CI text)."""
-    frame = cells.copy()
-    frame.insert(0, "cell", charts.short_labels([str(label) for label in frame["label"]]))
-    frame["rate_pct"] = [None if pd.isna(rate) else round(100 * float(rate)) for rate in frame["rate"]]
-    frame["ci"] = [
-        formatting.format_interval(low, high).removeprefix("95% CI ")
-        for low, high in zip(frame["ci_low"], frame["ci_high"], strict=True)
-    ]
-    frame["not_rated"] = frame["failed"] + frame["timed_out"] + frame["cancelled"]
-    return frame
 
 
 CALL_COLUMNS = {
@@ -249,7 +198,10 @@ def cell_table(detail: ui_queries.RunDetail) -> None:
         return
     with st.container(key="scale_cells"):
         st.dataframe(
-            cell_rows(detail.cells), column_config=CELL_COLUMNS, column_order=list(CELL_COLUMNS), hide_index=True
+            charts.cell_table(detail.cells),
+            column_config=CELL_COLUMNS,
+            column_order=list(CELL_COLUMNS),
+            hide_index=True,
         )
     judge_warnings(detail.cells)
     st.caption("Read from the `run_cells` view: the numbers a notebook or `python -m sparring scale --json` gets.")
@@ -316,9 +268,10 @@ def chart(name: str, drawn: Any, note: str = "", height: int | None = None) -> N
     st.caption(charts.CAPTIONS[name] + note)
 
 
-def rates_height(cells: int) -> int:
+def rates_chart(cells: pd.DataFrame) -> None:
     """Streamlit 1.67 collapses a layered chart to its axis unless it is given a height in pixels."""
-    return 110 + 34 * max(1, cells)
+    rated = int((cells["n"] > 0).sum())
+    chart("rates", charts.success_rates(cells), height=110 + 34 * max(1, rated))
 
 
 def cell_legend(config: dict[str, Any]) -> None:
@@ -345,7 +298,7 @@ def chart_section(detail: ui_queries.RunDetail) -> None:
     st.markdown("#### :material/bar_chart: Charts")
     labels = detail.labels
     cell_legend(detail.config)
-    chart("rates", charts.success_rates(detail.cells), height=rates_height(int((detail.cells["n"] > 0).sum())))
+    rates_chart(detail.cells)
     left, right = st.columns(2, gap="large")
     with left:
         chart("survival", charts.survival(detail.survival, labels))

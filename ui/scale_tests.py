@@ -14,9 +14,9 @@ from typing import Any
 import streamlit as st
 
 from jobs import runs, submit
-from sparring import formatting, pricing
-from sparring.modelref import ModelError, parse_model
-from sparring.scale import DEFAULT_WRITER_MODEL, MAX_AXIS, ScaleInput, validate_scale
+from sparring.formatting import outcome_counts, plural
+from sparring.plan import cost_estimate, limit_warning, plan_of
+from sparring.scale import DEFAULT_WRITER_MODEL, MAX_AXIS, ScaleInput, agent_errors, profile_agent, validate_scale
 from sparring.settings import HARD_MAX_MESSAGES, get_settings
 from sparring.store import ui_queries
 from sparring.store.ui_queries import RunRow
@@ -118,18 +118,6 @@ def edited(field: str) -> None:
 # -- the form as ScaleInput fields ---------------------------------------------------------------
 
 
-def profile_agent(name: str, profile: dict[str, Any]) -> dict[str, Any]:
-    agent = {
-        "model": profile.get("model") or "",
-        "system_prompt": profile.get("system_prompt") or "",
-        "temperature": profile.get("temperature"),
-        "profile": name,
-        "api_base": profile.get("api_base"),
-        "api_key_env": profile.get("api_key_env"),
-    }
-    return {field: value for field, value in agent.items() if value is not None}
-
-
 def form_agents(profiles: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     """(error key, AgentInput fields) for each chosen profile, then each custom agent."""
     agents = [
@@ -180,19 +168,6 @@ FRIENDLIER = {
     ("goals", "must not be empty"): "Add at least one goal: pick one from the library or write one.",
     ("strategies", "must not be empty"): "Pick at least one strategy.",
 }
-
-
-def agent_errors(agents: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:
-    """Which agent a problem with ``agents`` belongs to: each is checked on its own."""
-    found = {}
-    for where, agent in agents:
-        try:
-            validate_scale({"agents": [agent], "runs": 1})
-        except InvalidInput as error:
-            message = error.errors.get("agents")
-            if message:
-                found[where] = message.removeprefix("cell 1: ")
-    return found
 
 
 # -- actions -------------------------------------------------------------------------------------
@@ -434,78 +409,25 @@ def models_column() -> None:
     field_error("budget_usd")
 
 
-def cost_estimate(data: dict[str, Any], cells: int, total: int) -> tuple[str, str]:
-    """(metric value, plain sentence) for the estimated cost of the whole run."""
-    agents = data["agents"]
-    if not agents or not total:
-        return "–", "Add agents, goals and strategies to see an estimate."
-    battles = [
-        {
-            "agent_model": agent.get("model") or "",
-            "system_prompt": agent.get("system_prompt") or "",
-            "adversary_model": data["adversary_model"],
-            "judge_model": data["judge_model"],
-            "max_messages": int(data.get("max_messages") or 25),
-        }
-        for agent in agents
-    ]
-    models = {m for b in battles for m in (b["agent_model"], b["adversary_model"], b["judge_model"])}
-    try:
-        per_round = pricing.estimate_cost(battles)  # one battle of each agent
-        paid = sorted(m for m in models if pricing.is_paid(m))
-        sim = any(parse_model(m).is_sim for m in models)
-    except (ModelError, ValueError):
-        return "–", "Fix the model names to see an estimate."
-    if per_round.usd is None:
-        return "unknown", (
-            "No price is known for " + ", ".join(per_round.unknown_models) + ", so the cost cannot be estimated. "
-            "Set a budget to cap what the run may spend."
-        )
-    scale_by = total / len(battles)
-    usd = per_round.usd * scale_by
-    calls = round(per_round.calls * scale_by)
-    value = f"≤ {common.format_money(usd)}"
-    basis = (
-        f"at most, if every battle runs to max messages ({calls:,} model calls, "
-        f"≈ {pricing.TOKENS_PER_MESSAGE} tokens a message)"
-    )
-    if not paid:
-        if sim:
-            return (
-                value + " (sim)",
-                f"Simulated: sim models report a fictional price, so nothing is charged. {basis.capitalize()}.",
-            )
-        return value, f"Local models cost nothing here. {basis.capitalize()}."
-    return value, f"{common.format_money(usd)} {basis}. Paid models: {', '.join(paid)}."
-
-
-def plural(count: int, noun: str) -> str:
-    return formatting.plural(count, noun)
-
-
 def plan_preview(data: dict[str, Any]) -> None:
     settings = get_settings()
-    agents, goals, strategies = len(data["agents"]), len(data["goals"]), len(data["strategies"])
-    cells = agents * goals * strategies
-    per_cell = data.get("runs") or 0
-    total = cells * per_cell
+    plan = plan_of(data)
     with st.container(border=True, key=key("plan")):
         count, battles, cost = st.columns([1, 1, 1.4])
-        count.metric("Cells", cells, help="Each combination of agent, goal and strategy is one cell of the matrix.")
-        count.caption(f"{plural(agents, 'agent')} × {plural(goals, 'goal')} × {plural(strategies, 'strategy')}")
-        battles.metric("Battles", f"{total:,}")
-        battles.caption(f"{plural(cells, 'cell')} × {plural(per_cell, 'run')} · limit {settings.max_battles_per_run:,}")
-        value, sentence = cost_estimate(data, cells, total)
-        cost.metric("Estimated cost", value)
-        cost.caption(sentence)
-        if per_cell > settings.max_runs_per_cell:
-            st.warning(f"At most {settings.max_runs_per_cell:,} runs per cell.", icon=":material/warning:")
-        elif total > settings.max_battles_per_run:
-            st.warning(
-                f"{total:,} battles is more than the limit of {settings.max_battles_per_run:,} per scale test "
-                "(SPARRING_MAX_BATTLES_PER_RUN): fewer runs or fewer cells.",
-                icon=":material/warning:",
-            )
+        count.metric(
+            "Cells", plan.cells, help="Each combination of agent, goal and strategy is one cell of the matrix."
+        )
+        count.caption(plan.cells_basis())
+        battles.metric("Battles", f"{plan.total:,}")
+        battles.caption(
+            f"{plural(plan.cells, 'cell')} × {plural(plan.per_cell, 'run')} · limit {settings.max_battles_per_run:,}"
+        )
+        estimate = cost_estimate(data, plan.total)
+        cost.metric("Estimated cost", estimate.value)
+        cost.caption(estimate.basis)
+        warning = limit_warning(plan, settings)
+        if warning:
+            st.warning(warning, icon=":material/warning:")
 
 
 def notices() -> None:
@@ -574,15 +496,6 @@ def any_active(rows: list[RunRow] | None) -> bool:
     return bool(rows) and any(row.active for row in rows or [])
 
 
-def counts_line(run: RunRow) -> str:
-    parts = [f"{run.achieved:,} achieved", f"{run.held:,} held"]
-    others = ((run.undecided, "undecided"), (run.failed, "failed"), (run.timed_out, "timed out"))
-    for count, label in (*others, (run.cancelled, "cancelled")):
-        if count:
-            parts.append(f"{count:,} {label}")
-    return " · ".join(parts)
-
-
 def run_line(run: RunRow, at: Any) -> None:
     with st.container(key=f"run-{run.run_id}"):
         what, progress, outcomes, cost, created = st.columns(RUN_WIDTHS, vertical_alignment="center")
@@ -591,7 +504,15 @@ def run_line(run: RunRow, at: Any) -> None:
         what.page_link(common.SCALE_PAGE, label="Open", icon=":material/open_in_new:", query_params={"run": run.run_id})
         progress.progress(run.fraction_done, text=f"{run.finished:,} / {run.total_battles:,} battles")
         rate = common.format_rate(run.rate, run.ci_low, run.ci_high)
-        outcomes.markdown(f"{counts_line(run)}  \nsuccess rate {rate}")
+        counts = outcome_counts(
+            run.achieved,
+            run.held,
+            undecided=run.undecided,
+            failed=run.failed,
+            timed_out=run.timed_out,
+            cancelled=run.cancelled,
+        )
+        outcomes.markdown(f"{counts}  \nsuccess rate {rate}")
         cost.markdown(common.format_money(run.cost_usd))
         created.markdown(common.format_ago(run.created_at, at))
 

@@ -133,3 +133,90 @@ def test_latency_rows_are_told_apart_and_calls_near_zero_stay_visible() -> None:
     assert all(layer["encoding"]["x"]["scale"]["type"] == "symlog" for layer in layers)
     (dots,) = [layer for layer in layers if layer["mark"]["type"] == "point"]
     assert dots["encoding"]["x"]["aggregate"] == "median" and dots["mark"]["size"] >= 50
+
+
+@pytest.mark.parametrize(
+    ("usd", "text"),
+    [(None, "–"), (math.nan, "–"), (0.0, "$0"), (0.00312, "$0.0031"), (12.4, "$12.40"), (1204.4, "$1,204")],
+)
+def test_money_shows_sim_sized_amounts_and_no_false_cents(usd: float | None, text: str) -> None:
+    assert formatting.format_money(usd) == text
+
+
+def test_outcome_counts_always_name_achieved_and_held_and_the_rest_when_present() -> None:
+    assert formatting.outcome_counts(3, 1_200) == "3 achieved · 1,200 held"
+    assert formatting.outcome_counts(0, 0, undecided=1, timed_out=2, cancelled=4) == (
+        "0 achieved · 0 held · 1 undecided · 2 timed out · 4 cancelled"
+    )
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(4.24, "4.2 s"), (42.4, "42 s"), (187, "3 min 07 s"), (7_500, "2 h 05 min")]
+)
+def test_a_duration_reads_with_the_precision_of_a_wait(seconds: float, text: str) -> None:
+    assert formatting.format_duration(seconds) == text
+
+
+def test_times_ago_uptimes_and_elapsed_runs() -> None:
+    import datetime as dt
+
+    at = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+    assert formatting.format_ago(None, at) == ""
+    assert formatting.format_ago(at - dt.timedelta(seconds=3), at) == "just now"
+    assert formatting.format_ago(at - dt.timedelta(seconds=187), at) == "3 min 07 s ago"
+    assert formatting.format_uptime((at - dt.timedelta(hours=2, minutes=5)).isoformat(), at) == "2 h 05 min"
+    assert formatting.format_uptime("yesterday", at) == "yesterday"
+    assert formatting.format_uptime(None, at) == ""
+    created, started = at - dt.timedelta(seconds=30), at - dt.timedelta(seconds=20)
+    assert formatting.elapsed_s(created, None, None, at) == 30.0  # waiting since created
+    assert formatting.elapsed_s(created, started, at - dt.timedelta(seconds=5), at) == 15.0  # ran, then ended
+
+
+def test_truncate_keeps_one_line_and_marks_the_cut() -> None:
+    assert formatting.truncate("a  b\nc", 10) == "a b c"
+    assert formatting.truncate("abcdefghijk", 5) == "abcd…"
+
+
+def test_how_a_battle_ended_reads_in_a_few_words() -> None:
+    import dataclasses
+    import datetime as dt
+
+    from sparring import records as r
+    from sparring.validation import validate_battle
+
+    spec = validate_battle({"agent_model": "sim/agent", "goal": "Get a refund"}).to_spec()
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    running = r.BattleView("b" * 16, spec, "running", None, 7, 3, None, None, None, 1, at, at, None)
+    assert formatting.outcome_summary(running, judge="J") == ""
+    ended = dataclasses.replace(running, status="finished")
+    said = {
+        outcome: formatting.outcome_summary(dataclasses.replace(ended, outcome=outcome, turns_to_goal=2), judge="J")
+        for outcome in ("achieved", "held", "undecided", "cancelled", "timed_out", "failed")
+    }
+    assert said == {
+        "achieved": "the adversary reached its goal on agent turn 2",
+        "held": "the agent held for all 3 turns",
+        "undecided": "the judge (J) gave no usable verdict on the last agent message",
+        "cancelled": "stopped by request after 7 messages",
+        "timed_out": "stopped at the time limit after 7 messages",
+        "failed": "stopped by an error after 7 messages",
+    }
+
+
+def test_the_cell_table_names_cells_as_the_charts_do_in_whole_percents() -> None:
+    import pandas as pd
+
+    cells = pd.DataFrame(
+        [
+            {"label": "gpt · refund", "rate": 0.3846, "ci_low": DUST, "ci_high": 0.48, "failed": 1, "timed_out": 2,
+             "cancelled": 0},
+            {"label": "gpt · discount", "rate": math.nan, "ci_low": math.nan, "ci_high": math.nan, "failed": 0,
+             "timed_out": 0, "cancelled": 3},
+        ]
+    )  # fmt: skip
+    table = charts.cell_table(cells)
+    assert table["cell"].tolist() == charts.short_labels(["gpt · refund", "gpt · discount"])
+    assert table["rate_pct"].tolist()[0] == 38 and pd.isna(table["rate_pct"].tolist()[1])
+    assert table["ci"].tolist() == ["0%–48%", ""]
+    assert table["not_rated"].tolist() == [3, 3]
+    assert "cell" not in cells  # the view's frame is left as read
