@@ -57,8 +57,18 @@ def test_the_report_never_writes_minus_zero() -> None:
         "median_turns_to_goal": None,
         "failed": 0,
         "timed_out": 0,
+        "undecided": 0,
     }
-    run = {"name": "r", "finished": 30, "battles": 30, "achieved": 0, "held": 30, "undecided": 0, "failed": 0, "timed_out": 0}
+    run = {
+        "name": "r",
+        "finished": 30,
+        "battles": 30,
+        "achieved": 0,
+        "held": 30,
+        "undecided": 0,
+        "failed": 0,
+        "timed_out": 0,
+    }
     text = report.key_numbers({"run": {**run, "cancelled": 0, "cost_usd": 0.0}, "cells": [cell], "comparisons": []})
     assert "goal reached in 0 of 30 defended battles (0%, 95% CI 0%–11%)" in text
     assert "-0%" not in text
