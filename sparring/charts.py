@@ -36,7 +36,7 @@ CAPTIONS = {
 # Vega cuts axis labels at 180 px, so two long model names that differ only at their end
 # ("sim/agent?concede=0.05", "sim/agent?concede=0.3") would read the same.
 SHORT_LABEL_CHARS = 24
-SEPARATORS = re.compile(r"[?&/ ·,]")
+SEPARATORS = re.compile(r"[?&/ ·,()\[\]]")
 LABEL_LIMIT_PX = 260
 
 
@@ -75,7 +75,7 @@ def distinguishing_parts(labels: Sequence[str]) -> list[str]:
     suffix = _common_prefix([rest[::-1] for rest in rests])[::-1]
     first = SEPARATORS.search(suffix)
     end = len(suffix) - first.start() if first else 0
-    return [(rest[: len(rest) - end] if end else rest).strip(" ·,&?/") for rest in rests]
+    return [(rest[: len(rest) - end] if end else rest).strip(" ·,&?/()[]") for rest in rests]
 
 
 def short_labels(labels: Sequence[str]) -> list[str]:

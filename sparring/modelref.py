@@ -127,7 +127,8 @@ def _parse(raw: str) -> ModelRef:
         raise ModelError("Enter a model, for example sim/agent or openai/gpt-4o-mini.")
     if len(text) > 300:
         raise ModelError("Model names are at most 300 characters.")
-    if "/" not in text:
+    if "/" not in text and all(_NAME_CHARS.fullmatch(char) for char in text):
+        # Suggest the user's own name only when its characters are allowed.
         raise ModelError(f"Write the model as provider/model, for example openai/{text}.")
     if not _NAME.match(text):
         raise ModelError(_not_a_name(text))

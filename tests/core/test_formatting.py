@@ -230,3 +230,10 @@ def test_the_cell_table_names_cells_as_the_charts_do_in_whole_percents() -> None
     assert table["ci"].tolist() == ["0%–48%", ""]
     assert table["not_rated"].tolist() == [3, 3]
     assert "cell" not in cells  # the view's frame is left as read
+
+
+def test_cell_names_keep_no_half_of_a_bracket() -> None:
+    """New-user run: the sample profiles' names gave "A · firm)" and "B · lenient)"."""
+    profiles = ["Acme support (sim, firm)", "Acme support (sim, lenient)"]
+    assert charts.short_labels(profiles) == ["A · firm", "B · lenient"]
+    assert charts.short_labels([f"{p} · refund" for p in profiles]) == ["A · firm", "B · lenient"]

@@ -180,6 +180,7 @@ def test_a_text_file_with_a_byte_order_mark_reads_as_its_text(tmp_path: Path) ->
         ("sim/agent\u2060?concede=0.5", "U+2060 WORD JOINER"),
         ("openai/gpt-4o!", "'!'"),
         ("sim/agent?concede=0.5#x", "'#'"),
+        ("bad!name", "'!'"),  # not "for example openai/bad!name", another invalid name
     ],
 )
 def test_a_refused_model_name_says_which_character_and_what_is_allowed(name: str, named: str | None) -> None:
