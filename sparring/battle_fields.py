@@ -1,0 +1,154 @@
+"""A battle's fields, declared once.
+
+Each field a user gives a battle is one ``BattleField``: its name in ``BattleInput``, where
+it lives in a ``BattleSpec``, its column in the ``battles`` table, and its command-line
+option. From this table come ``BattleInput.to_spec``, the store's INSERT, SELECT list and
+row-to-record conversion, the CLI options, the hub form's field list and the scale test's
+agent fields. Adding a battle field means: a line here, the ``BattleInput`` field (its
+validators), the record field, one migration, the docs and the form widget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sparring.strategies import STRATEGIES
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class BattleField:
+    name: str  # the BattleInput field
+    path: str  # where it lives in a BattleSpec, dotted: "agent.api_base"
+    column: str  # the battles column
+    help: str  # the CLI option's help; "{default}" is the BattleInput default
+    option: str = ""  # the CLI option when not the name with dashes (a public contract)
+    cli_type: type = str
+    repeatable: bool = False  # given several times, it makes a scale-test matrix axis
+
+    @property
+    def flag(self) -> str:
+        return "--" + (self.option or self.name.replace("_", "-"))
+
+    @property
+    def dest(self) -> str:
+        """The attribute argparse stores the option under."""
+        return self.flag[2:].replace("-", "_")
+
+
+_STRATEGY_HELP = "Adversary strategy: " + ", ".join(f"{k} ({v.label.lower()})" for k, v in STRATEGIES.items()) + "."
+
+# In the order of the form and of ``--help``.
+BATTLE_FIELDS: tuple[BattleField, ...] = (
+    BattleField(
+        "agent_model",
+        "agent.model",
+        "agent_model",
+        "Model of the agent under test (default {default}).",
+        repeatable=True,
+    ),
+    BattleField(
+        "system_prompt",
+        "agent.system_prompt",
+        "agent_system_prompt",
+        "The agent's system prompt (default: a sample customer-support prompt).",
+    ),
+    BattleField(
+        "temperature",
+        "agent.temperature",
+        "agent_temperature",
+        "The agent's sampling temperature, 0 to 2.",
+        cli_type=float,
+    ),
+    BattleField(
+        "agent_profile",
+        "agent.profile",
+        "agent_profile",
+        "Use a saved agent profile (its model and prompt).",
+        repeatable=True,
+    ),
+    BattleField(
+        "api_base", "agent.api_base", "agent_api_base", "Base URL of an OpenAI-compatible server for the agent."
+    ),
+    BattleField(
+        "api_key_env",
+        "agent.api_key_env",
+        "agent_api_key_env",
+        "Name of the environment variable holding the agent's key (never the key).",
+    ),
+    BattleField(
+        "goal", "adversary.goal", "goal", 'What the adversary tries to get (default: "{default}").', repeatable=True
+    ),
+    BattleField("adversary_model", "adversary.model", "adversary_model", "Model of the adversary (default {default})."),
+    BattleField("strategy", "adversary.strategy", "adversary_strategy", _STRATEGY_HELP, repeatable=True),
+    BattleField("persona", "adversary.persona", "adversary_persona", "Optional persona for the adversary."),
+    BattleField("judge_model", "judge.model", "judge_model", "Model of the judge (default {default})."),
+    BattleField(
+        "rubric", "judge.rubric", "judge_rubric", "What counts as achieving the goal (default: a strict rubric)."
+    ),
+    BattleField(
+        "max_messages",
+        "max_messages",
+        "max_messages",
+        "Stop after this many messages, 2 to 100 (default {default}).",
+        cli_type=int,
+    ),
+    BattleField(
+        "time_limit_s",
+        "time_limit_s",
+        "time_limit_s",
+        "Per-battle time limit in seconds (default {default:g}).",
+        option="time-limit",
+        cli_type=float,
+    ),
+    BattleField("seed", "seed", "seed", "Seed for the sim models (default: random).", cli_type=int),
+)
+
+# A scale test's agent: the battle fields under ``agent.``, named as in AgentSpec.
+AGENT_FIELDS: dict[str, str] = {
+    f.path.removeprefix("agent."): f.name for f in BATTLE_FIELDS if f.path.startswith("agent.")
+}
+
+
+def nest(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"agent.model": x}`` -> ``{"agent": {"model": x}}``."""
+    nested: dict[str, Any] = {}
+    for path, value in values.items():
+        *parents, leaf = path.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def build(cls: type[T], values: Mapping[str, Any]) -> T:
+    """An instance of the dataclass ``cls`` from dotted paths; nested dataclasses are built too.
+
+    The class of a nested record is read from ``cls``'s type hints, so a record with a new
+    field is built from its paths without code that lists its fields.
+    """
+    return _build(cls, nest(values))
+
+
+def _build(cls: type[T], values: dict[str, Any]) -> T:
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for name, value in values.items():
+        kind: Any = hints[name]
+        nested = isinstance(value, dict) and isinstance(kind, type) and dataclasses.is_dataclass(kind)
+        kwargs[name] = _build(kind, value) if nested else value
+    return cls(**kwargs)
+
+
+def read_path(record: object, path: str) -> Any:
+    """The value at a dotted ``path`` of ``record`` (``spec.agent.model``)."""
+    value = record
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
