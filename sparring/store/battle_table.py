@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparring import records as r
-from sparring.battle_fields import BATTLE_FIELDS, build, read_path
+from sparring.battle_fields import BATTLE_FIELDS, builder, read_path
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,35 +24,25 @@ class Column:
     read: bool = True  # read back into a BattleView
 
 
-@dataclass(frozen=True)
 class BattleTable:
-    columns: tuple[Column, ...]
-    view: type[r.BattleView] = r.BattleView
+    """The table's columns; the SQL and the row conversion are derived from them once."""
 
-    @property
-    def inserted(self) -> tuple[Column, ...]:
-        return tuple(c for c in self.columns if c.insert)
-
-    @property
-    def selected(self) -> tuple[Column, ...]:
-        return tuple(c for c in self.columns if c.read)
-
-    @property
-    def insert_sql(self) -> str:
+    def __init__(self, columns: tuple[Column, ...], view: type[r.BattleView] = r.BattleView) -> None:
+        self.columns = columns
+        self.inserted = tuple(c for c in columns if c.insert)
+        self.selected = tuple(c for c in columns if c.read)
         names = ", ".join(c.name for c in self.inserted)
-        return f"INSERT INTO battles ({names}) VALUES ({', '.join('?' * len(self.inserted))})"
-
-    @property
-    def select_list(self) -> str:
-        """The columns a BattleView is read from, for ``SELECT {select_list} FROM battles``."""
-        return ", ".join(c.name for c in self.selected)
+        self.insert_sql = f"INSERT INTO battles ({names}) VALUES ({', '.join('?' * len(self.inserted))})"
+        # For ``SELECT {select_list} FROM battles``: the columns a BattleView is read from.
+        self.select_list = ", ".join(c.name for c in self.selected)
+        self._to_view = builder(view, tuple(c.path for c in self.selected))
 
     def insert_params(self, record: r.BattleCreated) -> list[Any]:
         return [read_path(record, c.path) for c in self.inserted]
 
     def from_row(self, row: Sequence[Any]) -> r.BattleView:
-        """A row selected with ``select_list`` as a BattleView."""
-        return build(self.view, {c.path: value for c, value in zip(self.selected, row, strict=True)})
+        """A row selected with ``select_list`` as a BattleView, by column (no positional unpack)."""
+        return self._to_view(row)
 
 
 _IDENTITY = (
