@@ -159,11 +159,3 @@ def _expression(cls: type, leaves: list[tuple[list[str], int]], namespace: dict[
     for field_name, below in grouped.items():
         arguments.append(f"{field_name}={_expression(hints[field_name], below, namespace)}")
     return f"{name}({', '.join(arguments)})"
-
-
-def read_path(record: object, path: str) -> Any:
-    """The value at a dotted ``path`` of ``record`` (``spec.agent.model``)."""
-    value = record
-    for part in path.split("."):
-        value = getattr(value, part)
-    return value

@@ -8,12 +8,13 @@ declaration (``sparring.battle_fields``); the rest are the battle's identity and
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sparring import records as r
-from sparring.battle_fields import BATTLE_FIELDS, builder, read_path
+from sparring.battle_fields import BATTLE_FIELDS, builder
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +37,10 @@ class BattleTable:
         # For ``SELECT {select_list} FROM battles``: the columns a BattleView is read from.
         self.select_list = ", ".join(c.name for c in self.selected)
         self._to_view = builder(view, tuple(c.path for c in self.selected))
+        self._getters = tuple(operator.attrgetter(c.path) for c in self.inserted)  # dotted paths
 
     def insert_params(self, record: r.BattleCreated) -> list[Any]:
-        return [read_path(record, c.path) for c in self.inserted]
+        return [get(record) for get in self._getters]
 
     def from_row(self, row: Sequence[Any]) -> r.BattleView:
         """A row selected with ``select_list`` as a BattleView, by column (no positional unpack)."""

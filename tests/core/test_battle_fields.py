@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from sparring import records as r
-from sparring.battle_fields import AGENT_FIELDS, BATTLE_FIELDS, read_path
+from sparring.battle_fields import AGENT_FIELDS, BATTLE_FIELDS
 from sparring.cli import BATTLE_OPTIONS, build_parser
 from sparring.scale import AgentInput, validate_scale
 from sparring.store import Store
@@ -85,7 +86,7 @@ def test_the_store_writes_and_reads_every_declared_field(tmp_path: Path, monkeyp
     assert view is not None
     assert view.spec == created.spec
     for field in BATTLE_FIELDS:
-        assert read_path(view.spec, field.path) == getattr(battle, field.name), field.name
+        assert operator.attrgetter(field.path)(view.spec) == getattr(battle, field.name), field.name
 
 
 # -- the declaration agrees with what it is derived for ----------------------------------------
