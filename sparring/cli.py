@@ -12,15 +12,12 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from sparring.battle_fields import BATTLE_FIELDS, BattleField
 from sparring.modelref import strip_invisible
-from sparring.strategies import STRATEGIES
 from sparring.validation import (
-    DEFAULT_ADVERSARY_MODEL,
-    DEFAULT_AGENT_MODEL,
-    DEFAULT_GOAL,
-    DEFAULT_JUDGE_MODEL,
     DEFAULT_SYSTEM_PROMPT,
     LONG_TEXT_LIMITS,
+    BattleInput,
     InvalidInput,
     too_long,
 )
@@ -28,24 +25,8 @@ from sparring.validation import (
 EXIT_USAGE = 2
 FROM_FILE = " @file reads it from a file (@@ starts text with a literal @)."
 
-# CLI option -> BattleInput field (the option names are a public contract).
-BATTLE_OPTIONS = {
-    "agent_model": "agent_model",
-    "system_prompt": "system_prompt",
-    "temperature": "temperature",
-    "agent_profile": "agent_profile",
-    "api_base": "api_base",
-    "api_key_env": "api_key_env",
-    "goal": "goal",
-    "adversary_model": "adversary_model",
-    "strategy": "strategy",
-    "persona": "persona",
-    "judge_model": "judge_model",
-    "rubric": "rubric",
-    "max_messages": "max_messages",
-    "time_limit": "time_limit_s",
-    "seed": "seed",
-}
+# CLI option (argparse's attribute) -> BattleInput field; the option names are a public contract.
+BATTLE_OPTIONS = {field.dest: field.name for field in BATTLE_FIELDS}
 
 
 class UsageError(Exception):
@@ -59,61 +40,30 @@ class _Parser(argparse.ArgumentParser):
 
 def add_battle_options(parser: argparse.ArgumentParser, matrix: bool = False) -> None:
     group = parser.add_argument_group("battle")
-    many: dict[str, Any] = {"action": "append"} if matrix else {}
-    again = " Repeat for a matrix." if matrix else ""
-    group.add_argument(
-        "--agent-model",
-        default=None,
-        help=f"Model of the agent under test (default {DEFAULT_AGENT_MODEL}).{again}",
-        **many,
-    )
-    group.add_argument(
-        "--system-prompt",
-        default=None,
-        help="The agent's system prompt (default: a sample customer-support prompt)." + FROM_FILE,
-    )
-    group.add_argument("--temperature", type=float, default=None, help="The agent's sampling temperature, 0 to 2.")
-    group.add_argument(
-        "--agent-profile", default=None, help=f"Use a saved agent profile (its model and prompt).{again}", **many
-    )
-    group.add_argument("--api-base", default=None, help="Base URL of an OpenAI-compatible server for the agent.")
-    group.add_argument(
-        "--api-key-env", default=None, help="Name of the environment variable holding the agent's key (never the key)."
-    )
-    group.add_argument(
-        "--goal",
-        default=None,
-        help=f'What the adversary tries to get (default: "{DEFAULT_GOAL}").{FROM_FILE}{again}',
-        **many,
-    )
-    group.add_argument(
-        "--adversary-model", default=None, help=f"Model of the adversary (default {DEFAULT_ADVERSARY_MODEL})."
-    )
-    group.add_argument(
-        "--strategy",
-        default=None,
-        help="Adversary strategy: "
-        + ", ".join(f"{k} ({v.label.lower()})" for k, v in STRATEGIES.items())
-        + "."
-        + again,
-        **many,
-    )
-    group.add_argument("--persona", default=None, help="Optional persona for the adversary." + FROM_FILE)
-    group.add_argument("--judge-model", default=None, help=f"Model of the judge (default {DEFAULT_JUDGE_MODEL}).")
-    group.add_argument(
-        "--rubric", default=None, help="What counts as achieving the goal (default: a strict rubric)." + FROM_FILE
-    )
-    group.add_argument(
-        "--max-messages", type=int, default=None, help="Stop after this many messages, 2 to 100 (default 25)."
-    )
-    group.add_argument("--time-limit", type=float, default=None, help="Per-battle time limit in seconds (default 900).")
-    group.add_argument("--seed", type=int, default=None, help="Seed for the sim models (default: random).")
+    for field in BATTLE_FIELDS:
+        group.add_argument(
+            field.flag, type=field.cli_type, default=None, help=_help(field, matrix), **_many(field, matrix)
+        )
     group.add_argument(
         "--skip-judge-check",
         action="store_true",
         help="Do not try the judge on two known transcripts before launching (for a judge that is wrong "
         "on purpose, e.g. sim/judge?fpr=0.2).",
     )
+
+
+def _help(field: BattleField, matrix: bool) -> str:
+    """The option's help: the declared text with the BattleInput default, @file, and matrix notes."""
+    text = field.help.format(default=BattleInput.model_fields[field.name].default)
+    if field.name in LONG_TEXT_LIMITS:
+        text += FROM_FILE
+    if matrix and field.repeatable:
+        text += " Repeat for a matrix."
+    return text
+
+
+def _many(field: BattleField, matrix: bool) -> dict[str, Any]:
+    return {"action": "append"} if matrix and field.repeatable else {}
 
 
 def battle_data(args: argparse.Namespace) -> dict[str, Any]:

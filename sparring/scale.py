@@ -13,6 +13,7 @@ recorded without a ``seed_scheme`` used ``base + i`` and are rebuilt that way.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
@@ -21,29 +22,25 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from sparring import records as r
+from sparring.battle_fields import AGENT_FIELDS
 from sparring.settings import HARD_MAX_MESSAGES, get_settings
 from sparring.strategies import DEFAULT_STRATEGY
 from sparring.validation import (
     DEFAULT_ADVERSARY_MODEL,
-    DEFAULT_AGENT_MODEL,
     DEFAULT_GOAL,
     DEFAULT_JUDGE_MODEL,
-    DEFAULT_SYSTEM_PROMPT,
     MAX_GOAL_CHARS,
-    MAX_PROMPT_CHARS,
     MAX_SEED,
     BattleInput,
     InvalidInput,
     ModelName,
-    Name100,
     Persona,
     Rubric,
     StrategyName,
     Text,
-    Text500,
     field_errors,
 )
 
@@ -58,17 +55,18 @@ SEED_SCHEMES = (SEED_SCHEME, LEGACY_SEED_SCHEME)
 SEED_BITS = 31
 
 
-class AgentInput(BaseModel):
+def _agent_fields() -> dict[str, Any]:
+    """BattleInput's agent fields under AgentSpec's names, with their validators and defaults."""
+    fields = BattleInput.model_fields
+    return {name: (fields[battle].annotation, copy.copy(fields[battle])) for name, battle in AGENT_FIELDS.items()}
+
+
+# Derived, not written out again: a scale test's agent is held to the same checks as a battle's.
+_AgentFields: Any = create_model("_AgentFields", __config__=ConfigDict(extra="forbid", frozen=True), **_agent_fields())
+
+
+class AgentInput(_AgentFields):  # type: ignore[misc]
     """One agent of a matrix: a model and its prompt (maybe from a saved profile)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    model: ModelName = DEFAULT_AGENT_MODEL
-    system_prompt: Annotated[Text, Field(min_length=1, max_length=MAX_PROMPT_CHARS)] = DEFAULT_SYSTEM_PROMPT
-    temperature: Annotated[float | None, Field(ge=0, le=2, allow_inf_nan=False)] = None
-    profile: Name100 = None
-    api_base: Text500 = None
-    api_key_env: Name100 = None
 
 
 class ScaleInput(BaseModel):
@@ -135,12 +133,7 @@ class ScaleInput(BaseModel):
         """The battle fields of each cell (without the seed), in cell order."""
         for agent, goal, strategy in self.cells():
             yield {
-                "agent_model": agent.model,
-                "system_prompt": agent.system_prompt,
-                "temperature": agent.temperature,
-                "agent_profile": agent.profile,
-                "api_base": agent.api_base,
-                "api_key_env": agent.api_key_env,
+                **{battle: getattr(agent, name) for name, battle in AGENT_FIELDS.items()},
                 "goal": goal,
                 "adversary_model": self.adversary_model,
                 "strategy": strategy,

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from sparring import records as r
+from sparring.battle_fields import BATTLE_FIELDS, build
 from sparring.modelref import ModelError, check_key_env_name, missing_key, parse_model, strip_invisible
 from sparring.settings import HARD_MAX_MESSAGES
 from sparring.strategies import DEFAULT_STRATEGY, STRATEGIES
@@ -177,23 +178,10 @@ class BattleInput(BaseModel):
         return self
 
     def to_spec(self) -> r.BattleSpec:
-        return r.BattleSpec(
-            agent=r.AgentSpec(
-                model=self.agent_model,
-                system_prompt=self.system_prompt,
-                temperature=self.temperature,
-                profile=self.agent_profile or None,
-                api_base=self.api_base,
-                api_key_env=self.api_key_env,
-            ),
-            adversary=r.AdversarySpec(
-                model=self.adversary_model, goal=self.goal, strategy=self.strategy, persona=self.persona or None
-            ),
-            judge=r.JudgeSpec(model=self.judge_model, rubric=self.rubric or None),
-            max_messages=self.max_messages,
-            time_limit_s=self.time_limit_s,
-            seed=self.seed if self.seed is not None else secrets.randbelow(2**31),
-        )
+        values = {field.path: getattr(self, field.name) for field in BATTLE_FIELDS}
+        if self.seed is None:
+            values["seed"] = secrets.randbelow(2**31)
+        return build(r.BattleSpec, values)
 
 
 class AgentProfileInput(BaseModel):

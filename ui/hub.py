@@ -13,8 +13,8 @@ from typing import Any
 import streamlit as st
 
 from jobs import submit
+from sparring import battle_fields, service
 from sparring import records as r
-from sparring import service
 from sparring.settings import HARD_MAX_MESSAGES, get_settings
 from sparring.store import ui_queries
 from sparring.strategies import DEFAULT_STRATEGY, STRATEGIES
@@ -49,31 +49,18 @@ def state() -> HubState:
     return st.session_state[STATE]  # type: ignore[no-any-return]
 
 
-AGENT_FIELDS = ("agent_model", "system_prompt", "temperature", "api_base", "api_key_env")
-FIELDS = (
-    *AGENT_FIELDS,
-    "goal",
-    "adversary_model",
-    "strategy",
-    "persona",
-    "judge_model",
-    "rubric",
-    "max_messages",
-    "time_limit_s",
-    "seed",
+# The form's fields, in the declaration's order; the profile is chosen apart (``chosen_profile``).
+FIELDS = tuple(field.name for field in battle_fields.BATTLE_FIELDS if field.name != "agent_profile")
+AGENT_FIELDS = tuple(name for name in FIELDS if name in battle_fields.AGENT_FIELDS.values())
+TEXT_FIELDS = tuple(
+    field.name for field in battle_fields.BATTLE_FIELDS if field.name in FIELDS and field.cli_type is str
 )
-TEXT_FIELDS = (
-    "agent_model",
-    "system_prompt",
-    "api_base",
-    "api_key_env",
-    "goal",
-    "adversary_model",
-    "persona",
-    "judge_model",
-    "rubric",
+# Blank means absent: the text fields whose default is None.
+OPTIONAL_TEXT = tuple(
+    field.name
+    for field in battle_fields.BATTLE_FIELDS
+    if field.cli_type is str and BattleInput.model_fields[field.name].default is None
 )
-OPTIONAL_TEXT = ("api_base", "api_key_env", "persona", "rubric", "agent_profile")
 
 
 def key(field: str) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from sparring import records as r
+from sparring.store.battle_table import BATTLES
 from sparring.store.db import Connection, ConstraintError
 
 
@@ -83,17 +84,8 @@ CALL_SCHEMA: Schema = (
     ("http_status", int),
 )
 
-BATTLE_COLUMNS = (
-    "battle_id, run_id, cell_key, cell_index, replicate, agent_profile, agent_model, "
-    "agent_system_prompt, agent_temperature, agent_api_base, agent_api_key_env, "
-    "adversary_model, adversary_strategy, adversary_persona, goal, judge_model, judge_rubric, "
-    "max_messages, time_limit_s, seed, status, created_at, updated_at"
-)
-
-INSERT_BATTLE = f"""
-INSERT INTO battles ({BATTLE_COLUMNS})
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
+# The columns, and where each value comes from, are named once in ``battle_table``.
+INSERT_BATTLE = BATTLES.insert_sql
 
 # Bulk inserts: ``{source}`` is either registered NumPy arrays (large batches) or a
 # VALUES list of placeholders (small batches, where registering arrays costs more).
@@ -280,35 +272,7 @@ class _Counters:
 
 def _apply_create(con: Connection, record: r.BattleCreated | r.RunCreated | r.AgentSaved, safe: bool) -> None:
     if isinstance(record, r.BattleCreated):
-        spec = record.spec
-        con.execute(
-            INSERT_BATTLE + (" ON CONFLICT DO NOTHING" if safe else ""),
-            [
-                record.battle_id,
-                record.run_id,
-                record.cell_key,
-                record.cell_index,
-                record.replicate,
-                spec.agent.profile,
-                spec.agent.model,
-                spec.agent.system_prompt,
-                spec.agent.temperature,
-                spec.agent.api_base,
-                spec.agent.api_key_env,
-                spec.adversary.model,
-                spec.adversary.strategy,
-                spec.adversary.persona,
-                spec.adversary.goal,
-                spec.judge.model,
-                spec.judge.rubric,
-                spec.max_messages,
-                spec.time_limit_s,
-                spec.seed,
-                record.status,
-                record.created_at,
-                record.created_at,
-            ],
-        )
+        con.execute(INSERT_BATTLE + (" ON CONFLICT DO NOTHING" if safe else ""), BATTLES.insert_params(record))
     elif isinstance(record, r.RunCreated):
         con.execute(
             INSERT_RUN + (" ON CONFLICT DO NOTHING" if safe else ""),

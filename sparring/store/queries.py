@@ -7,15 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from sparring import records as r
+from sparring.store.battle_table import BATTLES
 from sparring.store.db import Connection
 
-BATTLE_FIELDS = """
-battle_id, run_id, cell_key, agent_profile, agent_model, agent_system_prompt, agent_temperature,
-agent_api_base, agent_api_key_env, adversary_model, adversary_strategy, adversary_persona, goal,
-judge_model, judge_rubric, max_messages, time_limit_s, seed, status, outcome, message_count,
-agent_turns, turns_to_goal, error, error_kind, attempts, created_at, started_at, ended_at,
-prompt_tokens, completion_tokens, cost_usd, model_calls
-"""
+# Every column a BattleView is read from, named once in ``battle_table``.
+BATTLE_FIELDS = BATTLES.select_list
 
 GET_BATTLE = f"SELECT {BATTLE_FIELDS} FROM battles WHERE battle_id = ?"
 
@@ -41,79 +37,8 @@ SELECT name, model, system_prompt, temperature, api_base, api_key_env FROM agent
 
 
 def battle_from_row(row: Sequence[Any]) -> r.BattleView:
-    (
-        battle_id,
-        run_id,
-        cell_key,
-        agent_profile,
-        agent_model,
-        agent_system_prompt,
-        agent_temperature,
-        agent_api_base,
-        agent_api_key_env,
-        adversary_model,
-        adversary_strategy,
-        adversary_persona,
-        goal,
-        judge_model,
-        judge_rubric,
-        max_messages,
-        time_limit_s,
-        seed,
-        status,
-        outcome,
-        message_count,
-        agent_turns,
-        turns_to_goal,
-        error,
-        error_kind,
-        attempts,
-        created_at,
-        started_at,
-        ended_at,
-        prompt_tokens,
-        completion_tokens,
-        cost_usd,
-        model_calls,
-    ) = row
-    spec = r.BattleSpec(
-        agent=r.AgentSpec(
-            model=agent_model,
-            system_prompt=agent_system_prompt,
-            temperature=agent_temperature,
-            profile=agent_profile,
-            api_base=agent_api_base,
-            api_key_env=agent_api_key_env,
-        ),
-        adversary=r.AdversarySpec(
-            model=adversary_model, goal=goal, strategy=adversary_strategy, persona=adversary_persona
-        ),
-        judge=r.JudgeSpec(model=judge_model, rubric=judge_rubric),
-        max_messages=max_messages,
-        time_limit_s=time_limit_s,
-        seed=seed,
-    )
-    return r.BattleView(
-        battle_id=battle_id,
-        spec=spec,
-        status=status,
-        outcome=outcome,
-        message_count=message_count,
-        agent_turns=agent_turns,
-        turns_to_goal=turns_to_goal,
-        error=error,
-        error_kind=error_kind,
-        attempts=attempts,
-        created_at=created_at,
-        started_at=started_at,
-        ended_at=ended_at,
-        run_id=run_id,
-        cell_key=cell_key,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        cost_usd=cost_usd,
-        model_calls=model_calls,
-    )
+    """A row selected with ``BATTLE_FIELDS``, by column name (no positional unpack)."""
+    return BATTLES.from_row(row)
 
 
 def get_battle(con: Connection, battle_id: str) -> r.BattleView | None:
