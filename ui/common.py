@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import streamlit as st
 
@@ -21,12 +21,13 @@ from jobs import embedded, health, judge_check, submit
 from sparring import formatting
 from sparring.render import inert_markdown
 from sparring.runtime import get_runtime
-from sparring.store import ReadQuery, StoreBusy, StoreMissing, ui_queries
+from sparring.store import Store, StoreBusy, StoreMissing, reads
 from sparring.store.ui_queries import BattleRow
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class Submitting(Protocol):
@@ -162,7 +163,7 @@ def goal_library() -> dict[str, str]:
 def agent_profiles() -> dict[str, dict[str, Any]]:
     """Saved profiles (the ``agents`` table) over the checked-in samples of the same name."""
     profiles = {str(item["name"]): {**item, "sample": True} for item in sample_json("agents.json")}
-    saved = read(ui_queries.agent_profiles) or []
+    saved = read(reads.agent_profiles) or []
     profiles.update({str(item["name"]): {**item, "sample": False} for item in saved})
     return profiles
 
@@ -267,10 +268,11 @@ def format_ago(at: dt.datetime | None, reference: dt.datetime) -> str:
     return f"{format_duration(seconds)} ago"
 
 
-def read(query: ReadQuery[T]) -> T | None:
-    """Run ``query`` on a short read; on a locked or missing database, say so and return None."""
+def read(fetch: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs) -> T | None:
+    """``fetch(store, *args)``, a read model of ``sparring.store.reads``, given up after
+    ``READ_DEADLINE_S``; on a locked or missing database, say so and return None."""
     try:
-        return get_runtime().store.read(query, deadline_s=READ_DEADLINE_S)
+        return fetch(get_runtime().store.with_read_deadline(READ_DEADLINE_S), *args, **kwargs)
     except StoreBusy as error:
         st.warning(f"{error} Showing what was last read.", icon=":material/hourglass_top:")
     except StoreMissing:
