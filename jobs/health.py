@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import time
 from typing import Any
 
@@ -10,22 +12,8 @@ from jobs.queue import get_queue
 from jobs.submit import _safe_url, worker_command
 from sparring.runtime import get_runtime
 from sparring.shared_state import shared_state
-from sparring.store import StoreBusy, StoreMissing
+from sparring.store import StoreBusy, StoreMissing, reads
 from sparring.store.db import writes_waiting_since as store_writes_waiting_since
-
-COUNTS_SQL = """
-SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
-       count(*) FILTER (WHERE status = 'running') AS running,
-       count(*) FILTER (WHERE outcome = 'failed') AS failed,
-       count(*) FILTER (WHERE outcome = 'failed' AND ended_at > now() - INTERVAL 1 DAY) AS failed_24h,
-       count(*) AS total
-FROM battles
-"""
-
-RECENT_ERRORS_SQL = """
-SELECT battle_id, error_kind, error, ended_at FROM battles
-WHERE outcome = 'failed' ORDER BY ended_at DESC NULLS LAST LIMIT ?
-"""
 
 
 def health_report(errors_limit: int = 10) -> dict[str, Any]:
@@ -127,19 +115,22 @@ def writes_waiting_since() -> float | None:
 
 
 def _store_part(errors_limit: int) -> dict[str, Any]:
-    store = get_runtime().store
+    store = get_runtime().store.with_read_deadline(5)
     try:
-        counts = store.read(lambda con: con.execute(COUNTS_SQL).fetchone(), deadline_s=5)
-        errors = store.read(lambda con: con.execute(RECENT_ERRORS_SQL, [errors_limit]).fetchall(), deadline_s=5)
+        found = reads.store_health(store, errors_limit)
     except (StoreBusy, StoreMissing) as error:
         return {"battles": None, "recent_errors": [], "store_error": str(error)}
-    queued, running, failed, failed_24h, total = counts or (0, 0, 0, 0, 0)
     return {
-        "battles": {"queued": queued, "running": running, "failed": failed, "failed_24h": failed_24h, "total": total},
+        "battles": dataclasses.asdict(found.counts),
         "recent_errors": [
-            {"battle_id": b, "kind": k, "error": e, "ended_at": t.isoformat() if t else None} for b, k, e, t in errors
+            {"battle_id": f.battle_id, "kind": f.kind, "error": f.error, "ended_at": _iso(f.ended_at)}
+            for f in found.recent_failures
         ],
     }
+
+
+def _iso(at: dt.datetime | None) -> str | None:
+    return at.isoformat() if at else None
 
 
 def format_report(report: dict[str, Any]) -> str:

@@ -21,27 +21,13 @@ too, as a backstop for state lost with the mark still there; every step is idemp
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from jobs.queue import Queue
 from sparring.runtime import get_runtime
-from sparring.store import StoreMissing
+from sparring.store import StoreMissing, reads
+from sparring.store.reads import Unfinished
 
 log = logging.getLogger(__name__)
-
-UNFINISHED_BATTLES_SQL = "SELECT battle_id FROM battles WHERE status IN ('queued', 'running')"
-UNFINISHED_RUNS_SQL = """
-SELECT run_id, status, error, total_battles FROM scale_runs
-WHERE status IN ('queued', 'running', 'cancelling', 'stopping')
-"""
-UNFINISHED_JUDGE_RUNS_SQL = "SELECT judge_run_id FROM judge_runs WHERE status IN ('queued', 'running')"
-
-
-@dataclass(frozen=True)
-class Unfinished:
-    battles: list[str]
-    runs: list[tuple[str, str, str | None, int]]
-    judge_runs: list[str]
 
 
 def recover_if_lost(queue: Queue) -> bool:
@@ -98,12 +84,6 @@ def recover(queue: Queue, why: str = "found by maintenance") -> None:
 
 def _unfinished() -> Unfinished:
     try:
-        return get_runtime().store.read(
-            lambda con: Unfinished(
-                [b for (b,) in con.execute(UNFINISHED_BATTLES_SQL).fetchall()],
-                con.execute(UNFINISHED_RUNS_SQL).fetchall(),
-                [j for (j,) in con.execute(UNFINISHED_JUDGE_RUNS_SQL).fetchall()],
-            )
-        )
+        return reads.unfinished(get_runtime().store)
     except StoreMissing:  # a new deployment: nothing was recorded, so nothing is lost
         return Unfinished([], [], [])

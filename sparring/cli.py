@@ -582,6 +582,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
     from jobs import embedded, judge_check, runs, submit
     from sparring.runtime import get_runtime
     from sparring.scale import validate_scale
+    from sparring.store import reads
 
     try:
         scale = validate_scale(scale_data(args))
@@ -614,8 +615,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
     started = time.monotonic()
     last = -1
     while True:
-        row = store.read(lambda con: con.execute(RUN_PROGRESS_SQL, [run_id]).fetchone())
-        status, finished = row if row else ("queued", 0)
+        status, finished = reads.run_status(store, run_id) or ("queued", 0)
         if status in ("finished", "cancelled", "stopped", "failed"):
             break
         if not args.json and finished != last:
@@ -636,7 +636,6 @@ def cmd_scale(args: argparse.Namespace) -> int:
     return 0
 
 
-RUN_PROGRESS_SQL = "SELECT status, finished FROM run_summary WHERE run_id = ?"
 CELL_FIELDS = (
     "cell_key",
     "cell_index",
@@ -670,12 +669,11 @@ CELL_FIELDS = (
 def run_payload(run_id: str) -> dict[str, Any]:
     from sparring.report import judge_warnings, run_stats
     from sparring.runtime import get_runtime
+    from sparring.store import reads
 
     store = get_runtime().store
     computed = run_stats(store, run_id)
-    report = store.read(
-        lambda con: con.execute("SELECT summary FROM run_reports WHERE run_id = ?", [run_id]).fetchone()
-    )
+    report = reads.report_summary(store, run_id)
     cells = [{key: cell.get(key) for key in (*CELL_FIELDS, "label")} for cell in computed["cells"]]
     return {
         "run_id": run_id,
@@ -685,12 +683,11 @@ def run_payload(run_id: str) -> dict[str, Any]:
         "cells": cells,
         "comparisons": computed["comparisons"],
         "warnings": judge_warnings(computed["cells"]),
-        "report": report[0] if report else None,
+        "report": report,
     }
 
 
 REJUDGE_OPTIONS = {"run_id": "RUN_ID", "judge_model": "--judge-model", "rubric": "--rubric"}
-JUDGE_CALLS_SQL = "SELECT count(*) FROM llm_calls WHERE run_id = ? AND purpose = 'judge' AND model = ?"
 
 
 def cmd_rejudge(args: argparse.Namespace) -> int:
@@ -698,6 +695,7 @@ def cmd_rejudge(args: argparse.Namespace) -> int:
     from jobs import submit
     from sparring import judging
     from sparring.runtime import get_runtime
+    from sparring.store import reads
 
     data: dict[str, Any] = {"run_id": args.run_id, "judge_model": args.judge_model, "rubric": args.rubric}
     if args.rubric is not None:
@@ -716,8 +714,7 @@ def cmd_rejudge(args: argparse.Namespace) -> int:
     store = runtime.store
 
     def judge_calls() -> int:
-        row = store.read(lambda con: con.execute(JUDGE_CALLS_SQL, [record.run_id, record.judge_model]).fetchone())
-        return int(row[0]) if row else 0
+        return reads.judge_call_count(store, record.run_id, record.judge_model)
 
     before = judge_calls()
     try:

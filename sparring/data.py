@@ -6,7 +6,9 @@
 
 A connection holds the database file for as long as it is open, and while it does,
 battles queue their writes (nothing is lost; they land when it closes). So prefer short
-``with`` blocks, or the one-shot helpers below, which open, read and close.
+``with`` blocks, or the one-shot helpers below, which open, read and close. The helpers
+read the statements the app's pages read (``sparring.store.ui_queries``), so a notebook
+and the app cannot disagree.
 """
 
 from __future__ import annotations
@@ -18,8 +20,7 @@ from typing import Any
 import pandas as pd
 
 from sparring.settings import get_settings
-from sparring.store import db
-from sparring.store.ui_queries import clip_bounds
+from sparring.store import db, ui_queries
 
 
 def database_path(path: str | os.PathLike[str] | None = None) -> Path:
@@ -40,24 +41,20 @@ def query(sql: str, params: list[Any] | None = None, path: str | os.PathLike[str
 
 
 def runs(path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    return clip_bounds(query("SELECT * FROM run_summary ORDER BY created_at DESC", path=path))
+    with connect(path) as con:
+        return ui_queries.runs_frame(con)
 
 
 def cells(run_id: str, path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    return clip_bounds(query("SELECT * FROM run_cells WHERE run_id = ? ORDER BY cell_index", [run_id], path))
+    with connect(path) as con:
+        return ui_queries.cells_frame(con, run_id)
 
 
 def survival(run_id: str, path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    return query("SELECT * FROM run_survival WHERE run_id = ? ORDER BY cell_key, turn", [run_id], path)
+    with connect(path) as con:
+        return ui_queries.survival_frame(con, run_id)
 
 
 def transcript(battle_id: str, path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    return query(
-        """
-        SELECT m.seq, m.role, m.content, v.achieved, v.confidence, v.rationale
-        FROM messages m LEFT JOIN verdicts v USING (battle_id, seq)
-        WHERE m.battle_id = ? ORDER BY m.seq
-        """,
-        [battle_id],
-        path,
-    )
+    with connect(path) as con:
+        return ui_queries.transcript_frame(con, battle_id)

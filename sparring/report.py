@@ -9,7 +9,6 @@ opens with a paragraph of key numbers written here, not by the model.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -18,47 +17,15 @@ from typing import Any
 from sparring import formatting, stats
 from sparring import records as r
 from sparring.gateway import Gateway, ModelCallError, ModelRequest
-from sparring.store import Store
-from sparring.store.db import Connection
+from sparring.store import Store, reads
 
 log = logging.getLogger(__name__)
-
-RUN_SQL = "SELECT * FROM run_summary WHERE run_id = ?"
-RUN_CONFIG_SQL = "SELECT config FROM scale_runs WHERE run_id = ?"
-CELLS_SQL = "SELECT * FROM run_cells WHERE run_id = ? ORDER BY cell_index"
-SURVIVAL_SQL = """
-SELECT cell_key, turn, at_risk, events, censored, survival FROM run_survival WHERE run_id = ? ORDER BY cell_key, turn
-"""
-CALLS_SQL = "SELECT * FROM model_calls WHERE run_id = ? ORDER BY purpose, model"
-PAIRS_SQL = """
-SELECT cell_key, replicate, achieved FROM battle_outcomes
-WHERE run_id = ? AND defended ORDER BY replicate
-"""
-SAMPLES_SQL = """
-SELECT b.battle_id, b.cell_key, b.outcome, b.turns_to_goal, b.agent_turns, m.seq, m.role, m.content
-FROM battle_outcomes b JOIN messages m USING (battle_id)
-WHERE b.battle_id IN (SELECT unnest(?::VARCHAR[]))
-ORDER BY b.battle_id, m.seq
-"""
-PICK_SAMPLES_SQL = """
-(SELECT battle_id FROM battle_outcomes WHERE run_id = ? AND outcome = 'achieved'
- ORDER BY turns_to_goal, battle_id LIMIT 3)
-UNION ALL
-(SELECT battle_id FROM battle_outcomes WHERE run_id = ? AND outcome = 'held'
- ORDER BY agent_turns DESC, battle_id LIMIT 2)
-"""
 
 WRITER_SYSTEM = (
     "You write short, plain-English summaries of red-team scale tests for product people. "
     "Use only the facts given. Do not invent numbers. Cite battles as [battle:ID] when you refer to one. "
     "Three short paragraphs at most: which attacks worked, where the agent held, what to fix first."
 )
-
-
-def _dicts(con: Connection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, params)
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def _jsonable(value: Any) -> Any:
@@ -75,34 +42,19 @@ def _jsonable(value: Any) -> Any:
 
 def run_stats(store: Store, run_id: str) -> dict[str, Any]:
     """All statistics of a run, JSON-ready (what the page, the CLI and the report show)."""
-
-    def query(con: Connection) -> dict[str, Any]:
-        runs = _dicts(con, RUN_SQL, [run_id])
-        if not runs:
-            raise LookupError(f"unknown run id {run_id!r}")
-        config_row = con.execute(RUN_CONFIG_SQL, [run_id]).fetchone()
-        return {
-            "run": runs[0],
-            "config": json.loads(config_row[0]) if config_row else {},
-            "cells": _dicts(con, CELLS_SQL, [run_id]),
-            "survival": _dicts(con, SURVIVAL_SQL, [run_id]),
-            "calls": _dicts(con, CALLS_SQL, [run_id]),
-            "pairs": con.execute(PAIRS_SQL, [run_id]).fetchall(),
-        }
-
-    raw = store.read(query)
-    labels = {c["key"]: c["label"] for c in raw["config"].get("cells", [])}
-    for cell in raw["cells"]:
+    facts = reads.run_facts(store, run_id)
+    labels = {c["key"]: c["label"] for c in facts.config.get("cells", [])}
+    for cell in facts.cells:
         cell["label"] = labels.get(cell["cell_key"], cell["cell_key"])
-    for row in [raw["run"], *raw["cells"]]:  # the views' Wilson bounds carry float dust outside [0, 1]
+    for row in [facts.run, *facts.cells]:  # the views' Wilson bounds carry float dust outside [0, 1]
         row.update({bound: formatting.clip_share(row.get(bound)) for bound in ("ci_low", "ci_high")})
     result: dict[str, Any] = _jsonable(
         {
-            "run": raw["run"],
-            "cells": raw["cells"],
-            "survival": raw["survival"],
-            "calls": raw["calls"],
-            "comparisons": comparisons(raw["cells"], raw["pairs"]),
+            "run": facts.run,
+            "cells": facts.cells,
+            "survival": facts.survival,
+            "calls": facts.calls,
+            "comparisons": comparisons(facts.cells, facts.pairs),
         }
     )
     return result
@@ -224,23 +176,19 @@ def key_numbers(run_stats_: dict[str, Any]) -> str:
 
 
 def _samples(store: Store, run_id: str) -> list[dict[str, Any]]:
-    def query(con: Connection) -> list[tuple[Any, ...]]:
-        ids = [row[0] for row in con.execute(PICK_SAMPLES_SQL, [run_id, run_id]).fetchall()]
-        return con.execute(SAMPLES_SQL, [ids]).fetchall() if ids else []
-
     battles: dict[str, dict[str, Any]] = {}
-    for battle_id, cell_key, outcome, turns_to_goal, agent_turns, seq, role, content in store.read(query):
+    for line in reads.report_samples(store, run_id):
         entry = battles.setdefault(
-            battle_id,
+            line.battle_id,
             {
-                "battle_id": battle_id,
-                "cell_key": cell_key,
-                "outcome": outcome,
-                "turns": turns_to_goal or agent_turns,
+                "battle_id": line.battle_id,
+                "cell_key": line.cell_key,
+                "outcome": line.outcome,
+                "turns": line.turns_to_goal or line.agent_turns,
                 "messages": [],
             },
         )
-        entry["messages"].append((seq, role, content))
+        entry["messages"].append((line.seq, line.role, line.content))
     return list(battles.values())
 
 

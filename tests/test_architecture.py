@@ -3,7 +3,9 @@
 - ``sparring/`` (the core) imports neither Streamlit nor Huey nor ``jobs``;
 - only ``sparring/store/`` imports duckdb; only ``sparring/gateway.py`` imports litellm;
 - the pages import neither duckdb, redis nor litellm (nor the store's DuckDB module);
-- ``jobs/`` has no import cycle.
+- ``jobs/`` has no import cycle;
+- SQL lives in ``sparring/store/`` only (its read models), and the pages and the CLI never
+  hold a connection: they call store functions, not ``store.read(lambda con: ...)``.
 
 An import hidden in a function still runs, so it counts like one at the top of a module.
 """
@@ -11,6 +13,7 @@ An import hidden in a function still runs, so it counts like one at the top of a
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -242,3 +245,79 @@ def test_the_page_logic_check_sees_drawing_through_helpers(tmp_path: Path) -> No
     draws = drawing(functions)
     assert {name for module, name in draws if module == "page"} == {"title", "header", "header_elsewhere"}
     assert statements(functions[("page", "key")]) == 1 and statements(functions[("page", "header")]) == 2
+
+
+# -- SQL lives in the store ----------------------------------------------------------------------
+
+SQL_START = re.compile(r"\(?\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|WITH|DROP|ALTER)\s")
+# Modules outside the store allowed to hold SQL, each with its reason. An exemption that
+# no longer finds SQL fails (test_every_sql_exemption_is_still_needed), so it is removed
+# as soon as it is no longer needed.
+SQL_EXEMPT = {
+    # Not the store's database: the queue's coordination state (leases, flags, run ledgers)
+    # in its own SQLite file when there is no Redis, the SQLite twin of the Redis coordinator.
+    "jobs/coord.py": "the SQLite coordinator's own tables, the Redis coordinator's stand-in, not the store",
+}
+
+
+def sql_lines(path: Path) -> list[int]:
+    """The line of each string literal in ``path`` that starts like an SQL statement (f-strings included:
+    their literal parts are string constants too)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return sorted(
+        {
+            node.lineno
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL_START.match(node.value.lstrip())
+        }
+    )
+
+
+def sql_literals(path: Path) -> list[str]:
+    return [f"{path.relative_to(ROOT)}:{line}" for line in sql_lines(path)]
+
+
+def outside_the_store() -> list[Path]:
+    return [p for p in source_files(*APP) if not within(module_name(p), ["sparring.store"])]
+
+
+def test_only_the_store_holds_sql() -> None:
+    exempt = [ROOT / name for name in SQL_EXEMPT]
+    assert [hit for path in outside_the_store() if path not in exempt for hit in sql_literals(path)] == []
+
+
+def test_every_sql_exemption_is_still_needed() -> None:
+    assert [name for name in SQL_EXEMPT if not (ROOT / name).exists() or not sql_literals(ROOT / name)] == []
+
+
+def test_the_sql_scan_sees_statements_and_only_statements(tmp_path: Path) -> None:
+    source = tmp_path / "mod.py"
+    source.write_text(
+        'A = "SELECT 1"\n'
+        'B = """\nWITH x AS (SELECT 1) SELECT * FROM x"""\n'
+        'C = f"DELETE FROM {name}"\n'
+        'D = "(SELECT a FROM t) UNION ALL (SELECT b FROM t)"\n'
+        'E = "Select the judge model"\n'
+        'F = "Deleted 3 battles"\n'
+    )
+    assert sql_lines(source) == [1, 2, 4, 5]
+
+
+def store_reads_over_connections(path: Path) -> list[str]:
+    """``file:line`` of each ``x.read(lambda ...)`` or ``x.reading(...)``: a query built over a raw connection."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        over_lambda = node.func.attr == "read" and any(isinstance(arg, ast.Lambda) for arg in node.args)
+        if over_lambda or node.func.attr == "reading":
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def test_pages_and_the_cli_never_see_a_connection() -> None:
+    files = source_files("ui", "streamlit_app.py", "sparring/cli.py", "sparring/report.py", "jobs")
+    assert [hit for path in files for hit in store_reads_over_connections(path)] == []
+    forbidden = ["sparring.store.ReadQuery", "sparring.store.db.Connection", "sparring.store.db.reading"]
+    assert violations(source_files("ui", "streamlit_app.py", "sparring/cli.py"), forbidden) == []

@@ -6,7 +6,7 @@ import streamlit as st
 
 from sparring import formatting
 from sparring import records as r
-from sparring.store import ui_queries
+from sparring.store import reads
 from sparring.strategies import STRATEGIES
 from ui import common
 from ui.state import Transcript
@@ -23,9 +23,7 @@ def transcript_for(battle_id: str) -> Transcript:
 
 def load(battle_id: str) -> r.BattleView | None:
     transcript = transcript_for(battle_id)
-    update = common.read(
-        lambda con: ui_queries.battle_update(con, battle_id, transcript.last_seq, transcript.last_verdict_seq)
-    )
+    update = common.read(reads.battle_update, battle_id, transcript.last_seq, transcript.last_verdict_seq)
     if update is None:  # the database is busy: show what was read last
         return transcript.view
     transcript.add(update)
@@ -196,7 +194,7 @@ def is_active(view: r.BattleView | None) -> bool:
 def pick_a_battle() -> None:
     st.set_page_config(page_title="Battle · Sparring")
     st.title("Battle")
-    rows = common.read(lambda con: ui_queries.hub_rows(con, [], 50))
+    rows = common.read(reads.hub_rows, [], 50)
     if rows is None or not rows.recent:
         st.info("No battles yet — start one on the hub.", icon=":material/sports_mma:")
         st.page_link(common.HUB_PAGE, label="Go to the hub", icon=":material/stadium:")

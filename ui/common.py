@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Collection
-from typing import Any, Protocol, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import streamlit as st
 
@@ -17,12 +17,13 @@ from jobs import embedded, health, judge_check, submit
 from sparring import formatting, render, samples
 from sparring.render import inert_markdown
 from sparring.runtime import get_runtime
-from sparring.store import ReadQuery, StoreBusy, StoreMissing, ui_queries
+from sparring.store import Store, StoreBusy, StoreMissing, reads
 from sparring.store.ui_queries import BattleRow
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class Submitting(Protocol):
@@ -149,7 +150,7 @@ goal_library = samples.goal_library
 def agent_profiles() -> dict[str, dict[str, Any]]:
     """Saved profiles (the ``agents`` table) over the checked-in samples of the same name."""
     profiles = samples.sample_profiles()
-    saved = read(ui_queries.agent_profiles) or []
+    saved = read(reads.agent_profiles) or []
     profiles.update({str(item["name"]): {**item, "sample": False} for item in saved})
     return profiles
 
@@ -182,10 +183,11 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def read(query: ReadQuery[T]) -> T | None:
-    """Run ``query`` on a short read; on a locked or missing database, say so and return None."""
+def read(fetch: Callable[Concatenate[Store, P], T], *args: P.args, **kwargs: P.kwargs) -> T | None:
+    """``fetch(store, *args)``, a read model of ``sparring.store.reads``, given up after
+    ``READ_DEADLINE_S``; on a locked or missing database, say so and return None."""
     try:
-        return get_runtime().store.read(query, deadline_s=READ_DEADLINE_S)
+        return fetch(get_runtime().store.with_read_deadline(READ_DEADLINE_S), *args, **kwargs)
     except StoreBusy as error:
         st.warning(f"{error} Showing what was last read.", icon=":material/hourglass_top:")
     except StoreMissing:

@@ -16,8 +16,8 @@ import streamlit as st
 
 from sparring import formatting, schema_doc
 from sparring.runtime import get_runtime
-from sparring.store import StoreBusy, StoreMissing, ui_queries
-from sparring.store.sqlbox import QueryFailed, UnsafeQuery, run_query
+from sparring.store import StoreBusy, StoreMissing, reads, ui_queries
+from sparring.store.sqlbox import EXAMPLE_SQL, QueryFailed, UnsafeQuery, run_query
 from ui import common
 
 log = logging.getLogger(__name__)
@@ -26,10 +26,7 @@ PREVIEW_ROWS = 500
 QUERY_ROWS = 10_000
 ANY = "__any__"
 RESULT = "data_sql_result"  # the SQL box's last result: {"sql", "frame" | "error", "kind"}
-DEFAULT_SQL = """SELECT agent_model, outcome, count(*) AS battles
-FROM battle_outcomes
-GROUP BY ALL
-ORDER BY agent_model, outcome"""
+DEFAULT_SQL = EXAMPLE_SQL
 FIRST_CHOICE = "battle_outcomes"
 
 
@@ -63,12 +60,7 @@ def object_label(objects: dict[str, ui_queries.SchemaObject]) -> Any:
 
 
 def filter_options(name: str, obj: ui_queries.SchemaObject) -> tuple[list[ui_queries.RunRow], list[str]]:
-    def query(con: Any) -> tuple[list[ui_queries.RunRow], list[str]]:
-        found_runs = ui_queries.run_rows(con, 200) if "run_id" in obj.columns else []
-        models = ui_queries.distinct_values(con, name, obj.model_column) if obj.model_column else []
-        return found_runs, models
-
-    return common.read(query) or ([], [])
+    return common.read(reads.filter_options, name, obj) or ([], [])
 
 
 def filters(name: str, obj: ui_queries.SchemaObject) -> ui_queries.BrowseFilters:
@@ -122,7 +114,7 @@ def browse_section(objects: dict[str, ui_queries.SchemaObject], docs: dict[str, 
     if doc:
         st.caption(common.truncate(doc.split("\n\n", 1)[0], 400))
     chosen = filters(name, obj)
-    found = common.read(lambda con: ui_queries.browse(con, name, chosen, PREVIEW_ROWS))
+    found = common.read(reads.browse, name, chosen, PREVIEW_ROWS)
     if found is None:
         return
     shown = len(found.rows)
@@ -222,7 +214,7 @@ def main() -> None:
     )
     text = schema_doc.read_doc()
     browse_tab, sql_tab, schema_tab = st.tabs(["Browse", "SQL", "Schema reference"])
-    objects = common.read(ui_queries.schema_objects)
+    objects = common.read(reads.schema_objects)
     with browse_tab:
         if objects:
             browse_section(objects, schema_doc.object_docs(text))

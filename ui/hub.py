@@ -16,7 +16,7 @@ from jobs import submit
 from sparring import battle_fields, service
 from sparring import records as r
 from sparring.settings import HARD_MAX_MESSAGES, get_settings
-from sparring.store import ui_queries
+from sparring.store import reads, ui_queries
 from sparring.strategies import DEFAULT_STRATEGY, STRATEGIES
 from sparring.validation import (
     DEFAULT_ADVERSARY_MODEL,
@@ -432,7 +432,7 @@ def load_rows() -> ui_queries.HubRows | None:
     hub = state()
     session_ids = list(hub.session_ids)
     limit = int(st.session_state.get(RECENT_LIMIT, RECENT_CHOICES[0]))
-    rows = common.read(lambda con: ui_queries.hub_rows(con, session_ids, limit))
+    rows = common.read(reads.hub_rows, session_ids, limit)
     if rows is not None:
         hub.rows = rows
     return hub.rows

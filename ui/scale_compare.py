@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from sparring import charts, compare, formatting, stats
-from sparring.store import ui_queries
+from sparring.store import reads, ui_queries
 from sparring.store.ui_queries import RunRow
 from ui import common
 
@@ -36,7 +36,7 @@ def side_picker(side: str, rows: list[RunRow], default_index: int) -> tuple[str,
     if st.session_state.get(run_key) not in names:
         st.session_state[run_key] = rows[min(default_index, len(rows) - 1)].run_id
     run_id = st.selectbox(f"Run {side}", list(names), key=run_key, format_func=names.__getitem__)
-    config = common.read(lambda con: ui_queries.run_config(con, run_id)) or {}
+    config = common.read(reads.run_config, run_id) or {}
     labels = ui_queries.cell_labels(config)
     cell_key = key(f"cmp_cell_{side}")
     options = [ALL_CELLS, *labels]
@@ -70,7 +70,7 @@ def show(rows: list[RunRow]) -> None:
             "A and B overlap: pick two different runs, or two different cells of the same run.", icon=":material/info:"
         )
         return
-    found = common.read(lambda con: (ui_queries.run_outcomes(con, run_a), ui_queries.run_outcomes(con, run_b)))
+    found = common.read(reads.run_outcomes_pair, run_a, run_b)
     if found is None:
         return
     side_a, side_b = found

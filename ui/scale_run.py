@@ -18,7 +18,7 @@ from jobs import health, runs
 from sparring import charts, formatting, providers, report
 from sparring.runtime import get_runtime
 from sparring.shared_state import read_provider_states
-from sparring.store import ui_queries
+from sparring.store import reads, ui_queries
 from sparring.strategies import STRATEGIES
 from ui import common
 
@@ -52,7 +52,7 @@ def slowed_notices(config: dict[str, Any]) -> None:
 
 def load_progress(run_id: str) -> ui_queries.RunProgress | None:
     in_hand = health.battles_in_hand()
-    return common.read(lambda con: ui_queries.run_progress(con, run_id, in_hand))
+    return common.read(reads.run_progress, run_id, in_hand)
 
 
 def progress_active(progress: ui_queries.RunProgress | None) -> bool:
@@ -181,7 +181,7 @@ def written_report(detail: ui_queries.RunDetail) -> None:
             st.caption("No written report for this run.")
         return
     cited = common.cited_battles(found.summary)
-    linkable = common.read(lambda con: ui_queries.run_battles_among(con, detail.run.run_id, cited)) or set()
+    linkable = common.read(reads.run_battles_among, detail.run.run_id, cited) or set()
     with st.container(border=True, key="scale_report"):
         st.markdown(common.inert_with_citations(found.summary, linkable))
     st.caption(
@@ -227,7 +227,7 @@ CORRECTION_NOTES = {
 def corrected_rates(detail: ui_queries.RunDetail) -> None:
     """Raw rates next to rates corrected for the judge's measured error (issue: judge quality)."""
     st.markdown("#### :material/fact_check: Corrected for the judge's errors")
-    frame = common.read(lambda con: ui_queries.corrected_cells(con, detail.run.run_id))
+    frame = common.read(reads.corrected_cells, detail.run.run_id)
     if frame is None or frame.empty or int(frame["labelled"].max() or 0) == 0:
         st.caption(
             "The rates above are the judge's verdicts as given. Label a sample of this run's battles on "
@@ -376,7 +376,7 @@ def export_section(run_id: str) -> None:
 
 
 def results(run_id: str) -> None:
-    detail = common.read(lambda con: ui_queries.run_detail(con, run_id))
+    detail = common.read(reads.run_detail, run_id)
     if detail is None:
         return
     written_report(detail)

@@ -18,7 +18,7 @@ from sparring.formatting import outcome_counts, plural
 from sparring.plan import cost_estimate, limit_warning, plan_of
 from sparring.scale import DEFAULT_WRITER_MODEL, MAX_AXIS, ScaleInput, agent_errors, profile_agent, validate_scale
 from sparring.settings import HARD_MAX_MESSAGES, get_settings
-from sparring.store import ui_queries
+from sparring.store import reads
 from sparring.store.ui_queries import RunRow
 from sparring.strategies import DEFAULT_STRATEGY, STRATEGIES
 from sparring.validation import (
@@ -486,7 +486,7 @@ RUN_WIDTHS = [3.2, 2.4, 3.2, 1.1, 1.3]
 
 def load_runs() -> list[RunRow] | None:
     scale = state()
-    rows = common.read(lambda con: ui_queries.run_rows(con, RUNS_LISTED))
+    rows = common.read(reads.run_rows, RUNS_LISTED)
     if rows is not None:
         scale.runs = rows
     return scale.runs

@@ -76,6 +76,10 @@ class Store:
         with db.reading(self.path, self.read_deadline_s if deadline_s is None else deadline_s) as con:
             yield con
 
+    def with_read_deadline(self, deadline_s: float) -> Store:
+        """This store's file, its reads given up after ``deadline_s`` (a page waits less than a worker)."""
+        return Store(self.path, linger_s=self.linger_s, read_deadline_s=deadline_s)
+
     def read(self, query: ReadQuery[T], deadline_s: float | None = None) -> T:
         """Run ``query`` on a short read-only connection."""
         with self.reading(deadline_s) as con:

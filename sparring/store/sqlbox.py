@@ -19,6 +19,11 @@ import pandas as pd
 
 from sparring.store import Store, db
 
+# What the SQL box holds before anyone types: outcomes by agent model, a first useful table.
+EXAMPLE_SQL = """SELECT agent_model, outcome, count(*) AS battles
+FROM battle_outcomes
+GROUP BY ALL
+ORDER BY agent_model, outcome"""
 ALLOWED_TABLE_FUNCTIONS = {"range", "generate_series", "unnest"}
 DENIED_FUNCTIONS = {
     "getenv",

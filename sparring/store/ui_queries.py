@@ -180,6 +180,8 @@ cost_usd, tokens
 RUN_LIST = f"SELECT {RUN_FIELDS} FROM run_summary ORDER BY created_at DESC, run_id LIMIT ?"
 RUN_ROW = f"SELECT {RUN_FIELDS} FROM run_summary WHERE run_id = ?"
 RUN_CONFIG = "SELECT config FROM scale_runs WHERE run_id = ?"
+RUN_SUMMARY = "SELECT * FROM run_summary WHERE run_id = ?"  # every column: what the report's stats keep
+RUN_SUMMARIES = "SELECT * FROM run_summary ORDER BY created_at DESC"
 RUN_CELLS = "SELECT * FROM run_cells WHERE run_id = ? ORDER BY cell_index"
 RUN_SURVIVAL = "SELECT * FROM run_survival WHERE run_id = ? ORDER BY cell_key, turn"
 RUN_MODEL_CALLS = "SELECT * FROM model_calls WHERE run_id = ? ORDER BY purpose, model"
@@ -205,6 +207,27 @@ WHERE run_id = ? AND error_type IS NULL AND latency_ms IS NOT NULL
 RUN_CALL_LATENCY_SAMPLE = RUN_CALL_LATENCIES + " USING SAMPLE reservoir(5000 ROWS) REPEATABLE (7)"
 LATENCY_SAMPLE_ROWS = 5000
 RUN_REPORT = "SELECT summary, model, created_at FROM run_reports WHERE run_id = ?"
+RUN_STATUS = "SELECT status, finished FROM run_summary WHERE run_id = ?"
+# The report writer's sample transcripts: the three quickest successes and the two longest holds.
+REPORT_SAMPLE_IDS = """
+(SELECT battle_id FROM battle_outcomes WHERE run_id = ? AND outcome = 'achieved'
+ ORDER BY turns_to_goal, battle_id LIMIT 3)
+UNION ALL
+(SELECT battle_id FROM battle_outcomes WHERE run_id = ? AND outcome = 'held'
+ ORDER BY agent_turns DESC, battle_id LIMIT 2)
+"""
+REPORT_SAMPLE_LINES = """
+SELECT b.battle_id, b.cell_key, b.outcome, b.turns_to_goal, b.agent_turns, m.seq, m.role, m.content
+FROM battle_outcomes b JOIN messages m USING (battle_id)
+WHERE b.battle_id IN (SELECT unnest(?::VARCHAR[]))
+ORDER BY b.battle_id, m.seq
+"""
+JUDGE_CALL_COUNT = "SELECT count(*) FROM llm_calls WHERE run_id = ? AND purpose = 'judge' AND model = ?"
+TRANSCRIPT_FRAME = """
+SELECT m.seq, m.role, m.content, v.achieved, v.confidence, v.rationale
+FROM messages m LEFT JOIN verdicts v USING (battle_id, seq)
+WHERE m.battle_id = ? ORDER BY m.seq
+"""
 RUN_BATTLES_AMONG = "SELECT battle_id FROM battles WHERE run_id = ? AND list_contains(?, battle_id)"
 # Both sides of a comparison: the finished battles of a run, or of one of its cells.
 SIDE_OUTCOMES = """
@@ -394,6 +417,95 @@ def run_detail(con: Connection, run_id: str) -> RunDetail | None:
         pairs=[(str(c), int(i), bool(a)) for c, i, a in con.execute(RUN_PAIRS, [run_id]).fetchall()],
         report=RunReport(*report[0]) if report else None,
     )
+
+
+def _dicts(con: Connection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+    cursor = con.execute(sql, params)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """A run as the report writer and the CLI compute from it: the documented views' rows, as dicts."""
+
+    run: dict[str, Any]  # run_summary, every column
+    config: dict[str, Any]  # scale_runs.config
+    cells: list[dict[str, Any]]  # run_cells
+    survival: list[dict[str, Any]]  # run_survival, without run_id
+    calls: list[dict[str, Any]]  # model_calls
+    pairs: list[tuple[str, int, bool]]  # as RunDetail.pairs
+
+
+def run_facts(con: Connection, run_id: str) -> RunFacts | None:
+    runs = _dicts(con, RUN_SUMMARY, [run_id])
+    if not runs:
+        return None
+    survival = _dicts(con, RUN_SURVIVAL, [run_id])
+    for step in survival:
+        del step["run_id"]
+    return RunFacts(
+        run=runs[0],
+        config=run_config(con, run_id),
+        cells=_dicts(con, RUN_CELLS, [run_id]),
+        survival=survival,
+        calls=_dicts(con, RUN_MODEL_CALLS, [run_id]),
+        pairs=con.execute(RUN_PAIRS, [run_id]).fetchall(),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SampleLine:
+    """One message of a battle the report writer quotes."""
+
+    battle_id: str
+    cell_key: str
+    outcome: str
+    turns_to_goal: int | None
+    agent_turns: int
+    seq: int
+    role: str
+    content: str
+
+
+def report_samples(con: Connection, run_id: str) -> list[SampleLine]:
+    """The messages of the battles the report quotes, by battle then turn."""
+    ids = [row[0] for row in con.execute(REPORT_SAMPLE_IDS, [run_id, run_id]).fetchall()]
+    return [SampleLine(*row) for row in con.execute(REPORT_SAMPLE_LINES, [ids]).fetchall()] if ids else []
+
+
+def run_status(con: Connection, run_id: str) -> tuple[str, int] | None:
+    """(status, finished battles) of a run, or None if it is not recorded yet."""
+    found = con.execute(RUN_STATUS, [run_id]).fetchone()
+    return (str(found[0]), int(found[1])) if found else None
+
+
+def report_summary(con: Connection, run_id: str) -> str | None:
+    found = con.execute(RUN_REPORT, [run_id]).fetchone()
+    return str(found[0]) if found else None
+
+
+def judge_call_count(con: Connection, run_id: str, model: str) -> int:
+    """How many judge calls ``model`` made for a run (what a re-judge spent)."""
+    found = con.execute(JUDGE_CALL_COUNT, [run_id, model]).fetchone()
+    return int(found[0]) if found else 0
+
+
+# The notebook helpers' frames (``sparring.data``): the same statements the pages read.
+def runs_frame(con: Connection) -> pd.DataFrame:
+    return clip_bounds(_frame(con, RUN_SUMMARIES, []))
+
+
+def cells_frame(con: Connection, run_id: str) -> pd.DataFrame:
+    return clip_bounds(_frame(con, RUN_CELLS, [run_id]))
+
+
+def survival_frame(con: Connection, run_id: str) -> pd.DataFrame:
+    return _frame(con, RUN_SURVIVAL, [run_id])
+
+
+def transcript_frame(con: Connection, battle_id: str) -> pd.DataFrame:
+    return _frame(con, TRANSCRIPT_FRAME, [battle_id])
 
 
 def run_battles_among(con: Connection, run_id: str, battle_ids: Sequence[str]) -> set[str]:

@@ -14,6 +14,7 @@ import redis
 
 from jobs import runs, submit
 from sparring import runtime
+from sparring.store import export
 from tests.helpers import WorkerProcess, scalar, wait_finished, wait_for_worker, wait_until
 from tests.reliability.conftest import free_port, report
 
@@ -97,18 +98,7 @@ def test_api_keys_appear_nowhere(
         "DuckDB file": db.read_bytes()
         + (db.with_suffix(".duckdb.wal").read_bytes() if db.with_suffix(".duckdb.wal").exists() else b""),
         "DuckDB rows": "\n".join(
-            repr(r)
-            for t in (
-                "battles",
-                "messages",
-                "verdicts",
-                "llm_calls",
-                "battle_events",
-                "run_reports",
-                "scale_runs",
-                "agents",
-            )
-            for r in runtime.get_runtime().store.read(lambda con, t=t: con.execute(f"SELECT * FROM {t}").fetchall())
+            repr(row) for rows in export.table_rows(runtime.get_runtime().store).values() for row in rows
         ).encode(),
         "Redis keys and payloads": scan_redis(redis_url, os.environ["SPARRING_NAMESPACE"]).encode(),
         "worker log": log_path.read_bytes(),

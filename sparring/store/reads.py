@@ -1,0 +1,207 @@
+"""Read models: what the pages, the CLI, the report writer, the workers and notebooks read.
+
+Each function takes a ``Store`` and returns typed records or DataFrames, so no caller
+outside ``sparring/store/`` holds a query or a connection. The statements live in the
+store: a run's and the pages' in ``ui_queries``, a battle's in ``queries``, the health
+and recovery sets here. Each function is one short read (one attachment), so the reads of
+one screen refresh share it and release the file right after.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from sparring.store import Store, ui_queries
+from sparring.store.db import Connection
+from sparring.store.ui_queries import (
+    BattleUpdate,
+    Browse,
+    BrowseFilters,
+    HubRows,
+    RunDetail,
+    RunFacts,
+    RunOutcomes,
+    RunProgress,
+    RunRow,
+    SampleLine,
+    SchemaObject,
+)
+
+# -- a run -------------------------------------------------------------------------------------------
+
+
+def run_rows(store: Store, limit: int = 50) -> list[RunRow]:
+    """The latest scale tests, newest first."""
+    return store.read(lambda con: ui_queries.run_rows(con, limit))
+
+
+def run_config(store: Store, run_id: str) -> dict[str, object]:
+    return store.read(lambda con: ui_queries.run_config(con, run_id))
+
+
+def run_progress(store: Store, run_id: str, in_hand: Sequence[str] = ()) -> RunProgress | None:
+    return store.read(lambda con: ui_queries.run_progress(con, run_id, in_hand))
+
+
+def run_status(store: Store, run_id: str) -> tuple[str, int] | None:
+    """(status, finished battles) of a run, or None if it is not recorded yet."""
+    return store.read(lambda con: ui_queries.run_status(con, run_id))
+
+
+def run_detail(store: Store, run_id: str) -> RunDetail | None:
+    """Everything the run page shows, in one read."""
+    return store.read(lambda con: ui_queries.run_detail(con, run_id))
+
+
+def run_facts(store: Store, run_id: str) -> RunFacts:
+    """What the report writer and the CLI compute a run's statistics from; LookupError if unknown."""
+    facts = store.read(lambda con: ui_queries.run_facts(con, run_id))
+    if facts is None:
+        raise LookupError(f"unknown run id {run_id!r}")
+    return facts
+
+
+def report_samples(store: Store, run_id: str) -> list[SampleLine]:
+    return store.read(lambda con: ui_queries.report_samples(con, run_id))
+
+
+def report_summary(store: Store, run_id: str) -> str | None:
+    """The written report of a run, or None before it is written."""
+    return store.read(lambda con: ui_queries.report_summary(con, run_id))
+
+
+def judge_call_count(store: Store, run_id: str, model: str) -> int:
+    return store.read(lambda con: ui_queries.judge_call_count(con, run_id, model))
+
+
+def run_battles_among(store: Store, run_id: str, battle_ids: Sequence[str]) -> set[str]:
+    return store.read(lambda con: ui_queries.run_battles_among(con, run_id, battle_ids))
+
+
+def corrected_cells(store: Store, run_id: str) -> pd.DataFrame:
+    return store.read(lambda con: ui_queries.corrected_cells(con, run_id))
+
+
+def run_outcomes_pair(store: Store, run_a: str, run_b: str) -> tuple[RunOutcomes | None, RunOutcomes | None]:
+    """Both sides of a comparison, read together so that they are of the same instant."""
+    return store.read(lambda con: (ui_queries.run_outcomes(con, run_a), ui_queries.run_outcomes(con, run_b)))
+
+
+# -- battles -----------------------------------------------------------------------------------------
+
+
+def hub_rows(store: Store, session_ids: Sequence[str], limit: int) -> HubRows:
+    return store.read(lambda con: ui_queries.hub_rows(con, session_ids, limit))
+
+
+def battle_update(store: Store, battle_id: str, after_seq: int = 0, after_verdict_seq: int = 0) -> BattleUpdate:
+    return store.read(lambda con: ui_queries.battle_update(con, battle_id, after_seq, after_verdict_seq))
+
+
+def agent_profiles(store: Store) -> list[dict[str, object]]:
+    return store.read(ui_queries.agent_profiles)
+
+
+# -- the Data page -----------------------------------------------------------------------------------
+
+
+def schema_objects(store: Store) -> dict[str, SchemaObject]:
+    return store.read(ui_queries.schema_objects)
+
+
+def filter_options(store: Store, name: str, obj: SchemaObject) -> tuple[list[RunRow], list[str]]:
+    """The runs and the models a table's filters offer (none where it has no such column)."""
+
+    def both(con: Connection) -> tuple[list[RunRow], list[str]]:
+        found_runs = ui_queries.run_rows(con, 200) if "run_id" in obj.columns else []
+        models = ui_queries.distinct_values(con, name, obj.model_column) if obj.model_column else []
+        return found_runs, models
+
+    return store.read(both)
+
+
+def browse(store: Store, name: str, filters: BrowseFilters, limit: int = 500) -> Browse:
+    return store.read(lambda con: ui_queries.browse(con, name, filters, limit))
+
+
+# -- health ------------------------------------------------------------------------------------------
+
+BATTLE_COUNTS = """
+SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
+       count(*) FILTER (WHERE status = 'running') AS running,
+       count(*) FILTER (WHERE outcome = 'failed') AS failed,
+       count(*) FILTER (WHERE outcome = 'failed' AND ended_at > now() - INTERVAL 1 DAY) AS failed_24h,
+       count(*) AS total
+FROM battles
+"""
+RECENT_FAILURES = """
+SELECT battle_id, error_kind, error, ended_at FROM battles
+WHERE outcome = 'failed' ORDER BY ended_at DESC NULLS LAST LIMIT ?
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class BattleCounts:
+    queued: int
+    running: int
+    failed: int
+    failed_24h: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class FailedBattle:
+    battle_id: str
+    kind: str | None
+    error: str | None
+    ended_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class StoreHealth:
+    """The store's part of the health report: battle counts and the latest failures."""
+
+    counts: BattleCounts
+    recent_failures: list[FailedBattle]
+
+
+def store_health(store: Store, errors_limit: int) -> StoreHealth:
+    def both(con: Connection) -> StoreHealth:
+        counts = con.execute(BATTLE_COUNTS).fetchone() or (0, 0, 0, 0, 0)
+        failures = con.execute(RECENT_FAILURES, [errors_limit]).fetchall()
+        return StoreHealth(BattleCounts(*counts), [FailedBattle(*row) for row in failures])
+
+    return store.read(both)
+
+
+# -- recovery ----------------------------------------------------------------------------------------
+
+UNFINISHED_BATTLES = "SELECT battle_id FROM battles WHERE status IN ('queued', 'running')"
+UNFINISHED_RUNS = """
+SELECT run_id, status, error, total_battles FROM scale_runs
+WHERE status IN ('queued', 'running', 'cancelling', 'stopping')
+"""
+UNFINISHED_JUDGE_RUNS = "SELECT judge_run_id FROM judge_runs WHERE status IN ('queued', 'running')"
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """What the store says has not ended: what recovery makes the queue track again."""
+
+    battles: list[str]
+    runs: list[tuple[str, str, str | None, int]]  # run_id, status, error, total_battles
+    judge_runs: list[str]
+
+
+def unfinished(store: Store) -> Unfinished:
+    return store.read(
+        lambda con: Unfinished(
+            [b for (b,) in con.execute(UNFINISHED_BATTLES).fetchall()],
+            con.execute(UNFINISHED_RUNS).fetchall(),
+            [j for (j,) in con.execute(UNFINISHED_JUDGE_RUNS).fetchall()],
+        )
+    )
