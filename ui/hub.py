@@ -12,9 +12,8 @@ from typing import Any
 
 import streamlit as st
 
-from jobs import submit
 from sparring import records as r
-from sparring import service
+from sparring import usecases
 from sparring.settings import HARD_MAX_MESSAGES, get_settings
 from sparring.store import ui_queries
 from sparring.strategies import DEFAULT_STRATEGY, STRATEGIES
@@ -228,14 +227,14 @@ def launch(hub: HubState, battle: BattleInput, token: str, *, require_worker: bo
     try:
         if not common.judge_passes(hub, battle.judge_model, battle.rubric, skip=skip, require_worker=require_worker):
             return
-        battle_id = submit.submit_battle(battle, require_worker=require_worker, token=token)
-    except submit.NoWorkerError:
+        battle_id = usecases.launch_battle(battle, require_worker=require_worker, token=token)
+    except usecases.NoWorkerError:
         hub.pending, hub.notice = battle, ("no_worker", "")
         return
-    except submit.SubmitError as error:
+    except usecases.SubmitError as error:
         hub.notice = ("error", str(error))
         return
-    hub.form_token = submit.new_submit_token()  # the next click, on the form drawn anew, is a new battle
+    hub.form_token = usecases.new_submit_token()  # the next click, on the form drawn anew, is a new battle
     if battle_id in hub.session_ids:  # the same form submitted twice: that battle, already listed
         return
     hub.session_ids.insert(0, battle_id)
@@ -256,7 +255,7 @@ def save_profile() -> None:
         "api_key_env": data.get("api_key_env"),
     }
     try:
-        name = service.save_agent({k: v for k, v in profile.items() if v is not None})
+        name = usecases.save_agent({k: v for k, v in profile.items() if v is not None})
     except InvalidInput as error:
         hub.profile_errors.update(error.errors)
         return

@@ -15,8 +15,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from jobs import health, runs
-from sparring import charts, formatting, report
+from jobs import health
+from sparring import charts, formatting, report, usecases
 from sparring.modelref import ModelError, parse_model
 from sparring.runtime import get_runtime
 from sparring.scale import DEFAULT_WRITER_MODEL
@@ -40,7 +40,7 @@ def key(field: str) -> str:
 
 def cancel_run(run_id: str) -> None:
     common.cancel_and_flash(
-        f"Scale test {common.short_id(run_id)}", lambda: runs.cancel_run(run_id), runs.UnknownRunError
+        f"Scale test {common.short_id(run_id)}", lambda: usecases.cancel_run(run_id), usecases.UnknownRunError
     )
 
 

@@ -13,8 +13,7 @@ from typing import Any
 
 import streamlit as st
 
-from jobs import runs, submit
-from sparring import formatting, pricing
+from sparring import formatting, pricing, usecases
 from sparring.modelref import ModelError, parse_model
 from sparring.scale import DEFAULT_WRITER_MODEL, MAX_AXIS, ScaleInput, validate_scale
 from sparring.settings import HARD_MAX_MESSAGES, get_settings
@@ -239,14 +238,14 @@ def submit_scale(scale: ScaleState, checked: ScaleInput, token: str, *, require_
             scale, checked.judge_model, checked.rubric, skip=skip, require_worker=require_worker
         ):
             return
-        run_id = runs.submit_run(checked, require_worker=require_worker, token=token)
-    except submit.NoWorkerError:
+        run_id = usecases.launch_scale(checked, require_worker=require_worker, token=token)
+    except usecases.NoWorkerError:
         scale.pending, scale.notice = checked, ("no_worker", "")
         return
-    except submit.SubmitError as error:
+    except usecases.SubmitError as error:
         scale.notice = ("error", str(error))
         return
-    scale.form_token = submit.new_submit_token()  # the next click, on the form drawn anew, is a new run
+    scale.form_token = usecases.new_submit_token()  # the next click, on the form drawn anew, is a new run
     st.query_params["run"] = run_id  # the page opens the new run
     st.toast(
         f"Scale test {common.short_id(run_id)} launched: {checked.total_battles:,} battles.",
