@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from jobs import embedded, health, judge_check, judging, ledger, runs, serve
+from jobs import judge_check, judging, ledger, runs
 from jobs.queue import Queue, get_queue
 from jobs.submit import check_reachable, live_workers, worker_command
 from sparring import records as r
@@ -86,10 +86,15 @@ class QueueDispatcher:
     def stalled_rejudges(self, judge_run_ids: list[str]) -> set[str]:
         return judging.stalled(judge_run_ids)
 
+    # The consumer, the health report and the server load what runs jobs (and Streamlit): only when asked.
     def start_here(self, threads: int | None = None) -> None:
+        from jobs import embedded
+
         embedded.start(threads=threads)
 
     def stop_here(self) -> None:
+        from jobs import embedded
+
         embedded.stop()
 
     def rejudge_here(self, record: r.JudgeRunCreated, threads: int) -> RejudgeResult:
@@ -99,12 +104,18 @@ class QueueDispatcher:
         return judging.run_here(data)
 
     def health_report(self) -> dict[str, Any]:
+        from jobs import health
+
         return health.health_report()
 
     def format_health(self, report: dict[str, Any]) -> str:
+        from jobs import health
+
         return health.format_report(report)
 
     def serve(self, port: int, address: str | None) -> int:
+        from jobs import serve
+
         return serve.serve(port, address)
 
 

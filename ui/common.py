@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import streamlit as st
 
@@ -27,77 +27,6 @@ from sparring.store.ui_queries import BattleRow
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-class Submitting(Protocol):
-    """A page's session state around a submit (``HubState``, ``ScaleState``)."""
-
-    notice: tuple[str, str] | None  # ("no_worker" | "error", text) from the last submit
-
-
-def start_consumer_here(page: Submitting) -> bool:
-    """ "Run it here instead": start the in-app consumer; on failure say so in ``page.notice``."""
-    try:
-        usecases.dispatcher().start_here()
-    except Exception as error:  # shown, not raised: the user can still start a worker instead
-        log.exception("Could not start the in-app consumer")
-        page.notice = ("error", f"Could not start a consumer in the app ({type(error).__name__}: {error}).")
-        return False
-    return True
-
-
-class Checking(Submitting, Protocol):
-    errors: dict[str, str]  # field -> message
-
-
-SKIP_JUDGE_CHECK = "Skip the judge check"
-SKIP_JUDGE_CHECK_HELP = (
-    "Before launching, the judge is tried on two known transcripts (a plain concession and a plain refusal) "
-    "and must judge both correctly in its format; the result is kept for a day. Skip it for a judge that is "
-    "wrong on purpose, e.g. sim/judge?fpr=0.2."
-)
-
-
-def judge_passes(page: Checking, judge_model: str, rubric: str | None, *, skip: bool, require_worker: bool) -> bool:
-    """The judge check before a launch; on failure, say why (at the judge field, or as the notice).
-
-    ``NoWorkerError`` is left to the caller, which keeps what waits for "Run it here instead".
-    """
-    if skip:
-        return True
-    try:
-        with st.spinner("Checking the judge on two known transcripts…"):
-            usecases.require_good_judge(judge_model, rubric, require_worker=require_worker)
-    except usecases.JudgeRefused as refused:
-        page.errors["judge_model"] = "The judge check failed: " + inert(str(refused))
-        return False
-    except usecases.NoWorkerError:
-        raise
-    except usecases.SubmitError as error:
-        page.notice = ("error", inert(str(error)))
-        return False
-    return True
-
-
-def submit_notice(notice: tuple[str, str], *, what: str, key: str, on_run_here: Callable[[], None]) -> None:
-    """The outcome of a refused submit: no worker (with "Run it here instead"), or the error."""
-    kind, text = notice
-    if kind != "no_worker":
-        st.error(text, icon=":material/cloud_off:")
-        return
-    with st.container(border=True, key=f"{key}_no_worker"):
-        st.warning(
-            f"**No worker is running**, so this {what} would wait in the queue. Start one in a terminal:",
-            icon=":material/warning:",
-        )
-        st.code(usecases.dispatcher().worker_command(), language="bash")
-        st.button(
-            "Run it here instead",
-            key=f"{key}_run_here",
-            icon=":material/play_circle:",
-            on_click=on_run_here,
-            help=f"Start a consumer inside this app process and run the {what} there.",
-        )
 
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data"
