@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
+from jobs import dispatch
 from sparring.settings import get_settings
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ def _warm_up_models() -> bool:
     return True
 
 
+dispatch.wire()  # the pages launch, cancel and retry through the use cases, which reach the queue here
 settings = get_settings()
 if settings.mode == "embedded":
     _in_process_consumer(str(settings.data_dir.resolve()), settings.namespace)

@@ -93,8 +93,10 @@ def environment(**overrides: str) -> Iterator[dict[str, str]]:
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    from jobs import queue, runner
+    from jobs import dispatch, queue, runner
     from sparring import runtime, shared_state
+
+    dispatch.wire()  # a benchmark is an entry point: the use cases reach the queue through it
 
     def reset() -> None:
         runtime.reset()

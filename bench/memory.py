@@ -39,7 +39,7 @@ def main() -> list[dict[str, object]]:
 
     warm_up()
     stage("litellm imported and warmed up")
-    from sparring import service
+    from sparring import usecases
     from sparring.runtime import get_runtime
 
     get_runtime().store.migrate()
@@ -47,7 +47,7 @@ def main() -> list[dict[str, object]]:
     spec = {"agent_model": "sim/agent?concede=0", "max_messages": 10}
 
     def battle(_: int) -> None:
-        service.run_inline(service.create_battle(spec))
+        usecases.run_inline(usecases.create_battle(spec))
 
     with ThreadPoolExecutor(CONCURRENT) as pool:
         list(pool.map(battle, range(CONCURRENT)))

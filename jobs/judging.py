@@ -1,4 +1,4 @@
-"""Re-judging a finished run on the queue: submit a judge run, and the task that does it.
+"""Re-judging a finished run on the queue: the queue's side of asking for one, and the task that does it.
 
 The task's job id is ``rejudge:<judge run id>``, and the judge run id is derived from the
 run, the judge model and the rubric, so asking twice for the same judge resumes it
@@ -33,9 +33,11 @@ from typing import TYPE_CHECKING, Any
 
 from jobs.coord import Coordinator
 from jobs.queue import REJUDGE_TASK, Queue, get_queue, register_bodies
-from jobs.submit import NoWorkerError, SubmitError, _check_reachable, live_workers, worker_command
 from sparring import records as r
 from sparring.runtime import get_runtime
+from sparring.usecases import RejudgeRunningError, SubmitError, UnknownJudgeRunError
+from sparring.usecases import cancel_rejudge as cancel_rejudge
+from sparring.usecases import request_rejudge as submit_rejudge
 
 if TYPE_CHECKING:
     from sparring.judging import RejudgeResult
@@ -48,12 +50,7 @@ TASK = REJUDGE_TASK
 HAND_BACK_DELAY_S = 1.0
 
 
-class UnknownJudgeRunError(LookupError):
-    pass
-
-
-class RejudgeRunningError(SubmitError):
-    """The same judge is judging the same run right now."""
+__all__ = ["RejudgeRunningError", "UnknownJudgeRunError", "cancel_rejudge", "stalled", "submit_rejudge"]
 
 
 def _flag(judge_run_id: str) -> str:
@@ -61,53 +58,24 @@ def _flag(judge_run_id: str) -> str:
     return f"rejudge-{judge_run_id}"
 
 
-def submit_rejudge(data: dict[str, Any], *, require_worker: bool = True) -> str:
-    """Validate, record and queue a re-judge of a finished run; return the judge run id.
-
-    Raises ``InvalidInput`` for bad input (nothing written), ``NoWorkerError`` when no
-    worker would pick it up, ``RejudgeRunningError`` when the same judge is judging the run
-    right now, ``SubmitError`` when the queue is unreachable.
-    """
-    runtime = get_runtime()
-    from sparring import judging  # statistics (scipy): loaded only when a re-judge is asked for
-
-    record = judging.plan_rejudge(runtime.store, data)
-    queue = get_queue()
-    _check_reachable(queue)
-    if require_worker and not any(w.get("sink") != "stream" for w in live_workers(queue)):
-        raise NoWorkerError(
-            "No worker next to the database is running, so the re-judge would wait (workers with "
-            f"SPARRING_RECORD_SINK=stream cannot re-judge). Start one with: {worker_command(queue)}"
-        )
+def enqueue_rejudge(queue: Queue, record: r.JudgeRunCreated) -> None:
+    """Record the judge run as asked for and queue its job (the queue's side of ``request_rejudge``)."""
     _ask(queue.coord, record)
     try:
         _enqueue(queue, record.judge_run_id)
     except Exception as error:  # noqa: BLE001 - say so plainly; the judge run can be asked for again
         _end(queue.coord, record.judge_run_id, "failed", "the job queue failed; ask again")
         raise SubmitError(f"The job queue failed ({type(error).__name__}); the re-judge was not queued.") from None
-    return record.judge_run_id
 
 
 def _enqueue(queue: Queue, judge_run_id: str, delay: float | None = None) -> None:
     queue.huey.enqueue(queue.tasks[TASK].s(judge_run_id, id=f"rejudge:{judge_run_id}", delay=delay))
 
 
-def cancel_rejudge(judge_run_id: str) -> str:
-    """Cancel a queued or running re-judge. Returns what happened, in a few words.
-
-    Raises ``UnknownJudgeRunError`` for an unknown id, ``SubmitError`` when the queue is
-    unreachable (nothing is changed then).
-    """
-    runtime = get_runtime()
+def cancel_rejudge_job(queue: Queue, judge_run_id: str, status: str) -> str:
+    """Cancel a queued or running (``status``) re-judge on the queue; return what happened."""
     from sparring import judging
 
-    status = judging.judge_run_status(runtime.store, judge_run_id) if r.is_id(judge_run_id) else None
-    if status is None:
-        raise UnknownJudgeRunError(f"unknown judge run id {judge_run_id!r}")
-    if status in judging.JUDGE_RUN_ENDED:
-        return f"already {status}"
-    queue = get_queue()
-    _check_reachable(queue)
     queue.coord.request_cancel(_flag(judge_run_id))  # a worker that has just started it sees this
     held = queue.coord.lease_owner(_flag(judge_run_id)) is not None
     if held and status == "running":

@@ -1,7 +1,6 @@
-"""A retried battle reopens its run's ledger: what ``jobs.submit`` (retry) needs from ``jobs.runs``.
+"""A retried battle reopens its run's ledger: what a retry (``jobs.dispatch``) needs from a run's book-keeping.
 
-Here rather than in ``jobs.runs``, which imports ``jobs.submit`` (its checks before a launch):
-so that the two do not import each other.
+A module of its own, below ``jobs.runs`` and ``jobs.dispatch``, so that nothing imports in a loop.
 """
 
 from __future__ import annotations

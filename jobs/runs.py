@@ -1,4 +1,6 @@
-"""Scale tests on the queue: submit, fan out, follow, stop, summarise exactly once.
+"""Scale tests on the queue: fan out, follow, stop, summarise exactly once.
+
+Launching and cancelling one are use cases (``sparring.usecases``); this is the queue's side.
 
 The fan-out is a task: it writes every battle row of the plan (deterministic ids, so a
 second fan-out creates nothing new), records the run's total in the coordinator and
@@ -12,68 +14,21 @@ at the same moment.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from jobs.queue import Queue, get_queue
-from jobs.submit import (
-    NoWorkerError,
-    SubmitError,
-    _check_reachable,
-    launched_before,
-    live_workers,
-    release_submission,
-    worker_command,
-)
 from sparring import records as r
 from sparring.runtime import get_runtime
-from sparring.scale import Plan, ScaleInput, plan_from_config, plan_run, run_created, validate_scale
+from sparring.scale import plan_from_config
+from sparring.usecases import UnknownRunError
+from sparring.usecases import cancel_run as cancel_run
+from sparring.usecases import launch_scale as submit_run
 
 log = logging.getLogger(__name__)
 
+__all__ = ["UnknownRunError", "cancel_run", "fan_out", "stop_run", "submit_run", "summarise"]
+
 CLAIM_TTL_S = 30 * 24 * 3600
 FANOUT_CHUNK = 500
-
-
-class UnknownRunError(LookupError):
-    pass
-
-
-def submit_run(data: dict[str, Any] | ScaleInput, *, require_worker: bool = True, token: str | None = None) -> str:
-    """Validate and record a scale test, and queue its fan-out; return the run id.
-
-    ``token``: the form's submit token; a submit whose token was claimed already returns that
-    run's id and creates nothing (see ``jobs.submit``).
-    """
-    scale = data if isinstance(data, ScaleInput) else validate_scale(data)
-    queue = get_queue()
-    _check_reachable(queue)
-    if require_worker and not live_workers(queue):
-        raise NoWorkerError(
-            f"No worker is running, so the scale test would wait. Start one with: {worker_command(queue)}"
-        )
-    plan = plan_run(scale)
-    if token and (first := launched_before(queue, "run", token, plan.run_id, _run_recorded)):
-        return first  # this form was submitted already: its run, not a second one
-    try:
-        _create_and_enqueue(queue, plan, scale)
-    except BaseException:
-        release_submission(queue, "run", token)
-        raise
-    return plan.run_id
-
-
-def _run_recorded(run_id: str) -> bool:
-    return get_runtime().source.get_run(run_id) is not None
-
-
-def _create_and_enqueue(queue: Queue, plan: Plan, scale: ScaleInput) -> None:
-    sink = get_runtime().sink
-    sink.write([run_created(plan, scale)])
-    try:
-        queue.huey.enqueue(queue.tasks["run_scale"].s(plan.run_id, id=f"run:{plan.run_id}"))
-    except Exception as error:  # noqa: BLE001 - undo, then report plainly
-        sink.write([r.RunDiscarded(plan.run_id)])
-        raise SubmitError(f"The job queue failed ({type(error).__name__}); the scale test was not submitted.") from None
 
 
 def _run(run_id: str) -> r.RunView:
@@ -164,16 +119,6 @@ def stop_run(run_id: str, reason: str, *, status: str = "cancelling", queue: Que
         if total is not None and done >= total:
             maybe_summarise(queue, run_id)
     return len(queued)
-
-
-def cancel_run(run_id: str) -> str:
-    queue = get_queue()
-    _check_reachable(queue)
-    status = _run(run_id).status
-    if status in ("finished", "cancelled", "stopped"):
-        return f"already {status}"
-    stop_run(run_id, "cancelled by request", queue=queue)
-    return "cancelling"
 
 
 def summarise(run_id: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 from jobs import queue as queues
 from jobs import recovery, runner, runs
 from sparring import records as r
-from sparring import service
+from sparring import usecases
 from sparring.engine import Abandoned, UnknownBattle
 from sparring.runtime import get_runtime
 
@@ -70,7 +70,7 @@ def run_battle(battle_id: str, task: Any = None) -> str:
             outcome = "cancelled"
         else:
             control = JobControl(worker, lease, view.run_id)
-            outcome = service.run_inline(battle_id, control=control, worker=worker.worker_id).outcome
+            outcome = usecases.run_inline(battle_id, control=control, worker=worker.worker_id).outcome
     except UnknownBattle:
         log.error("Job for unknown battle %s dropped", battle_id)
         queue.coord.drop_active(battle_id)

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from jobs import runner
+from jobs import dispatch, runner
 from jobs.consumer import make_consumer, requeue_interrupted, shut_down, warm_up_in_background
 from jobs.queue import get_queue
 from sparring.runtime import get_runtime
@@ -51,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.setswitchinterval(float(switch))
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("huey").setLevel(logging.WARNING if args.log_level == "INFO" else args.log_level)
+    dispatch.wire()  # a worker's jobs may launch or stop others through the use cases
     settings = get_settings()
     queue = get_queue()
     if settings.record_sink == "duckdb":

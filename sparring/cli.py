@@ -316,7 +316,7 @@ def _print(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None
 
 
 def cmd_battle(args: argparse.Namespace) -> int:
-    from sparring import service
+    from sparring import usecases
     from sparring.validation import validate_battle
 
     data = battle_data(args)
@@ -325,10 +325,10 @@ def cmd_battle(args: argparse.Namespace) -> int:
         return _submit(args, battle)
     if not args.skip_judge_check:
         require_good_judge(battle.judge_model, battle.rubric)
-    battle_id = service.create_battle(battle)
+    battle_id = usecases.create_battle(battle)
     if not args.json and not args.quiet:
         print(f"battle {battle_id}: {battle.agent_model} vs {battle.adversary_model}, judged by {battle.judge_model}")
-    result = service.run_inline(battle_id)
+    result = usecases.run_inline(battle_id)
     from sparring.runtime import get_runtime
 
     transcript = get_runtime().store.load_transcript(battle_id)
@@ -385,14 +385,14 @@ def require_good_judge(judge_model: str, rubric: str | None, command: str = "bat
 
 
 def _submit(args: argparse.Namespace, battle: Any) -> int:
-    from jobs import judge_check, submit
+    from sparring import usecases
 
     try:
-        judge_check.ensure_queue_reachable()  # before the judge check: an outage costs no judge call
+        usecases.ensure_queue_reachable()  # before the judge check: an outage costs no judge call
         if not args.skip_judge_check:
             require_good_judge(battle.judge_model, battle.rubric)
-        battle_id = submit.submit_battle(battle)
-    except submit.SubmitError as error:
+        battle_id = usecases.launch_battle(battle)
+    except usecases.SubmitError as error:
         print(f"python -m sparring: {error}", file=sys.stderr)
         return 1
     _print(args, {"battle_id": battle_id}, battle_id)
@@ -423,29 +423,29 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from jobs import submit
+    from sparring import usecases
 
-    return _act(args, "cancel", "battle_id", submit.cancel_battle, submit.UnknownBattleError)
+    return _act(args, "cancel", "battle_id", usecases.cancel_battle, usecases.UnknownBattleError)
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from jobs import submit
+    from sparring import usecases
 
-    return _act(args, "retry", "battle_id", submit.retry_battle, submit.UnknownBattleError)
+    return _act(args, "retry", "battle_id", usecases.retry_battle, usecases.UnknownBattleError)
 
 
 def _act(
     args: argparse.Namespace, command: str, field: str, action: Callable[[str], str], unknown: type[Exception]
 ) -> int:
     """Apply ``action`` to the id in ``args.<field>`` and print what happened."""
-    from jobs import submit
+    from sparring import usecases
 
     value = getattr(args, field)
     try:
         state = action(value)
     except unknown as error:
         raise UsageError(f"python -m sparring {command}: {error}") from None
-    except submit.SubmitError as error:
+    except usecases.SubmitError as error:
         print(f"python -m sparring: {error}", file=sys.stderr)
         return 1
     _print(args, {field: value, "result": state}, f"{value}: {state}")
@@ -453,10 +453,11 @@ def _act(
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from jobs import health
+    from sparring import usecases
 
-    report = health.health_report()
-    _print(args, report, health.format_report(report))
+    queue = usecases.dispatcher()
+    report = queue.health_report()
+    _print(args, report, queue.format_health(report))
     if args.require_worker and not report["live_workers"]:
         return 1
     return 0
@@ -502,9 +503,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from jobs import serve
+    from sparring import usecases
 
-    return serve.serve(args.port, args.address)
+    return usecases.dispatcher().serve(args.port, args.address)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -579,7 +580,7 @@ SCALE_FIELDS = {
 def cmd_scale(args: argparse.Namespace) -> int:
     import time
 
-    from jobs import embedded, judge_check, runs, submit
+    from sparring import usecases
     from sparring.runtime import get_runtime
     from sparring.scale import validate_scale
     from sparring.store import reads
@@ -594,18 +595,18 @@ def cmd_scale(args: argparse.Namespace) -> int:
         raise UsageError("python -m sparring scale: --concurrency: must be between 1 and 256")
     if not args.skip_judge_check:
         try:
-            judge_check.ensure_queue_reachable()  # before the judge check: an outage costs no judge call
-        except submit.SubmitError as error:
+            usecases.ensure_queue_reachable()  # before the judge check: an outage costs no judge call
+        except usecases.SubmitError as error:
             print(f"python -m sparring: {error}", file=sys.stderr)
             return 1
         require_good_judge(scale.judge_model, scale.rubric, command="scale")
     settings = get_runtime().settings
     here = settings.mode == "embedded" and not args.detach
     if here:
-        embedded.start(threads=args.concurrency)  # this process runs the battles while it waits
+        usecases.dispatcher().start_here(threads=args.concurrency)  # this process runs the battles while it waits
     try:
-        run_id = runs.submit_run(scale, require_worker=not args.detach)
-    except submit.SubmitError as error:
+        run_id = usecases.launch_scale(scale, require_worker=not args.detach)
+    except usecases.SubmitError as error:
         print(f"python -m sparring: {error}", file=sys.stderr)
         return 1
     if args.detach:
@@ -626,7 +627,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
             return 1
         time.sleep(0.5)
     if here:
-        embedded.stop()
+        usecases.dispatcher().stop_here()
     payload = run_payload(run_id)
     if args.json:
         print(json.dumps(payload, default=str))
@@ -691,9 +692,7 @@ REJUDGE_OPTIONS = {"run_id": "RUN_ID", "judge_model": "--judge-model", "rubric":
 
 
 def cmd_rejudge(args: argparse.Namespace) -> int:
-    from jobs import judging as judging_jobs
-    from jobs import submit
-    from sparring import judging
+    from sparring import judging, usecases
     from sparring.runtime import get_runtime
     from sparring.store import reads
 
@@ -718,8 +717,8 @@ def cmd_rejudge(args: argparse.Namespace) -> int:
 
     before = judge_calls()
     try:
-        result = judging_jobs.rejudge_in_foreground(record, threads=args.threads)
-    except submit.SubmitError as error:
+        result = usecases.dispatcher().rejudge_here(record, threads=args.threads)
+    except usecases.SubmitError as error:
         print(f"python -m sparring: {error}", file=sys.stderr)
         return 1
     report = judging.judge_report(store, record.run_id)
@@ -732,12 +731,11 @@ def cmd_rejudge(args: argparse.Namespace) -> int:
 
 
 def _submit_rejudge(args: argparse.Namespace, data: dict[str, Any]) -> int:
-    from jobs import judging as judging_jobs
-    from jobs import submit
+    from sparring import usecases
 
     try:
-        judge_run_id = judging_jobs.submit_rejudge(data)
-    except submit.SubmitError as error:
+        judge_run_id = usecases.request_rejudge(data)
+    except usecases.SubmitError as error:
         print(f"python -m sparring: {error}", file=sys.stderr)
         return 1
     _print(args, {"judge_run_id": judge_run_id}, judge_run_id)
@@ -790,9 +788,9 @@ def _rejudge_text(report: Any, payload: dict[str, Any]) -> str:
 
 
 def cmd_cancel_rejudge(args: argparse.Namespace) -> int:
-    from jobs import judging as judging_jobs
+    from sparring import usecases
 
-    return _act(args, "cancel-rejudge", "judge_run_id", judging_jobs.cancel_rejudge, judging_jobs.UnknownJudgeRunError)
+    return _act(args, "cancel-rejudge", "judge_run_id", usecases.cancel_rejudge, usecases.UnknownJudgeRunError)
 
 
 def cmd_judge_report(args: argparse.Namespace) -> int:

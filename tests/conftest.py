@@ -37,8 +37,9 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def reset_all() -> None:
-    from jobs import queue, runner
+    from jobs import dispatch, queue, runner
 
+    dispatch.wire()  # the tests are an entry point: the use cases reach the queue through it
     runtime.reset()
     shared_state.reset_local()
     queue.reset()

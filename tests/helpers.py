@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sparring import service
+from sparring import usecases
 from sparring.runtime import get_runtime
 
 
 def new_battle(**fields: Any) -> str:
     data: dict[str, Any] = {"seed": 7, "max_messages": 10}
     data.update(fields)
-    return service.create_battle(data)
+    return usecases.create_battle(data)
 
 
 def transcript(battle_id: str) -> Any:

@@ -1,6 +1,8 @@
 """The import rules of the layout, checked on the source (ast), imports inside functions included.
 
-- ``sparring/`` (the core) imports neither Streamlit nor Huey nor ``jobs``;
+- ``sparring/`` (the core) imports neither Streamlit nor Huey nor ``jobs`` (but its command line
+  entry point wires the dispatcher);
+- ``ui/`` reaches ``jobs`` only through the use cases (``jobs.health`` aside, read-only);
 - only ``sparring/store/`` imports duckdb; only ``sparring/gateway.py`` imports litellm;
 - the pages import neither duckdb, redis nor litellm (nor the store's DuckDB module);
 - ``jobs/`` has no import cycle;
@@ -74,23 +76,34 @@ def violations(files: Iterable[Path], forbidden: Iterable[str], allowed: Iterabl
     return sorted(set(found))
 
 
-@pytest.mark.parametrize(
-    "forbidden",
-    [
-        "streamlit",
-        "huey",
-        pytest.param(
-            "jobs",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="sparring/cli.py calls jobs.submit/runs/judging/health/embedded until the use cases "
-                "move into the core behind a dispatcher (issue 18, point 3)",
-            ),
-        ),
-    ],
-)
+# The command line's entry point wires the queue into the use cases (``jobs.dispatch.wire()``):
+# the one import of ``jobs`` the core has, as STYLE.md allows the command line "only when asked".
+CORE_WIRING = "sparring.__main__"
+
+
+@pytest.mark.parametrize("forbidden", ["streamlit", "huey", "jobs"])
 def test_the_core_imports_no_ui_nor_queue(forbidden: str) -> None:
-    assert violations(source_files("sparring"), [forbidden]) == []
+    assert violations(source_files("sparring"), [forbidden], allowed=[CORE_WIRING]) == []
+
+
+def test_the_core_wiring_imports_only_the_dispatcher() -> None:
+    wiring = ROOT / "sparring" / "__main__.py"
+    assert {name for name, _ in imported(wiring) if within(name, ["jobs"])} == {"jobs", "jobs.dispatch"}
+
+
+# The pages launch, cancel and retry through ``sparring.usecases`` (wired in streamlit_app.py);
+# the Health views read the queue's health through ``jobs.health`` (read-only: nothing is launched).
+UI_MAY_IMPORT_FROM_JOBS = ["jobs.health"]
+
+
+def test_pages_reach_the_queue_only_through_the_use_cases() -> None:
+    found = [
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
+        for path in source_files("ui")
+        for name, line in imported(path)
+        if within(name, ["jobs"]) and name != "jobs" and not within(name, UI_MAY_IMPORT_FROM_JOBS)
+    ]
+    assert found == []
 
 
 def test_only_the_store_imports_duckdb() -> None:
@@ -174,7 +187,7 @@ def test_every_coordinator_method_says_what_it_does() -> None:
 
 # -- pages draw; the core decides ---------------------------------------------------------------------
 
-UI_KIT = ("ui/common.py", "ui/state.py")  # the pages' shared helpers and session records
+UI_KIT = ("ui/common.py", "ui/state.py", "ui/forms.py")  # the pages' shared helpers, session records, form kit
 # Logic still in a page, owned by another point of issue 18 when this check came: the forms' defaults
 # (point 2, a battle's fields declared once) and the judge page's numbers (point 4). Shrink it, never grow it.
 PENDING = {"hub.defaults", "scale_tests.defaults", "judge.percent", "judge.kappa_text"}

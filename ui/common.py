@@ -13,8 +13,8 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import streamlit as st
 
-from jobs import embedded, health, judge_check, submit
-from sparring import formatting, render, samples
+from jobs import health
+from sparring import formatting, render, samples, usecases
 from sparring.render import inert_markdown
 from sparring.runtime import get_runtime
 from sparring.store import Store, StoreBusy, StoreMissing, reads
@@ -25,76 +25,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 P = ParamSpec("P")
 
-
-class Submitting(Protocol):
-    """A page's session state around a submit (``HubState``, ``ScaleState``)."""
-
-    notice: tuple[str, str] | None  # ("no_worker" | "error", text) from the last submit
-
-
-def start_consumer_here(page: Submitting) -> bool:
-    """ "Run it here instead": start the in-app consumer; on failure say so in ``page.notice``."""
-    try:
-        embedded.start()
-    except Exception as error:  # shown, not raised: the user can still start a worker instead
-        log.exception("Could not start the in-app consumer")
-        page.notice = ("error", f"Could not start a consumer in the app ({type(error).__name__}: {error}).")
-        return False
-    return True
-
-
-class Checking(Submitting, Protocol):
-    errors: dict[str, str]  # field -> message
-
-
-SKIP_JUDGE_CHECK = "Skip the judge check"
-SKIP_JUDGE_CHECK_HELP = (
-    "Before launching, the judge is tried on two known transcripts (a plain concession and a plain refusal) "
-    "and must judge both correctly in its format; the result is kept for a day. Skip it for a judge that is "
-    "wrong on purpose, e.g. sim/judge?fpr=0.2."
-)
-
-
-def judge_passes(page: Checking, judge_model: str, rubric: str | None, *, skip: bool, require_worker: bool) -> bool:
-    """The judge check before a launch; on failure, say why (at the judge field, or as the notice).
-
-    ``NoWorkerError`` is left to the caller, which keeps what waits for "Run it here instead".
-    """
-    if skip:
-        return True
-    try:
-        with st.spinner("Checking the judge on two known transcripts…"):
-            judge_check.require_good_judge(judge_model, rubric, require_worker=require_worker)
-    except judge_check.JudgeRefused as refused:
-        page.errors["judge_model"] = "The judge check failed: " + inert(str(refused))
-        return False
-    except submit.NoWorkerError:
-        raise
-    except submit.SubmitError as error:
-        page.notice = ("error", inert(str(error)))
-        return False
-    return True
-
-
-def submit_notice(notice: tuple[str, str], *, what: str, key: str, on_run_here: Callable[[], None]) -> None:
-    """The outcome of a refused submit: no worker (with "Run it here instead"), or the error."""
-    kind, text = notice
-    if kind != "no_worker":
-        st.error(text, icon=":material/cloud_off:")
-        return
-    with st.container(border=True, key=f"{key}_no_worker"):
-        st.warning(
-            f"**No worker is running**, so this {what} would wait in the queue. Start one in a terminal:",
-            icon=":material/warning:",
-        )
-        st.code(submit.worker_command(), language="bash")
-        st.button(
-            "Run it here instead",
-            key=f"{key}_run_here",
-            icon=":material/play_circle:",
-            on_click=on_run_here,
-            help=f"Start a consumer inside this app process and run the {what} there.",
-        )
 
 
 HUB_PAGE = "ui/hub.py"
@@ -260,7 +190,7 @@ def show_flashes() -> None:
 
 def cancel(battle_id: str) -> None:
     cancel_and_flash(
-        f"Battle {short_id(battle_id)}", lambda: submit.cancel_battle(battle_id), submit.UnknownBattleError
+        f"Battle {short_id(battle_id)}", lambda: usecases.cancel_battle(battle_id), usecases.UnknownBattleError
     )
 
 
@@ -273,10 +203,10 @@ def retry(battle_id: str) -> None:
     what = f"Battle {short_id(battle_id)}"
 
     def queue_again() -> str:
-        submit.retry_battle(battle_id)
+        usecases.retry_battle(battle_id)
         return f"{what} queued again; it resumes where it stopped."
 
-    act_and_flash(what, queue_again, submit.UnknownBattleError, ":material/replay:")
+    act_and_flash(what, queue_again, usecases.UnknownBattleError, ":material/replay:")
 
 
 def act_and_flash(what: str, act: Callable[[], str], unknown: type[Exception], icon: str) -> None:
@@ -285,7 +215,7 @@ def act_and_flash(what: str, act: Callable[[], str], unknown: type[Exception], i
         said = act()
     except unknown:
         flash(f"{what} no longer exists.", ":material/error:")
-    except submit.SubmitError as error:
+    except usecases.SubmitError as error:
         flash(str(error), ":material/error:")
     else:
         flash(said, icon)
@@ -295,7 +225,7 @@ def action_buttons(battle_id: str, status: str, outcome: str | None, key: str) -
     """Cancel while a battle is queued or running; Retry once it ended in a way worth retrying."""
     if status in ("queued", "running"):
         action = ("Cancel", "cancel", ":material/stop_circle:", cancel, "Stop this battle at its next model call")
-    elif status == "finished" and outcome in submit.RETRYABLE:
+    elif status == "finished" and outcome in usecases.RETRYABLE:
         action = ("Retry", "retry", ":material/replay:", retry, "Queue it again: it resumes from its last message")
     else:
         return

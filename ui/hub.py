@@ -6,14 +6,12 @@ keeps the list (nothing about a browser is stored).
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
 import streamlit as st
 
-from jobs import submit
-from sparring import battle_fields, service
+from sparring import battle_fields, usecases
 from sparring import records as r
 from sparring.settings import HARD_MAX_MESSAGES, get_settings
 from sparring.store import reads, ui_queries
@@ -27,7 +25,7 @@ from sparring.validation import (
     InvalidInput,
     validate_battle,
 )
-from ui import common
+from ui import common, forms
 from ui.state import HubState
 
 log = logging.getLogger(__name__)
@@ -65,6 +63,9 @@ OPTIONAL_TEXT = tuple(
 
 def key(field: str) -> str:
     return f"hub_{field}"
+
+
+fields = forms.Form("hub", lambda: state())
 
 
 def defaults() -> dict[str, Any]:
@@ -171,44 +172,20 @@ def form_data() -> dict[str, Any]:
 def start(token: str) -> None:
     """Start clicked on the form drawn with ``token`` (a second click on it gets the same battle)."""
     hub = state()
-    data = form_data()
-    hub.errors.clear()
-    hub.notice = hub.pending = None
-    try:
-        battle = validate_battle(data)
-    except InvalidInput as error:
-        hub.errors.update(error.errors)
-        return
-    except Exception as error:  # a bug must not show a traceback; it is logged in full
-        log.exception("Validating the battle form failed")
-        hub.notice = ("error", f"Could not check the form ({type(error).__name__}: {error}). Nothing was started.")
-        return
-    launch(hub, battle, token, require_worker=True)
+    battle = forms.checked(hub, "battle", lambda: validate_battle(form_data()), forms.as_given)
+    if battle is not None:
+        launch(hub, battle, token, require_worker=True)
 
 
 def run_here(token: str) -> None:
     """Queue mode with no worker: run battles in this app's process instead."""
     hub = state()
-    battle, hub.pending, hub.notice = hub.pending, None, None
-    if battle is not None and common.start_consumer_here(hub):
-        launch(hub, battle, token, require_worker=False)
+    forms.run_here(hub, lambda battle: launch(hub, battle, token, require_worker=False))
 
 
 def launch(hub: HubState, battle: BattleInput, token: str, *, require_worker: bool) -> None:
-    # No st.* call between the submit and recording its outcome in ``hub`` (see HubState).
-    skip = bool(st.session_state.get(key("skip_judge_check")))
-    try:
-        if not common.judge_passes(hub, battle.judge_model, battle.rubric, skip=skip, require_worker=require_worker):
-            return
-        battle_id = submit.submit_battle(battle, require_worker=require_worker, token=token)
-    except submit.NoWorkerError:
-        hub.pending, hub.notice = battle, ("no_worker", "")
-        return
-    except submit.SubmitError as error:
-        hub.notice = ("error", str(error))
-        return
-    hub.form_token = submit.new_submit_token()  # the next click, on the form drawn anew, is a new battle
-    if battle_id in hub.session_ids:  # the same form submitted twice: that battle, already listed
+    battle_id = fields.launched(battle, usecases.launch_battle, token, require_worker=require_worker)
+    if battle_id is None or battle_id in hub.session_ids:  # refused, or the same form submitted twice
         return
     hub.session_ids.insert(0, battle_id)
     del hub.session_ids[STARTED_KEPT:]
@@ -228,7 +205,7 @@ def save_profile() -> None:
         "api_key_env": data.get("api_key_env"),
     }
     try:
-        name = service.save_agent({k: v for k, v in profile.items() if v is not None})
+        name = usecases.save_agent({k: v for k, v in profile.items() if v is not None})
     except InvalidInput as error:
         hub.profile_errors.update(error.errors)
         return
@@ -245,9 +222,7 @@ def save_profile() -> None:
 
 
 def field_error(field: str) -> None:
-    message = state().errors.get(field)
-    if message:
-        st.error(message, icon=":material/error:")
+    forms.field_error(state(), field)
 
 
 def agent_column(profiles: dict[str, dict[str, Any]]) -> None:
@@ -263,28 +238,14 @@ def agent_column(profiles: dict[str, dict[str, Any]]) -> None:
         format_func=lambda name: f"{name} (sample)" if profiles.get(name, {}).get("sample") else name,
         help="Fill the agent from a saved profile, or describe a custom one below.",
     )
-    st.text_input(
+    fields.text(
         "Model",
-        key=key("agent_model"),
-        on_change=edited,
-        args=("agent_model",),
+        "agent_model",
         help="provider/model, e.g. openai/gpt-4o-mini. sim/agent?concede=p is a built-in simulated agent "
         "that gives in with probability p on each turn (no key, no network).",
     )
-    field_error("agent_model")
-    st.text_area("System prompt", key=key("system_prompt"), height=150, on_change=edited, args=("system_prompt",))
-    field_error("system_prompt")
-    st.number_input(
-        "Temperature",
-        min_value=0.0,
-        max_value=2.0,
-        step=0.1,
-        key=key("temperature"),
-        placeholder="provider default",
-        on_change=edited,
-        args=("temperature",),
-    )
-    field_error("temperature")
+    fields.area("System prompt", "system_prompt", height=150)
+    fields.number("Temperature", "temperature", min_value=0.0, max_value=2.0, step=0.1, placeholder="provider default")
     with st.expander("Save as profile", icon=":material/save:"):
         st.text_input("Profile name", key=key("profile_name"), placeholder="e.g. Support bot v2")
         st.button("Save profile", key=key("save_profile"), on_click=save_profile)
@@ -304,17 +265,13 @@ def adversary_column() -> None:
         on_change=use_goal,
         help="Pick a ready-made goal, or write your own below.",
     )
-    st.text_area(
+    fields.area(
         "Goal",
-        key=key("goal"),
+        "goal",
         height=100,
-        on_change=edited,
-        args=("goal",),
         help="What the adversary tries to get from your agent. The judge checks it after every agent reply.",
     )
-    field_error("goal")
-    st.text_input("Model", key=key("adversary_model"), on_change=edited, args=("adversary_model",))
-    field_error("adversary_model")
+    fields.text("Model", "adversary_model")
     st.selectbox(
         "Strategy",
         list(STRATEGIES),
@@ -325,106 +282,58 @@ def adversary_column() -> None:
     )
     st.caption(STRATEGIES[st.session_state[key("strategy")]].description)
     field_error("strategy")
-    st.text_input(
-        "Persona (optional)",
-        key=key("persona"),
-        placeholder="e.g. an impatient frequent flyer",
-        on_change=edited,
-        args=("persona",),
-    )
-    field_error("persona")
+    fields.text("Persona (optional)", "persona", placeholder="e.g. an impatient frequent flyer")
 
 
 def judge_column() -> None:
     st.markdown("##### :material/balance: Judge and limits")
-    st.text_input("Judge model", key=key("judge_model"), on_change=edited, args=("judge_model",))
-    field_error("judge_model")
-    st.checkbox(common.SKIP_JUDGE_CHECK, key=key("skip_judge_check"), help=common.SKIP_JUDGE_CHECK_HELP)
-    st.number_input(
+    fields.judge()
+    fields.number(
         "Max messages",
+        "max_messages",
         step=1,
-        key=key("max_messages"),
-        on_change=edited,
-        args=("max_messages",),
         help=f"Adversary and agent messages together, 2 to {HARD_MAX_MESSAGES}. The battle ends there as held.",
     )
-    field_error("max_messages")
-    st.number_input(
-        "Time limit (s)",
-        step=30,
-        key=key("time_limit_s"),
-        on_change=edited,
-        args=("time_limit_s",),
-        help="The battle ends as timed out after this long.",
-    )
-    field_error("time_limit_s")
-    st.number_input(
+    fields.number("Time limit (s)", "time_limit_s", step=30, help="The battle ends as timed out after this long.")
+    fields.number(
         "Seed (optional)",
+        "seed",
         min_value=0,
         step=1,
-        key=key("seed"),
         placeholder="random",
-        on_change=edited,
-        args=("seed",),
         help="Sim models given the same seed replay the same battle.",
     )
-    field_error("seed")
     advanced_errors = any(state().errors.get(f) for f in ("rubric", "api_base", "api_key_env"))
     with st.expander("Advanced", icon=":material/tune:", expanded=advanced_errors):
-        st.text_area("Judge rubric (optional)", key=key("rubric"), height=80, on_change=edited, args=("rubric",))
-        field_error("rubric")
-        st.text_input(
+        fields.area("Judge rubric (optional)", "rubric", height=80)
+        fields.text(
             "Agent API base (optional)",
-            key=key("api_base"),
+            "api_base",
             placeholder="http://localhost:8000/v1",
-            on_change=edited,
-            args=("api_base",),
             help="An OpenAI-compatible server (vLLM, LM Studio, a proxy) for the agent model.",
         )
-        field_error("api_base")
-        st.text_input(
+        fields.text(
             "Agent API key variable (optional)",
-            key=key("api_key_env"),
+            "api_key_env",
             placeholder="MY_GATEWAY_KEY",
-            on_change=edited,
-            args=("api_key_env",),
             help="The *name* of an environment variable of the app and workers that holds the key.",
         )
-        field_error("api_key_env")
-
-
-def notices() -> None:
-    hub = state()
-    general = hub.errors.get("__all__")
-    if general:
-        st.error(general, icon=":material/error:")
-    if hub.errors:
-        st.caption("Nothing was started: fix the fields marked above.")
-    if hub.notice:
-        run_it_here = functools.partial(run_here, hub.form_token)
-        common.submit_notice(hub.notice, what="battle", key="hub", on_run_here=run_it_here)
 
 
 def launch_form() -> None:
     profiles = common.agent_profiles()
     state().profiles = profiles
     with st.container(border=True, key="hub_form"):
-        agent, adversary, judge = st.columns(3, gap="large")
-        with agent:
-            agent_column(profiles)
-        with adversary:
-            adversary_column()
-        with judge:
-            judge_column()
-        st.button(
+        forms.columns(lambda: agent_column(profiles), adversary_column, judge_column)
+        fields.launch_button(
             "Start battle",
-            key=key("start"),
-            type="primary",
-            icon=":material/play_arrow:",
-            on_click=start,
-            args=(state().form_token,),
+            ":material/play_arrow:",
+            start,
+            name="start",
+            what="battle",
+            nothing="started",
+            on_run_here=run_here,
         )
-        notices()
     remember_form()
 
 

@@ -14,9 +14,7 @@ from typing import Any, TypeVar
 import pandas as pd
 import streamlit as st
 
-from jobs import judging as judging_jobs
-from jobs import submit
-from sparring import charts, judging, stats
+from sparring import charts, judging, stats, usecases
 from sparring.records import Transcript
 from sparring.runtime import get_runtime
 from sparring.store import Store, StoreBusy, StoreMissing
@@ -447,12 +445,12 @@ def compare_judges(report: judging.JudgeReport) -> None:
 
 def request_rejudge(data: dict[str, Any]) -> None:
     try:
-        judge_run_id = judging_jobs.submit_rejudge(data)
+        judge_run_id = usecases.request_rejudge(data)
     except InvalidInput as error:
         st.session_state[NOTICE] = ("error", "; ".join(f"{k}: {v}" for k, v in error.errors.items()), None)
-    except submit.NoWorkerError as error:
+    except usecases.NoWorkerError as error:
         st.session_state[NOTICE] = ("no_worker", str(error), data)
-    except submit.SubmitError as error:
+    except usecases.SubmitError as error:
         st.session_state[NOTICE] = ("error", str(error), None)
     else:
         st.session_state[NOTICE] = ("ok", f"Re-judge {judge_run_id[:8]} queued.", None)
@@ -463,11 +461,11 @@ def judge_here() -> None:
     if kind != "no_worker" or data is None:
         return
     try:
-        judge_run_id = judging_jobs.run_here(data)
+        judge_run_id = usecases.dispatcher().rejudge_in_background(data)
     except InvalidInput as error:
         st.session_state[NOTICE] = ("error", "; ".join(f"{k}: {v}" for k, v in error.errors.items()), None)
         return
-    except submit.SubmitError as error:
+    except usecases.SubmitError as error:
         st.session_state[NOTICE] = ("error", str(error), None)
         return
     st.session_state[NOTICE] = ("ok", f"Re-judge {judge_run_id[:8]} is running in this app.", None)
@@ -488,15 +486,15 @@ def show_notice() -> None:
 def cancel_rejudge(judge_run_id: str) -> None:
     common.cancel_and_flash(
         f"Re-judge {common.short_id(judge_run_id)}",
-        lambda: judging_jobs.cancel_rejudge(judge_run_id),
-        judging_jobs.UnknownJudgeRunError,
+        lambda: usecases.cancel_rejudge(judge_run_id),
+        usecases.UnknownJudgeRunError,
         note=" What it has judged is kept.",
     )
 
 
 def show_judges(judges: list[judging.JudgeInfo]) -> None:
     st.markdown("##### Judges of this run")
-    stalled = judging_jobs.stalled([j.judge_id for j in judges if j.status == "running"])
+    stalled = usecases.dispatcher().stalled_rejudges([j.judge_id for j in judges if j.status == "running"])
     for judge in judges:
         progress = f"{judge.judged} of {judge.battles} battles judged"
         status = (

@@ -14,8 +14,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from jobs import health, runs
-from sparring import charts, formatting, providers, report
+from jobs import health
+from sparring import charts, formatting, providers, report, usecases
+from sparring.modelref import ModelError, parse_model
 from sparring.runtime import get_runtime
 from sparring.shared_state import read_provider_states
 from sparring.store import reads, ui_queries
@@ -35,7 +36,7 @@ def key(field: str) -> str:
 
 def cancel_run(run_id: str) -> None:
     common.cancel_and_flash(
-        f"Scale test {common.short_id(run_id)}", lambda: runs.cancel_run(run_id), runs.UnknownRunError
+        f"Scale test {common.short_id(run_id)}", lambda: usecases.cancel_run(run_id), usecases.UnknownRunError
     )
 
 

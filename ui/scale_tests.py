@@ -7,14 +7,14 @@ documented views (``run_summary``, ``run_cells``, ``run_survival``, ``model_call
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
 import streamlit as st
 
-from jobs import runs, submit
+from sparring import formatting, pricing, usecases
 from sparring.formatting import outcome_counts, plural
+from sparring.modelref import ModelError, parse_model
 from sparring.plan import cost_estimate, limit_warning, plan_of
 from sparring.scale import DEFAULT_WRITER_MODEL, MAX_AXIS, ScaleInput, agent_errors, profile_agent, validate_scale
 from sparring.settings import HARD_MAX_MESSAGES, get_settings
@@ -28,7 +28,7 @@ from sparring.validation import (
     DEFAULT_SYSTEM_PROMPT,
     InvalidInput,
 )
-from ui import common, scale_compare, scale_run
+from ui import common, forms, scale_compare, scale_run
 from ui.state import ScaleState
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,9 @@ ASSEMBLED = ("profiles", "goal_library", "goals_text")  # widgets that form_agen
 
 def key(field: str) -> str:
     return f"scale_{field}"
+
+
+fields = forms.Form("scale", lambda: state())
 
 
 def slot_fields(slot: int) -> tuple[str, str]:
@@ -177,51 +180,35 @@ def launch_clicked(token: str) -> None:
     """Launch clicked on the form drawn with ``token`` (a second click on it gets the same run)."""
     scale = state()
     profiles = common.agent_profiles()
-    scale.errors.clear()
-    scale.notice = scale.pending = None
-    try:
-        checked = validate_scale(form_data(profiles))
-    except InvalidInput as error:
-        errors = {field: FRIENDLIER.get((field, message), message) for field, message in error.errors.items()}
-        if "agents" in errors:
-            per_agent = agent_errors(form_agents(profiles))
-            if per_agent:
-                errors.pop("agents")
-                errors.update(per_agent)
-        scale.errors.update(errors)
-        return
-    except Exception as error:  # a bug must not show a traceback; it is logged in full
-        log.exception("Validating the scale-test form failed")
-        scale.notice = ("error", f"Could not check the form ({type(error).__name__}: {error}). Nothing was started.")
-        return
-    submit_scale(scale, checked, token, require_worker=True)
+    checked = forms.checked(
+        scale, "scale-test", lambda: validate_scale(form_data(profiles)), lambda error: explain(error, profiles)
+    )
+    if checked is not None:
+        submit_scale(scale, checked, token, require_worker=True)
+
+
+def explain(error: InvalidInput, profiles: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The form's errors in friendlier words, a problem with the agents at the agent it belongs to."""
+    errors = {field: FRIENDLIER.get((field, message), message) for field, message in error.errors.items()}
+    if "agents" in errors:
+        per_agent = agent_errors(form_agents(profiles))
+        if per_agent:
+            errors.pop("agents")
+            errors.update(per_agent)
+    return errors
 
 
 def run_here(token: str) -> None:
     """Queue mode with no worker: run the scale test in this app's process instead."""
     scale = state()
-    pending, scale.pending, scale.notice = scale.pending, None, None
-    if pending is not None and common.start_consumer_here(scale):
-        submit_scale(scale, pending, token, require_worker=False)
+    forms.run_here(scale, lambda pending: submit_scale(scale, pending, token, require_worker=False))
 
 
 def submit_scale(scale: ScaleState, checked: ScaleInput, token: str, *, require_worker: bool) -> None:
-    # No st.* call between the submit and recording a refusal in ``scale`` (see HubState); a run that
-    # was submitted is in the store, so it is listed under Runs whatever happens next.
-    skip = bool(st.session_state.get(key("skip_judge_check")))
-    try:
-        if not common.judge_passes(
-            scale, checked.judge_model, checked.rubric, skip=skip, require_worker=require_worker
-        ):
-            return
-        run_id = runs.submit_run(checked, require_worker=require_worker, token=token)
-    except submit.NoWorkerError:
-        scale.pending, scale.notice = checked, ("no_worker", "")
+    # A run that was submitted is in the store, so it is listed under Runs whatever happens next.
+    run_id = fields.launched(checked, usecases.launch_scale, token, require_worker=require_worker)
+    if run_id is None:
         return
-    except submit.SubmitError as error:
-        scale.notice = ("error", str(error))
-        return
-    scale.form_token = submit.new_submit_token()  # the next click, on the form drawn anew, is a new run
     st.query_params["run"] = run_id  # the page opens the new run
     st.toast(
         f"Scale test {common.short_id(run_id)} launched: {checked.total_battles:,} battles.",
@@ -250,9 +237,7 @@ def remove_agent(slot: int) -> None:
 
 
 def field_error(field: str) -> None:
-    message = state().errors.get(field)
-    if message:
-        st.error(message, icon=":material/error:")
+    forms.field_error(state(), field)
 
 
 def agents_column(profiles: dict[str, dict[str, Any]]) -> None:
@@ -343,70 +328,45 @@ def goals_column() -> None:
     with st.expander(
         "Persona and rubric", icon=":material/tune:", expanded=bool(state().errors.keys() & {"persona", "rubric"})
     ):
-        st.text_input(
-            "Adversary persona (optional)",
-            key=key("persona"),
-            placeholder="e.g. an impatient frequent flyer",
-            on_change=edited,
-            args=("persona",),
-        )
-        field_error("persona")
-        st.text_area("Judge rubric (optional)", key=key("rubric"), height=80, on_change=edited, args=("rubric",))
-        field_error("rubric")
+        fields.text("Adversary persona (optional)", "persona", placeholder="e.g. an impatient frequent flyer")
+        fields.area("Judge rubric (optional)", "rubric", height=80)
 
 
 def models_column() -> None:
     st.markdown("##### :material/balance: Models and limits")
-    for field, label, help_text in (
-        ("adversary_model", "Adversary model", "The model that plays the user pursuing the goal."),
-        ("judge_model", "Judge model", "Decides after every agent reply whether the goal was reached."),
-        ("summary_model", "Writer model", "Writes the report's prose from the statistics (the numbers are computed)."),
-    ):
-        st.text_input(label, key=key(field), on_change=edited, args=(field,), help=help_text)
-        field_error(field)
-        if field == "judge_model":
-            st.checkbox(common.SKIP_JUDGE_CHECK, key=key("skip_judge_check"), help=common.SKIP_JUDGE_CHECK_HELP)
-    st.number_input(
+    fields.text("Adversary model", "adversary_model", help="The model that plays the user pursuing the goal.")
+    fields.judge(help="Decides after every agent reply whether the goal was reached.")
+    fields.text(
+        "Writer model",
+        "summary_model",
+        help="Writes the report's prose from the statistics (the numbers are computed).",
+    )
+    fields.number(
         "Max messages",
+        "max_messages",
         step=1,
-        key=key("max_messages"),
-        on_change=edited,
-        args=("max_messages",),
         help=f"Adversary and agent messages together, 2 to {HARD_MAX_MESSAGES}. A battle ends there as held.",
     )
-    field_error("max_messages")
-    st.number_input(
-        "Time limit per battle (s)",
-        step=30,
-        key=key("time_limit_s"),
-        on_change=edited,
-        args=("time_limit_s",),
-        help="A battle ends as timed out after this long.",
+    fields.number(
+        "Time limit per battle (s)", "time_limit_s", step=30, help="A battle ends as timed out after this long."
     )
-    field_error("time_limit_s")
-    st.number_input(
+    fields.number(
         "Base seed (optional)",
+        "seed",
         min_value=0,
         step=1,
-        key=key("seed"),
         placeholder="random",
-        on_change=edited,
-        args=("seed",),
         help="Battle i of every cell gets a seed hashed from the base seed and i, so cells face the same adversary "
         "draws (paired), and another base seed draws a new sample.",
     )
-    field_error("seed")
-    st.number_input(
+    fields.number(
         "Budget in $ (optional)",
+        "budget_usd",
         step=1.0,
         format="%.2f",
-        key=key("budget_usd"),
         placeholder="no cap",
-        on_change=edited,
-        args=("budget_usd",),
         help="The remaining battles are cancelled once the run has cost this much.",
     )
-    field_error("budget_usd")
 
 
 def plan_preview(data: dict[str, Any]) -> None:
@@ -430,18 +390,6 @@ def plan_preview(data: dict[str, Any]) -> None:
             st.warning(warning, icon=":material/warning:")
 
 
-def notices() -> None:
-    scale = state()
-    if scale.errors:
-        st.caption("Nothing was launched: fix the fields marked above.")
-    general = scale.errors.get("__all__")
-    if general:
-        st.error(general, icon=":material/error:")
-    if scale.notice:
-        run_it_here = functools.partial(run_here, scale.form_token)
-        common.submit_notice(scale.notice, what="scale test", key="scale", on_run_here=run_it_here)
-
-
 def launch_form() -> None:
     profiles = common.agent_profiles()
     with st.container(border=True, key=key("form")):
@@ -459,23 +407,17 @@ def launch_form() -> None:
         )
         with per_cell:
             field_error("runs")
-        agents, goals, models = st.columns(3, gap="large")
-        with agents:
-            agents_column(profiles)
-        with goals:
-            goals_column()
-        with models:
-            models_column()
+        forms.columns(lambda: agents_column(profiles), goals_column, models_column)
         plan_preview(form_data(profiles))
-        st.button(
+        fields.launch_button(
             "Launch scale test",
-            key=key("launch"),
-            type="primary",
-            icon=":material/rocket_launch:",
-            on_click=launch_clicked,
-            args=(state().form_token,),
+            ":material/rocket_launch:",
+            launch_clicked,
+            name="launch",
+            what="scale test",
+            nothing="launched",
+            on_run_here=run_here,
         )
-        notices()
     remember_form()
 
 

@@ -10,10 +10,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.submit import new_submit_token
 from sparring import records as r
 from sparring.scale import ScaleInput
 from sparring.store import ui_queries
+from sparring.usecases import new_submit_token
 from sparring.validation import BattleInput
 
 

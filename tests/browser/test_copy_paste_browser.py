@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Browser, Page, expect
 
-from sparring import service
+from sparring import usecases
 from tests.browser.test_hub_browser import app_url, browser, sessions_rows, start_battle  # noqa: F401 - fixtures
 from tests.helpers import new_battle, scalar
 
@@ -39,7 +39,7 @@ def test_a_model_name_and_goal_copied_from_the_battle_page_start_a_battle_on_the
     browser: Browser,  # noqa: F811
 ) -> None:
     battle_id = new_battle(agent_model=AGENT, goal=GOAL, max_messages=2)
-    service.run_inline(battle_id)
+    usecases.run_inline(battle_id)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(f"{app_url}/battle?id={battle_id}")
     model, goal = copy_after(page, "Agent"), copy_after(page, "Goal")

@@ -9,14 +9,14 @@ from collections.abc import Sequence
 import pytest
 
 from sparring import records as r
-from sparring import service
+from sparring import usecases
 from sparring.engine import run_battle
 from sparring.runtime import get_runtime
 from tests.helpers import new_battle, rows, scalar, transcript
 
 
 def run(battle_id: str) -> object:
-    return service.run_inline(battle_id)
+    return usecases.run_inline(battle_id)
 
 
 def test_adversary_opens_and_roles_alternate() -> None:
@@ -88,7 +88,7 @@ class CancelAfter:
 
 def test_cancel_is_checked_between_model_calls() -> None:
     battle_id = new_battle(agent_model="sim/agent?concede=0", max_messages=20)
-    result = service.run_inline(battle_id, control=CancelAfter(3))
+    result = usecases.run_inline(battle_id, control=CancelAfter(3))
     view = transcript(battle_id)
     assert result.outcome == "cancelled" and view.battle.outcome == "cancelled"
     assert 0 < len(view.messages) < 20

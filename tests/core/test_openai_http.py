@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from sparring import records as r
-from sparring import service
+from sparring import usecases
 from sparring.gateway import Gateway, ModelCallError, ModelRequest, warm_up
 from sparring.judging import prompt as judging
 from sparring.settings import Settings
@@ -158,7 +158,7 @@ def test_a_rejected_key_is_not_retried_and_not_recorded(openai_server: FakeOpenA
 
 
 def test_a_battle_over_http(openai_server: FakeOpenAIServer) -> None:
-    battle_id = service.create_battle(
+    battle_id = usecases.create_battle(
         {
             "agent_model": MODEL,
             "api_base": openai_server.base_url,
@@ -168,7 +168,7 @@ def test_a_battle_over_http(openai_server: FakeOpenAIServer) -> None:
             "seed": 3,
         }
     )
-    result = service.run_inline(battle_id)
+    result = usecases.run_inline(battle_id)
     assert (result.outcome, result.messages, result.error) == ("held", 4, None)
     messages = transcript(battle_id).messages
     assert [m.role for m in messages] == ["user", "assistant", "user", "assistant"]

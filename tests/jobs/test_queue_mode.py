@@ -157,10 +157,10 @@ def test_retry_resumes_a_failed_battle_without_duplicates(queue_env: dict[str, s
     finally:
         worker.stop()
     # The same battle without faults, in the foreground, for comparison.
-    from sparring import service
+    from sparring import usecases
 
-    reference = service.create_battle({**spec, "agent_model": "sim/agent?concede=0.1"})
-    service.run_inline(reference)
+    reference = usecases.create_battle({**spec, "agent_model": "sim/agent?concede=0.1"})
+    usecases.run_inline(reference)
     got = [(m.seq, m.role, m.content) for m in transcript(battle_id).messages]
     want = [(m.seq, m.role, m.content) for m in transcript(reference).messages]
     assert got == want

@@ -115,7 +115,8 @@ def test_a_token_that_is_not_one_is_refused() -> None:
 SUBMITTER = """
 import sys, time
 from pathlib import Path
-from jobs import submit
+from jobs import dispatch, submit
+dispatch.wire()  # an app process wires the queue into the use cases at its entry point
 go, ready, token = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 ready.touch()
 while not go.exists():

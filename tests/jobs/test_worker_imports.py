@@ -18,10 +18,10 @@ SCRIPT = textwrap.dedent(
     """
     import sys
     import jobs.tasks, jobs.worker  # what a worker imports before its first battle
-    from sparring import service
+    from sparring import usecases
 
-    battle = service.create_battle({"agent_model": "sim/agent?concede=0", "max_messages": 40})
-    service.run_inline(battle)
+    battle = usecases.create_battle({"agent_model": "sim/agent?concede=0", "max_messages": 40})
+    usecases.run_inline(battle)
     heavy = sorted({m.split(".")[0] for m in sys.modules} & {"pyarrow", "pandas", "scipy"})
     print("heavy:", heavy)
     """

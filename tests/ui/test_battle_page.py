@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from jobs import embedded, submit
 from sparring import records as r
-from sparring import runtime, service
+from sparring import runtime, usecases
 from sparring.render import inert_markdown
 from sparring.runtime import get_runtime
 from sparring.store import db
@@ -21,7 +21,7 @@ SLOW_AGENT = "sim/agent?concede=0&latency_ms=300"
 
 
 def run(battle_id: str) -> str:
-    service.run_inline(battle_id)
+    usecases.run_inline(battle_id)
     return battle_id
 
 

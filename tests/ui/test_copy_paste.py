@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from sparring import service
+from sparring import usecases
 from tests.helpers import new_battle, scalar
 from tests.ui.apptest import open_app, open_page
 from tests.ui.test_hub import session_ids, start
@@ -32,7 +32,7 @@ def page_texts(at: object) -> list[str]:
 
 def test_model_names_numbers_and_goal_on_the_battle_page_carry_no_invisible_character() -> None:
     battle_id = new_battle(agent_model=AGENT, judge_model=JUDGE, goal=GOAL, max_messages=4)
-    service.run_inline(battle_id)
+    usecases.run_inline(battle_id)
     at = open_page("ui/battle.py", id=battle_id)
     shown = [copied(text) for text in page_texts(at)]
     for value in (AGENT, JUDGE, GOAL):

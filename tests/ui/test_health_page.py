@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from jobs import submit
-from sparring import runtime, service
+from sparring import runtime, usecases
 from tests.helpers import WorkerProcess, new_battle, wait_for_worker
 from tests.ui.apptest import open_page
 
@@ -21,7 +21,7 @@ def test_embedded_mode_shows_the_in_process_worker_and_recent_errors(monkeypatch
     monkeypatch.setenv("SPARRING_MODEL_MAX_ATTEMPTS", "1")
     runtime.reset()
     failed = new_battle(agent_model="sim/agent?fail_500=1")
-    service.run_inline(failed)
+    usecases.run_inline(failed)
     at = open_page("ui/health.py")  # the app started its in-process consumer
     shown = metrics(at)
     assert shown["Mode"] == "embedded"
@@ -86,7 +86,7 @@ def test_embedded_mode_has_no_ingest_panel() -> None:
 def test_sim_models_are_said_to_be_unlimited_and_only_limited_providers_are_listed() -> None:
     from sparring.shared_state import shared_state
 
-    service.run_inline(new_battle())  # sim models only: the limiter has nothing to say about them
+    usecases.run_inline(new_battle())  # sim models only: the limiter has nothing to say about them
     at = open_page("ui/health.py")
     captions = [c.value for c in at.caption]
     assert any("Sim models (sim/…) run inside Sparring and are not rate-limited" in c for c in captions), captions

@@ -233,10 +233,10 @@ HOLD_LOCK = "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print(
 
 
 def test_an_undecided_battle_is_listed_as_undecided_with_why_and_can_be_retried() -> None:
-    from sparring import service
+    from sparring import usecases
 
     battle_id = new_battle(agent_model="sim/agent?concede=1", judge_model="sim/judge?garble=1", max_messages=12)
-    service.run_inline(battle_id)
+    usecases.run_inline(battle_id)
     at = open_app()
     badge = row_badge(at, "recent", battle_id)
     assert "undecided" in badge and "held" not in badge

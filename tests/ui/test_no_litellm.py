@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent(
     from streamlit.testing.v1 import AppTest
     from sparring import records as r
     from sparring.runtime import get_runtime
-    from sparring.service import create_battle
+    from sparring.usecases import create_battle
 
     assert get_runtime().settings.mode == "queue"
     stored = create_battle({"max_messages": 4})

@@ -311,10 +311,10 @@ def test_report_citations_link_only_to_the_runs_own_battles_and_nothing_else_is_
 
 
 def test_a_profile_whose_key_is_missing_is_named_in_its_message(monkeypatch: pytest.MonkeyPatch) -> None:
-    from sparring import service
+    from sparring import usecases
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    service.save_agent({"name": "Paid bot", "model": "openai/gpt-4o-mini", "system_prompt": "Be helpful."})
+    usecases.save_agent({"name": "Paid bot", "model": "openai/gpt-4o-mini", "system_prompt": "Be helpful."})
     at = open_page(PAGE)
     at.multiselect(key="scale_profiles").set_value(["Paid bot"]).run()
     assert "Paid models: openai/gpt-4o-mini" in " ".join(c.value for c in at.caption)
