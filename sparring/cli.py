@@ -162,8 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("battle_id")
     cancel.add_argument("--json", action="store_true")
 
-    retry = sub.add_parser("retry", help="Re-enqueue a failed, timed-out or cancelled battle; it resumes.")
+    retry = sub.add_parser("retry", help="Re-enqueue a failed, timed-out, cancelled or undecided battle; it resumes.")
     retry.add_argument("battle_id")
+    retry.add_argument(
+        "--skip-judge-check",
+        action="store_true",
+        help="Retry an undecided battle without trying its judge on the two known transcripts first.",
+    )
     retry.add_argument("--json", action="store_true")
 
     scale = sub.add_parser(
@@ -376,11 +381,12 @@ def require_good_judge(judge_model: str, rubric: str | None, command: str = "bat
 
     check = check_judge(get_runtime().gateway, judge_model, rubric)
     if check.transient:
-        raise JudgeUnavailable(f"python -m sparring {command}: {check.message}")
+        raise JudgeUnavailable(f"python -m sparring: {check.message}")
     if not check.passed:
+        started = "Nothing was queued" if command == "retry" else "Nothing was started"
         raise UsageError(
-            f"python -m sparring {command}: --judge-model: the judge check failed: {check.message} "
-            "Nothing was started. (--skip-judge-check launches anyway.)"
+            f"python -m sparring: --judge-model: the judge check failed: {check.message} "
+            f"{started}. (--skip-judge-check {'retries' if command == 'retry' else 'launches'} anyway.)"
         )
 
 
@@ -430,8 +436,15 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     from sparring import usecases
+    from sparring.runtime import get_runtime
 
-    return _act(args, "retry", "battle_id", usecases.retry_battle, usecases.UnknownBattleError)
+    def retry(battle_id: str) -> str:
+        view = get_runtime().store.get_battle(battle_id) if not args.skip_judge_check else None
+        if view is not None and view.outcome == "undecided":  # its judge could not decide: check it first
+            require_good_judge(view.spec.judge.model, view.spec.judge.rubric, "retry")
+        return usecases.retry_battle(battle_id, check_judge=False)
+
+    return _act(args, "retry", "battle_id", retry, usecases.UnknownBattleError)
 
 
 def _act(

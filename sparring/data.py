@@ -35,7 +35,8 @@ def connect(path: str | os.PathLike[str] | None = None, *, wait_s: float = 30.0)
 
 def query(sql: str, params: list[Any] | None = None, path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """Open, run one query, close: the friendliest way to read while battles run."""
-    with connect(path) as con:
+    # Names in ``sql`` are the store's tables and views, never this module's functions.
+    with db.connect_read_only(database_path(path), deadline_s=30.0, python_scans=False) as con:
         frame: pd.DataFrame = con.execute(sql, params or []).df()
         return frame
 

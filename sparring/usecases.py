@@ -32,8 +32,8 @@ from sparring.store import StoreBusy
 from sparring.validation import AgentProfileInput, BattleInput, InvalidInput, field_errors, validate_battle
 
 if TYPE_CHECKING:
-    from sparring.judging.check import JudgeCheck
     from sparring.judging import RejudgeResult
+    from sparring.judging.check import JudgeCheck
 
 log = logging.getLogger(__name__)
 
@@ -270,8 +270,13 @@ def cancel_battle(battle_id: str) -> str:
     return "cancelling"
 
 
-def retry_battle(battle_id: str) -> str:
-    """Re-enqueue a failed, timed-out, cancelled or undecided battle; it resumes where it stopped."""
+def retry_battle(battle_id: str, *, check_judge: bool = True) -> str:
+    """Re-enqueue a failed, timed-out, cancelled or undecided battle; it resumes where it stopped.
+
+    An undecided battle ended because its judge gave no usable verdict: its judge is checked
+    again first (``JudgeRefused``), so a retry does not pay for turns nobody can judge.
+    ``check_judge=False`` when the caller checked it, or skips it on purpose.
+    """
     view = _battle(battle_id)
     if not view.finished or view.outcome not in RETRYABLE:
         state = view.outcome or view.status
@@ -280,6 +285,8 @@ def retry_battle(battle_id: str) -> str:
         )
     queue = dispatcher()
     queue.ensure_reachable()
+    if check_judge and view.outcome == "undecided":
+        require_good_judge(view.spec.judge.model, view.spec.judge.rubric)
     stopped_because = queue.run_stopped_because(view.run_id) if view.run_id else None
     if stopped_because:  # its run's flag would cancel it again at once
         raise SubmitError(

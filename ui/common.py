@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Collection
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import streamlit as st
 
@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 P = ParamSpec("P")
-
 
 
 HUB_PAGE = "ui/hub.py"
@@ -217,6 +216,8 @@ def act_and_flash(what: str, act: Callable[[], str], unknown: type[Exception], i
         flash(f"{what} no longer exists.", ":material/error:")
     except usecases.SubmitError as error:
         flash(str(error), ":material/error:")
+    except usecases.JudgeRefused as refused:  # retrying an undecided battle checks its judge first
+        flash(f"Not retried: the judge check failed: {inert(str(refused))}", ":material/gavel:")
     else:
         flash(said, icon)
 

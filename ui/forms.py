@@ -228,6 +228,12 @@ class Form:
     def judge(self, **options: Any) -> None:
         """The judge model, and the box that skips its check before a launch."""
         self.text("Judge model", "judge_model", **options)
+        # The box holds for one drawn form: after a launch (a new token) the next one is checked again.
+        drawn_for, token = self.key("skip_judge_check_token"), self.state().form_token
+        if st.session_state.get(drawn_for) != token:
+            if drawn_for in st.session_state:
+                st.session_state[self.key("skip_judge_check")] = False
+            st.session_state[drawn_for] = token
         st.checkbox(SKIP_JUDGE_CHECK, key=self.key("skip_judge_check"), help=SKIP_JUDGE_CHECK_HELP)
 
     def launched(self, checked_input: J, launch: Launch[J], token: str, *, require_worker: bool) -> str | None:

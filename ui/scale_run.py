@@ -16,7 +16,6 @@ import streamlit as st
 
 from jobs import health
 from sparring import charts, formatting, providers, report, usecases
-from sparring.modelref import ModelError, parse_model
 from sparring.runtime import get_runtime
 from sparring.shared_state import read_provider_states
 from sparring.store import reads, ui_queries

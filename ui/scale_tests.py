@@ -12,9 +12,8 @@ from typing import Any
 
 import streamlit as st
 
-from sparring import formatting, pricing, usecases
+from sparring import usecases
 from sparring.formatting import outcome_counts, plural
-from sparring.modelref import ModelError, parse_model
 from sparring.plan import cost_estimate, limit_warning, plan_of
 from sparring.scale import DEFAULT_WRITER_MODEL, MAX_AXIS, ScaleInput, agent_errors, profile_agent, validate_scale
 from sparring.settings import HARD_MAX_MESSAGES, get_settings

@@ -278,10 +278,12 @@ def writing(path: Path, deadline_s: float | None = None) -> Iterator[Connection]
         con.execute("COMMIT")
 
 
-def connect_read_only(path: Path, deadline_s: float | None = 30.0) -> Connection:
+def connect_read_only(path: Path, deadline_s: float | None = 30.0, *, python_scans: bool = True) -> Connection:
     """A plain read-only connection of one's own (notebooks), opened with retry.
 
-    It holds the file until closed: while it is open, writers wait.
+    It holds the file until closed: while it is open, writers wait. ``python_scans=False`` turns
+    off DuckDB's lookup of unknown table names among the caller's Python variables: a helper's
+    own functions (``sparring.data.runs``) must not answer for a mistyped table name.
     """
     if not path.exists():
         raise StoreMissing(f"No database at {path} yet: nothing has been recorded.")
@@ -289,7 +291,7 @@ def connect_read_only(path: Path, deadline_s: float | None = 30.0) -> Connection
     started = time.monotonic()
     while True:
         try:
-            return duckdb.connect(str(path), read_only=True)
+            return duckdb.connect(str(path), read_only=True, config={"python_enable_replacements": python_scans})
         except duckdb.Error as error:
             if not is_lock_conflict(error):
                 raise

@@ -99,3 +99,19 @@ def test_help_lists_the_skip_flag(command: str, capsys: pytest.CaptureFixture[st
     with pytest.raises(SystemExit):
         sparring_cli.build_parser().parse_args([command, "--help"])
     assert "--skip-judge-check" in capsys.readouterr().out
+
+
+def test_retrying_an_undecided_battle_checks_its_judge_first(isolated: Path) -> None:
+    """New-user run: `retry` on an undecided battle paid for more turns with the same broken judge."""
+    done = cli("battle", *GARBLED, "--max-messages", "6", "--skip-judge-check", "--json")
+    battle_id = json.loads(done.stdout)["battle_id"]
+    refused = cli("retry", battle_id)
+    assert refused.returncode == 2, (refused.stdout, refused.stderr)
+    (line,) = refused.stderr.splitlines()
+    assert line.startswith("python -m sparring: --judge-model: the judge check failed: `sim/judge?garble=1`")
+    assert "Nothing was queued" in line and "--skip-judge-check retries anyway" in line
+    assert scalar("SELECT attempts FROM battles WHERE battle_id = ?", [battle_id]) == 1
+    assert scalar("SELECT count(*) FROM battle_events WHERE battle_id = ? AND event = 'requeued'", [battle_id]) == 0
+    forced = cli("retry", battle_id, "--skip-judge-check", "--json")
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(forced.stdout)["result"] == "requeued"

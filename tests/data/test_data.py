@@ -217,3 +217,11 @@ def test_export_and_import_round_trip(tmp_path: Path) -> None:
         assert con.execute("SELECT count(*) FROM run_cells WHERE run_id = ?", [run_id]).fetchone()[0] == 2
     finally:
         con.close()
+
+
+def test_a_mistyped_table_name_in_a_notebook_query_is_named_as_a_missing_table() -> None:
+    """New-user run: ``data.query("SELECT * FROM runs")`` found the helper function ``runs`` instead."""
+    runtime.get_runtime().store.migrate()
+    with pytest.raises(duckdb.CatalogException, match="Table with name runs does not exist"):
+        data.query("SELECT * FROM runs")
+    assert list(data.query("SELECT count(*) AS n FROM scale_runs")["n"]) == [0]

@@ -244,3 +244,18 @@ def test_an_undecided_battle_is_listed_as_undecided_with_why_and_can_be_retried(
     assert "3 error verdicts in a row" in row
     assert f"recent-retry-{battle_id}" in {b.key for b in at.button}
     assert any("**undecided**: the judge gave no usable verdict" in c.value for c in at.caption)
+
+
+def test_retrying_an_undecided_battle_checks_its_judge_first_and_says_why_it_did_not() -> None:
+    """New-user run: Retry on an undecided battle ran the same broken judge again, for nothing."""
+    from sparring import usecases
+
+    battle_id = new_battle(agent_model="sim/agent?concede=1", judge_model="sim/judge?garble=1", max_messages=12)
+    usecases.run_inline(battle_id)
+    at = open_app()
+    at.button(key=f"recent-retry-{battle_id}").click().run()
+    assert not at.exception, at.exception
+    toasts = " ".join(t.value for t in at.toast)
+    assert "Not retried: the judge check failed" in toasts and "did not answer in the judge" in toasts
+    view = get_runtime().store.get_battle(battle_id)
+    assert view is not None and view.outcome == "undecided" and view.attempts == 1  # nothing queued

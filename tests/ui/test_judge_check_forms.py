@@ -52,6 +52,11 @@ def test_the_hub_checkbox_skips_the_check() -> None:
     assert not at.error, [e.value for e in at.error]
     (battle_id,) = at.session_state["hub_state"].session_ids
     assert scalar("SELECT judge_model FROM battles WHERE battle_id = ?", [battle_id]) == GARBLED
+    # New-user run: the box stayed ticked, so the next battle skipped the check unnoticed.
+    assert at.checkbox(key="hub_skip_judge_check").value is False
+    at = click(at, "hub_start", hub_agent_model="sim/agent?concede=1", hub_judge_model=GARBLED, hub_max_messages=4)
+    assert "The judge check failed" in shown(element_after(at, "hub_judge_model").value)
+    assert at.session_state["hub_state"].session_ids == [battle_id]
 
 
 @pytest.mark.parametrize(
