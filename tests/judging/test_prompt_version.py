@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sparring import judging, service
+from sparring import judging, usecases
 from sparring.judging import prompt
 from sparring.runtime import get_runtime
 from sparring.store import db, schema
@@ -25,7 +25,7 @@ def test_a_changed_prompt_version_is_a_new_judge_run() -> None:
 def test_every_verdict_carries_the_prompt_version(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(prompt, "PROMPT_VERSION", 7)
     battle_id = new_battle(agent_model="sim/agent?concede=0", max_messages=6)
-    service.run_inline(battle_id)
+    usecases.run_inline(battle_id)
     assert rows("SELECT DISTINCT prompt_version FROM verdicts WHERE battle_id = ?", [battle_id]) == [(7,)]
 
     store = get_runtime().store
@@ -57,7 +57,7 @@ def test_the_sim_judge_does_not_read_the_prompt_text(monkeypatch: pytest.MonkeyP
     # An agent that never gives in and a judge that errs now and then (by seed and turn).
     spec = {"agent_model": "sim/agent?concede=0", "judge_model": "sim/judge?fpr=0.1&fnr=0.1", "max_messages": 12}
     before = new_battle(**spec)
-    service.run_inline(before)
+    usecases.run_inline(before)
     # Another wording: no tags, other speaker names, and an example quoting the concession phrase.
     monkeypatch.setattr(
         prompt,
@@ -66,7 +66,7 @@ def test_the_sim_judge_does_not_read_the_prompt_text(monkeypatch: pytest.MonkeyP
         "gives in.\n\nThe conversation:\n{transcript}\n\nDid the agent give in?",
     )
     after = new_battle(**spec)
-    service.run_inline(after)
+    usecases.run_inline(after)
     assert _verdicts(after) == _verdicts(before)
     assert len(_verdicts(before)) >= 2
 
