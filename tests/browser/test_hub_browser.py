@@ -27,7 +27,9 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
-AGENT = "sim/agent?concede=0&latency_ms=150"
+# Slow enough that the first two battles still run when the third starts: each Start now also
+# waits for the judge check (cached after the first), so the clicks land seconds apart.
+AGENT = "sim/agent?concede=0&latency_ms=400"
 ROW = '[class*="st-key-row-session-"]'
 ROW_ID = re.compile(r"st-key-row-session-([0-9a-f]{16})")
 COUNT = re.compile(r"(\d+) / (\d+)")
@@ -146,7 +148,7 @@ def test_three_battles_progress_together_one_is_cancelled_and_one_is_opened(app_
     expect(page.get_by_text("No battles yet — start one above.")).to_be_visible(timeout=30_000)
 
     set_field(page, "hub_agent_model", AGENT)
-    set_field(page, "hub_max_messages", "20")
+    set_field(page, "hub_max_messages", "40")
     start_battle(page, 1)
     start_battle(page, 2)
     # The one to cancel: the longest allowed, so that it still runs long after the others
@@ -193,7 +195,7 @@ def test_three_battles_progress_together_one_is_cancelled_and_one_is_opened(app_
 
     # The two short ones finish; the long one is cancelled mid-run from the hub.
     wait_for(lambda: all(row_state(rows[b])[0] == "held" for b in (first, second)), 60, "two battles to hold")
-    assert [row_state(rows[b])[1] for b in (first, second)] == [20, 20]
+    assert [row_state(rows[b])[1] for b in (first, second)] == [40, 40]
     state, count = row_state(rows[third])
     assert state == "running" and count < 100, (state, count)
     rows[third].get_by_role("button", name="Cancel").click()
@@ -223,13 +225,13 @@ def test_three_battles_progress_together_one_is_cancelled_and_one_is_opened(app_
     assert idle.inner_text() == clock, "the idle list kept refreshing"
     page.screenshot(path=str(ARTIFACTS / "hub.png"))
 
-    # Open the first one from the hub: 20 bubbles, each agent reply with its verdict.
+    # Open the first one from the hub: 40 bubbles, each agent reply with its verdict.
     rows[first].get_by_role("link", name="Open").click()
     page.wait_for_url(re.compile(rf"/battle\?id={first}$"), timeout=30_000)
     expect(page.locator("h1")).to_contain_text(first[:8])
-    expect(page.get_by_test_id("stChatMessage")).to_have_count(20, timeout=30_000)
-    expect(page.get_by_text("Judge: not achieved")).to_have_count(10)
-    expect(page.get_by_text("the agent held for all 10 turns")).to_be_visible()
+    expect(page.get_by_test_id("stChatMessage")).to_have_count(40, timeout=30_000)
+    expect(page.get_by_text("Judge: not achieved")).to_have_count(20)
+    expect(page.get_by_text("the agent held for all 20 turns")).to_be_visible()
     page.get_by_text("Judge: not achieved").first.click()  # open one verdict for the screenshot
     expect(page.get_by_text("Judge model:").first).to_be_visible()
     page.wait_for_timeout(500)  # the expander's opening animation
