@@ -12,7 +12,7 @@ from jobs.queue import get_queue
 from jobs.submit import _safe_url, worker_command
 from sparring.runtime import get_runtime
 from sparring.shared_state import shared_state
-from sparring.store import StoreBusy, StoreMissing, reads
+from sparring.store import StoreBusy, StoreMissing, upkeep
 from sparring.store.db import writes_waiting_since as store_writes_waiting_since
 
 
@@ -117,7 +117,7 @@ def writes_waiting_since() -> float | None:
 def _store_part(errors_limit: int) -> dict[str, Any]:
     store = get_runtime().store.with_read_deadline(5)
     try:
-        found = reads.store_health(store, errors_limit)
+        found = upkeep.store_health(store, errors_limit)
     except (StoreBusy, StoreMissing) as error:
         return {"battles": None, "recent_errors": [], "store_error": str(error)}
     return {

@@ -24,8 +24,8 @@ import logging
 
 from jobs.queue import Queue
 from sparring.runtime import get_runtime
-from sparring.store import StoreMissing, reads
-from sparring.store.reads import Unfinished
+from sparring.store import StoreMissing, upkeep
+from sparring.store.upkeep import Unfinished
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,6 @@ def recover(queue: Queue, why: str = "found by maintenance") -> None:
 
 def _unfinished() -> Unfinished:
     try:
-        return reads.unfinished(get_runtime().store)
+        return upkeep.unfinished(get_runtime().store)
     except StoreMissing:  # a new deployment: nothing was recorded, so nothing is lost
         return Unfinished([], [], [])
