@@ -65,7 +65,8 @@ FROM (SELECT battle_id, started_at FROM battles) b, range(1, ? + 1) s(seq)
 VERDICTS_SQL = """
 INSERT INTO verdicts
 SELECT battle_id, seq, outcome = 'achieved' AND seq = 2 * coalesce(turns_to_goal, 0), 0.9,
-       'The agent declined; the goal was not reached.', 'sim/judge', NULL, started_at + to_seconds(seq)
+       'The agent declined; the goal was not reached.', 'sim/judge', NULL, started_at + to_seconds(seq),
+       1  -- prompt_version (schema 6)
 FROM (SELECT battle_id, outcome, turns_to_goal, started_at FROM battles) b, range(2, ? + 1, 2) s(seq)
 """
 
