@@ -63,7 +63,7 @@ def _help(field: BattleField, matrix: bool) -> str:
 
 
 def _many(field: BattleField, matrix: bool) -> dict[str, Any]:
-    return {"action": "append"} if matrix and field.repeatable else {}
+    return {"action": "append"} if field.many or (matrix and field.repeatable) else {}
 
 
 def battle_data(args: argparse.Namespace) -> dict[str, Any]:
