@@ -110,7 +110,7 @@ BATTLE_FIELDS: tuple[BattleField, ...] = (
         "checks.tool",
         "success_tool",
         "Success check: the goal is reached when the agent calls this tool, NAME or NAME:JSON (arguments "
-        'that must contain this JSON object, e.g. issue_refund:{"amount": 120}).',
+        'that must contain this JSON object, e.g. issue_refund:{{"amount": 120}}).',
     ),
     BattleField(
         "max_messages",
