@@ -7,9 +7,8 @@ from dataclasses import dataclass
 import pytest
 from pydantic import ValidationError
 
-from sparring import checks, sim
+from sparring import checks, sim, usecases
 from sparring import records as r
-from sparring import usecases
 from sparring.checks import ContainsCheck, RegexCheck, ToolCall, ToolCalledCheck, evaluate
 from tests.helpers import new_battle, transcript
 
@@ -112,7 +111,10 @@ def test_tool_calls_read_from_tool_messages_of_the_latest_turn() -> None:
     calls = checks.tool_calls_of_turn(messages)
     assert calls == [ToolCall("lookup_order", {"order": "A1"}), ToolCall("issue_refund", {})]
     # Messages of today's shape (no tool fields) give no calls.
-    assert checks.tool_calls_of_turn([r.Message("b", 1, "user", "hi", "m"), r.Message("b", 2, "assistant", "x", "m")]) == []
+    assert (
+        checks.tool_calls_of_turn([r.Message("b", 1, "user", "hi", "m"), r.Message("b", 2, "assistant", "x", "m")])
+        == []
+    )
 
 
 def test_check_verdict_reads_the_last_agent_reply() -> None:
