@@ -254,15 +254,13 @@ def check_agreement(battles: list[rows.CheckVerdict], run: RunInfo, confidence: 
 
 def _check_stratum(judged: list[rows.CheckVerdict], said: bool) -> judge_stats.Stratum:
     group = [b for b in judged if b.judge_achieved is said]
-    count = lambda judge, truth: sum(1 for b in group if b.judge_achieved is judge and b.check_achieved is truth)  # noqa: E731
-    return judge_stats.Stratum(
-        len(group),
-        count(True, True),
-        count(True, False),
-        count(False, False),
-        count(False, True),
-        name=STRATUM_NAMES[said],
-    )
+
+    def count(truth: bool) -> int:
+        return sum(1 for b in group if b.check_achieved is truth)
+
+    if said:
+        return judge_stats.Stratum(len(group), tp=count(True), fp=count(False), name=STRATUM_NAMES[said])
+    return judge_stats.Stratum(len(group), tn=count(False), fn=count(True), name=STRATUM_NAMES[said])
 
 
 def _exact(achieved: int, group: list[rows.CheckVerdict]) -> stats.Interval:
