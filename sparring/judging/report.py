@@ -252,6 +252,12 @@ def check_agreement(battles: list[rows.CheckVerdict], run: RunInfo, confidence: 
     )
 
 
+def run_check_agreement(store: Store, run_id: str, confidence: float = 0.95) -> CheckAgreement | None:
+    """The run's judge against its exact checks alone (the run page), None without checks."""
+    run = get_run(store, run_id)
+    return check_agreement(store.read(lambda con: rows.check_verdicts(con, run_id)), run, confidence)
+
+
 def _check_stratum(judged: list[rows.CheckVerdict], said: bool) -> judge_stats.Stratum:
     group = [b for b in judged if b.judge_achieved is said]
 

@@ -9,6 +9,7 @@ import pytest
 from sparring import cli, sim
 from sparring.judging import judge_report, report_json
 from sparring.runtime import get_runtime
+from tests.ui.apptest import markdown_bodies, open_page
 
 FPR, FNR = 0.2, 0.1
 
@@ -71,3 +72,13 @@ def test_a_run_without_checks_has_no_check_agreement(capsys: pytest.CaptureFixtu
     run_id = run_scale(capsys, "--runs", "3")
     report = judge_report(get_runtime().store, run_id)
     assert report.checks is None and report_json(report)["checks"] is None
+
+
+def test_the_run_page_shows_the_agreement_with_checks(capsys: pytest.CaptureFixture[str]) -> None:
+    run_id = run_scale(capsys, "--runs", "20", "--success-contains", sim.CONCESSION)
+    at = open_page("ui/scale_tests.py", run=run_id)
+    texts = " ".join(markdown_bodies(at))
+    assert "Agreement with canary checks" in texts and "sensitivity" in texts
+    assert at.main.get_by_key("scale_check_agreement") is not None
+    plain = open_page("ui/scale_tests.py", run=run_scale(capsys, "--runs", "2"))
+    assert "Agreement with canary checks" not in " ".join(markdown_bodies(plain))
