@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sparring.records import BattleView
+    from sparring.stats import CorrectedRate, Interval, Undefined
 
 NOTHING = "–"
 
@@ -73,6 +74,23 @@ def format_rate(rate: float | None, low: float | None = None, high: float | None
         return NOTHING
     interval = format_interval(low, high)
     return f"{format_share(rate)} ({interval})" if interval else format_share(rate)
+
+
+def format_estimate(interval: Interval | None, *, share: bool = True) -> str:
+    """An estimate with its interval: a share as a rate, else (Cohen's kappa) two decimals; '–' for none."""
+    if interval is None or _missing(interval.estimate):
+        return NOTHING
+    if share:
+        return format_rate(interval.estimate, interval.low, interval.high)
+    return f"{interval.estimate:.2f} (95% CI {interval.low:.2f} to {interval.high:.2f})"
+
+
+def format_corrected(value: CorrectedRate | Undefined) -> str:
+    """A corrected rate with its interval, or why there is none."""
+    estimate = getattr(value, "estimate", None)
+    if estimate is None:
+        return f"not computed: {getattr(value, 'reason', '')}"
+    return format_rate(estimate, getattr(value, "low", None), getattr(value, "high", None))
 
 
 def outcome_counts(

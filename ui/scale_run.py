@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from jobs import health
-from sparring import charts, formatting, judging, providers, report, stats, usecases
+from sparring import charts, formatting, judging, providers, report, usecases
 from sparring.runtime import get_runtime
 from sparring.shared_state import read_provider_states
 from sparring.store import reads, ui_queries
@@ -276,8 +276,8 @@ def check_agreement(run_id: str) -> None:
         "Specificity": agreement.specificity,
         "Accuracy": agreement.accuracy,
     }
-    row = {name: _interval(value, percent=True) for name, value in figures.items()}
-    row["Cohen's kappa"] = _interval(agreement.kappa, percent=False)
+    row = {name: formatting.format_estimate(value) for name, value in figures.items()}
+    row["Cohen's kappa"] = formatting.format_estimate(agreement.kappa, share=False)
     row["Battles compared"] = str(agreement.n)
     with st.container(key="scale_check_agreement"):
         st.dataframe([row], hide_index=True)
@@ -286,7 +286,7 @@ def check_agreement(run_id: str) -> None:
                 "Cell": cell.label,
                 "Checks' exact rate": formatting.format_rate(cell.exact.estimate, cell.exact.low, cell.exact.high),
                 "Judge's raw rate": formatting.format_rate(cell.raw.estimate, cell.raw.low, cell.raw.high),
-                "Judge's rate corrected": _corrected(cell.corrected),
+                "Judge's rate corrected": formatting.format_corrected(cell.corrected),
             }
             for cell in checks.cells
         ]
@@ -297,20 +297,6 @@ def check_agreement(run_id: str) -> None:
         "truth and the judge's is whether it called any agent reply achieved. 95% intervals: Wilson for the rates, "
         "delta method for kappa and the corrected rate. Kept apart from the agreement with human labels." + unjudged
     )
-
-
-def _interval(value: stats.Interval | None, *, percent: bool) -> str:
-    if value is None:
-        return "–"
-    if percent:
-        return formatting.format_rate(value.estimate, value.low, value.high)
-    return f"{value.estimate:.2f} ({value.low:.2f} to {value.high:.2f})"
-
-
-def _corrected(value: stats.CorrectedRate | stats.Undefined) -> str:
-    if isinstance(value, stats.Undefined):
-        return f"not computed: {value.reason}"
-    return formatting.format_rate(value.estimate, value.low, value.high)
 
 
 def chart(name: str, drawn: Any, note: str = "", height: int | None = None) -> None:
