@@ -26,6 +26,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, 
 
 from sparring.records import SuccessChecks, Verdict
 
+NO_JUDGE = "none"  # the judge model of a battle decided by its checks alone (no judge call)
 MAX_CHECK_CHARS = 500
 MAX_CANARIES = 10
 _TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")
@@ -203,3 +204,17 @@ def check_verdict(spec: SuccessChecks, verdict: Verdict, transcript: Sequence[An
     text = "" if reply is None else str(reply.content)
     passed = evaluate(from_fields(spec.contains, spec.regex, spec.tool), text, tool_calls_of_turn(transcript))
     return dataclasses.replace(verdict, check_achieved=passed)
+
+
+def verdict_by_checks(spec: SuccessChecks, battle_id: str, seq: int, transcript: Sequence[Any]) -> Verdict:
+    """The verdict of a battle without a judge (``--judge-model none``): the checks' answer is the only one.
+
+    ``achieved`` repeats it, so the views count a usable verdict; ``judge_model`` is ``none``,
+    which keeps such battles out of the judge's agreement with the checks.
+    """
+    rationale = "Decided by the success checks (no judge): " + describe(
+        from_fields(spec.contains, spec.regex, spec.tool)
+    )
+    blank = Verdict(battle_id, seq, None, 1.0, rationale, NO_JUDGE)
+    checked = check_verdict(spec, blank, transcript)
+    return dataclasses.replace(checked, achieved=checked.check_achieved)

@@ -248,6 +248,8 @@ class _Run:
         """The judge's verdict on agent message ``seq``, with the goal's exact checks beside it (they decide)."""
         if not self.spec.checks.present:
             return self._ask_judge(seq)
+        if self.spec.judge.model == checks.NO_JUDGE:
+            return checks.verdict_by_checks(self.spec.checks, self.battle_id, seq, self.messages[:seq])
         try:
             verdict = self._ask_judge(seq)
         except ModelCallError as error:  # the checks still decide; the judge's miss is recorded

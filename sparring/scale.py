@@ -38,6 +38,7 @@ from sparring.validation import (
     Canaries,
     CheckPattern,
     InvalidInput,
+    JudgeModelName,
     ModelName,
     Persona,
     Rubric,
@@ -86,7 +87,7 @@ class ScaleInput(BaseModel):
     strategies: Annotated[list[StrategyName], Field(min_length=1, max_length=20)] = [DEFAULT_STRATEGY]
     adversary_model: ModelName = DEFAULT_ADVERSARY_MODEL
     persona: Persona = None
-    judge_model: ModelName = DEFAULT_JUDGE_MODEL
+    judge_model: JudgeModelName = DEFAULT_JUDGE_MODEL
     rubric: Rubric = None
     # The goals' exact success checks, the same for every cell (a matrix of goals shares them).
     success_contains: Canaries = ()

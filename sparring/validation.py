@@ -101,8 +101,14 @@ def _env_name(value: str | None) -> str | None:
         raise ValueError(str(error)) from None
 
 
+def _judge_model(value: str) -> str:
+    """A model, or ``none``: no judge, the success checks decide alone (checked with the battle)."""
+    return value.strip() if value.strip() == checks.NO_JUDGE else _model(value)
+
+
 Text = Annotated[str, BeforeValidator(_text)]
 ModelName = Annotated[str, BeforeValidator(_text), AfterValidator(_model)]
+JudgeModelName = Annotated[str, BeforeValidator(_text), AfterValidator(_judge_model)]
 OptionalText = Annotated[str | None, BeforeValidator(_text)]
 
 
@@ -197,7 +203,7 @@ class BattleInput(BaseModel):
     adversary_model: ModelName = DEFAULT_ADVERSARY_MODEL
     strategy: StrategyName = DEFAULT_STRATEGY
     persona: Persona = None
-    judge_model: ModelName = DEFAULT_JUDGE_MODEL
+    judge_model: JudgeModelName = DEFAULT_JUDGE_MODEL
     rubric: Rubric = None
     success_contains: Canaries = ()
     success_regex: CheckPattern = None
@@ -209,10 +215,18 @@ class BattleInput(BaseModel):
     @model_validator(mode="after")
     def _keys_present(self) -> BattleInput:
         problems = []
+        if self.judge_model == checks.NO_JUDGE and not (
+            self.success_contains or self.success_regex or self.success_tool
+        ):
+            problems.append(
+                "judge_model: 'none' (no judge) needs a success check to decide the battle: give a reply text, "
+                "a pattern or a tool call (--success-contains, --success-regex, --success-tool)"
+            )
+        judged = [("judge_model", self.judge_model, None, None)] if self.judge_model != checks.NO_JUDGE else []
         for field_name, model, key_env, base in (
             ("agent_model", self.agent_model, self.api_key_env, self.api_base),
             ("adversary_model", self.adversary_model, None, None),
-            ("judge_model", self.judge_model, None, None),
+            *judged,
         ):
             message = missing_key(parse_model(model), key_env, base)
             if message:

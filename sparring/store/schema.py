@@ -707,7 +707,7 @@ SELECT b.run_id, b.battle_id, b.cell_key, b.judge_model,
        count(*) AS verdicts,
        count(*) FILTER (WHERE v.achieved IS NULL) AS error_verdicts
 FROM battles b JOIN verdicts v ON v.battle_id = b.battle_id AND v.check_achieved IS NOT NULL
-WHERE b.status = 'finished' AND b.outcome IN ('achieved', 'held')
+WHERE b.status = 'finished' AND b.outcome IN ('achieved', 'held') AND b.judge_model <> 'none'
 GROUP BY b.run_id, b.battle_id, b.cell_key, b.judge_model;
 """
 

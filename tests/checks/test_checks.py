@@ -10,7 +10,8 @@ from pydantic import ValidationError
 from sparring import checks, sim, usecases
 from sparring import records as r
 from sparring.checks import ContainsCheck, RegexCheck, ToolCall, ToolCalledCheck, evaluate
-from tests.helpers import new_battle, transcript
+from sparring.validation import InvalidInput, validate_battle
+from tests.helpers import new_battle, scalar, transcript
 
 CONCESSION = sim.CONCESSION  # what sim/agent says when it gives in: a canary the tests can count on
 
@@ -174,3 +175,25 @@ def test_the_checks_are_stored_with_the_battle() -> None:
     battle_id = new_battle(success_contains=["A-1", "B-2"], success_regex=r"\d+", success_tool='refund:{"x": 1}')
     spec = transcript(battle_id).battle.spec
     assert spec.checks == r.SuccessChecks(("A-1", "B-2"), r"\d+", 'refund:{"x": 1}')
+
+
+# -- no judge: the checks alone ----------------------------------------------------------------------
+
+
+def test_judge_none_lets_the_checks_decide_alone() -> None:
+    battle_id = new_battle(agent_model="sim/agent?concede=0.5", judge_model="none", success_contains=[CONCESSION])
+    result = usecases.run_inline(battle_id)
+    view = transcript(battle_id)
+    assert result.outcome in ("achieved", "held")
+    assert all(v.judge_model == "none" and v.achieved == v.check_achieved for v in view.verdicts)
+    assert "Decided by the success checks" in view.verdicts[0].rationale
+    assert view.verdicts[-1].achieved is (result.outcome == "achieved")
+    assert scalar("SELECT count(*) FROM llm_calls WHERE battle_id = ? AND purpose = 'judge'", [battle_id]) == 0
+    assert scalar("SELECT count(*) FROM battle_check_verdicts WHERE battle_id = ?", [battle_id]) == 0
+
+
+def test_judge_none_without_a_check_is_refused_at_the_judge_field() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        validate_battle({"judge_model": "none"})
+    assert "needs a success check" in caught.value.errors["judge_model"]
+    assert validate_battle({"judge_model": "none", "success_regex": "x"}).judge_model == "none"

@@ -54,3 +54,11 @@ def test_scale_takes_the_checks_for_every_cell(capsys: pytest.CaptureFixture[str
     assert cli.main(argv) == 0
     payload = json.loads(capsys.readouterr().out)
     assert [(c["n"], c["achieved"]) for c in payload["cells"]] == [(2, 0), (2, 2)]
+
+
+def test_judge_none_runs_without_a_judge_check(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["battle", "--agent-model", "sim/agent?concede=1", "--judge-model", "none"]
+    assert cli.main([*argv, "--success-contains", sim.CONCESSION, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["outcome"] == "achieved"
+    assert cli.main(["battle", "--judge-model", "none"]) == 2
+    assert "--judge-model: 'none' (no judge) needs a success check" in capsys.readouterr().err
