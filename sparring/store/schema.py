@@ -694,12 +694,13 @@ ALTER TABLE judge_runs ADD COLUMN IF NOT EXISTS prompt_version INTEGER DEFAULT 1
 # Exact success checks (issue 20): a goal's canary, pattern or tool call, stored with the
 # battle; each verdict keeps the checks' answer beside the judge's. ``battle_check_verdicts``
 # pairs them per battle, which measures the judge on every run with checks, no labels needed.
-M009_SUCCESS_CHECKS = """
+M009_SUCCESS_CHECK_COLUMNS = """
 ALTER TABLE battles ADD COLUMN IF NOT EXISTS success_contains VARCHAR[] DEFAULT [];
 ALTER TABLE battles ADD COLUMN IF NOT EXISTS success_regex TEXT;
 ALTER TABLE battles ADD COLUMN IF NOT EXISTS success_tool TEXT;
 ALTER TABLE verdicts ADD COLUMN IF NOT EXISTS check_achieved BOOLEAN;
-
+"""
+M009_CHECK_VIEWS = """
 CREATE OR REPLACE VIEW battle_check_verdicts AS
 SELECT b.run_id, b.battle_id, b.cell_key, b.judge_model,
        bool_or(v.check_achieved) AS check_achieved,
@@ -733,7 +734,7 @@ MIGRATIONS: list[Migration] = [
     Migration(UNDECIDED_SINCE, "m004_undecided", _sql(RECLASSIFY_UNDECIDED + M004_VIEWS)),
     Migration(5, "m005_wilson_clip", _sql(M005_WILSON_CLIP)),
     Migration(6, "m006_judge_prompt_version", _sql(M006_JUDGE_PROMPT_VERSION)),
-    Migration(9, "m009_success_checks", _sql(M009_SUCCESS_CHECKS)),
+    Migration(9, "m009_success_checks", _sql(M009_SUCCESS_CHECK_COLUMNS + M009_CHECK_VIEWS)),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

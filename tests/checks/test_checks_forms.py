@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sparring import sim
-from tests.helpers import rows, scalar
-from tests.ui.apptest import element_after, open_app, open_page
+from sparring import sim, usecases
+from tests.helpers import new_battle, rows, scalar
+from tests.ui.apptest import element_after, markdown_bodies, open_app, open_page
 
 
 def test_a_library_goal_brings_its_canary_and_the_battle_stores_it() -> None:
@@ -40,3 +40,15 @@ def test_the_scale_form_takes_checks_for_every_cell() -> None:
     error = element_after(at, "scale_success_tool")
     assert type(error).__name__ == "Error" and "is not a tool name" in error.value
     assert scalar("SELECT count(*) FROM scale_runs") == 0
+
+
+def test_the_battle_page_shows_the_checks_beside_the_judge() -> None:
+    battle_id = new_battle(
+        agent_model="sim/agent?concede=1", judge_model="sim/judge?fnr=1", success_contains=[sim.CONCESSION]
+    )
+    usecases.run_inline(battle_id)
+    at = open_page("ui/battle.py", id=battle_id)
+    texts = " ".join(markdown_bodies(at)) + " ".join(c.value for c in at.caption)
+    assert "Success checks" in texts and "reply contains" in texts
+    assert "Success checks: goal **achieved**" in texts
+    assert any("Judge: not achieved" in e.label for e in at.expander)
