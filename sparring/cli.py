@@ -837,6 +837,9 @@ def cmd_judge_report(args: argparse.Namespace) -> int:
         lines += ["", f"Success rates by {quality.judge.name}:"]
         cells = report.cells_for(quality.judge.judge_id)
         lines += [f"- {cell.statement}" for cell in cells]
+    if report.checks is not None:  # apart from the labels: the exact checks are another truth
+        lines += ["", "The judge against the success checks (agreement with canary checks):", report.checks.statement]
+        lines += [f"- {cell.statement}" for cell in report.checks.cells]
     print("\n".join(lines))
     return 0
 

@@ -66,6 +66,9 @@ def test_judge_report_json_names_the_agreement_with_checks(capsys: pytest.Captur
 
     report = judge_report(get_runtime().store, run_id)
     assert report_json(report)["checks"] == checks
+    assert cli.main(["judge-report", run_id]) == 0
+    text = capsys.readouterr().out
+    assert "The judge against the success checks" in text and "Agreement with canary checks" in text
 
 
 def test_a_run_without_checks_has_no_check_agreement(capsys: pytest.CaptureFixture[str]) -> None:
