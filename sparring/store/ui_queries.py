@@ -127,7 +127,8 @@ def hub_rows(con: Connection, session_ids: Sequence[str], limit: int) -> HubRows
     # Only a battle that was started more than once (or requeued) needs its running spans
     # added up from its events; for the others the row's own times give the same figure.
     elapsed = elapsed_seconds(con, [row[0] for row in rows if row[-1]])
-    found = [BattleRow(*row[:-1], elapsed.get(row[0])) for row in rows]  # the last field: elapsed_s
+    make: Any = BattleRow  # a row of HUB_ROWS without its last column, then the elapsed time
+    found: list[BattleRow] = [make(*row[:-1], elapsed_s=elapsed.get(row[0])) for row in rows]
     by_id = {row.battle_id: row for row in found}
     session = [by_id[battle_id] for battle_id in session_ids if battle_id in by_id]
     return HubRows(session=session, recent=[row for row in found if row.in_recent])
