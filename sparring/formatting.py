@@ -76,15 +76,6 @@ def format_rate(rate: float | None, low: float | None = None, high: float | None
     return f"{format_share(rate)} ({interval})" if interval else format_share(rate)
 
 
-def format_estimate(interval: Interval | None, *, share: bool = True) -> str:
-    """An estimate with its interval: a share as a rate, else (Cohen's kappa) two decimals; '–' for none."""
-    if interval is None or _missing(interval.estimate):
-        return NOTHING
-    if share:
-        return format_rate(interval.estimate, interval.low, interval.high)
-    return f"{interval.estimate:.2f} (95% CI {interval.low:.2f} to {interval.high:.2f})"
-
-
 def format_corrected(value: CorrectedRate | Undefined) -> str:
     """A corrected rate with its interval, or why there is none."""
     estimate = getattr(value, "estimate", None)
@@ -101,6 +92,18 @@ def outcome_counts(
     others = ((undecided, "undecided"), (failed, "failed"), (timed_out, "timed out"), (cancelled, "cancelled"))
     parts.extend(f"{count:,} {label}" for count, label in others if count)
     return " · ".join(parts)
+
+
+def format_estimate(interval: Interval | None, digits: str = ".0%", joiner: str = "–") -> str:
+    """'72% (61%–81%)': an estimate with its interval; '—' when there is none (or it is NaN)."""
+    if interval is None or _missing(interval.estimate):
+        return "—"
+    return f"{interval.estimate:{digits}} ({interval.low:{digits}}{joiner}{interval.high:{digits}})"
+
+
+def format_kappa(kappa: Interval | None) -> str:
+    """'0.62 (0.41 to 0.83)': Cohen's kappa with its interval (it can be negative, so 'to', not a dash)."""
+    return format_estimate(kappa, ".2f", " to ")
 
 
 def truncate(text: str, limit: int) -> str:

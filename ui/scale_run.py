@@ -277,7 +277,7 @@ def check_agreement(run_id: str) -> None:
         "Accuracy": agreement.accuracy,
     }
     row = {name: formatting.format_estimate(value) for name, value in figures.items()}
-    row["Cohen's kappa"] = formatting.format_estimate(agreement.kappa, share=False)
+    row["Cohen's kappa"] = formatting.format_kappa(agreement.kappa)
     row["Battles compared"] = str(agreement.n)
     with st.container(key="scale_check_agreement"):
         st.dataframe([row], hide_index=True)
