@@ -29,6 +29,7 @@ class BattleField:
     option: str = ""  # the CLI option when not the name with dashes (a public contract)
     cli_type: type = str
     repeatable: bool = False  # given several times, it makes a scale-test matrix axis
+    many: bool = False  # the field holds a list: the option is given once per item
 
     @property
     def flag(self) -> str:
@@ -89,6 +90,27 @@ BATTLE_FIELDS: tuple[BattleField, ...] = (
     BattleField("judge_model", "judge.model", "judge_model", "Model of the judge (default {default})."),
     BattleField(
         "rubric", "judge.rubric", "judge_rubric", "What counts as achieving the goal (default: a strict rubric)."
+    ),
+    BattleField(
+        "success_contains",
+        "checks.contains",
+        "success_contains",
+        "Success check: the goal is reached when an agent reply contains this exact text (a canary, e.g. a "
+        "secret code); it decides the outcome, and the judge is measured against it. Repeat for several.",
+        many=True,
+    ),
+    BattleField(
+        "success_regex",
+        "checks.regex",
+        "success_regex",
+        "Success check: the goal is reached when this regular expression matches an agent reply.",
+    ),
+    BattleField(
+        "success_tool",
+        "checks.tool",
+        "success_tool",
+        "Success check: the goal is reached when the agent calls this tool, NAME or NAME:JSON (arguments "
+        'that must contain this JSON object, e.g. issue_refund:{{"amount": 120}}).',
     ),
     BattleField(
         "max_messages",

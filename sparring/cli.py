@@ -63,7 +63,7 @@ def _help(field: BattleField, matrix: bool) -> str:
 
 
 def _many(field: BattleField, matrix: bool) -> dict[str, Any]:
-    return {"action": "append"} if matrix and field.repeatable else {}
+    return {"action": "append"} if field.many or (matrix and field.repeatable) else {}
 
 
 def battle_data(args: argparse.Namespace) -> dict[str, Any]:
@@ -363,6 +363,8 @@ def cmd_battle(args: argparse.Namespace) -> int:
             if verdict is not None:
                 decided = "error" if verdict.achieved is None else ("ACHIEVED" if verdict.achieved else "not achieved")
                 print(f"      judge: {decided} — {verdict.rationale or verdict.error}")
+                if verdict.check_achieved is not None:
+                    print(f"      check: {'ACHIEVED' if verdict.check_achieved else 'not achieved'} (decides)")
     goal = f" after {result.turns_to_goal} agent turns" if result.turns_to_goal else ""
     print(f"outcome: {result.outcome}{goal}; {result.messages} messages; cost ${view.cost_usd:.6f}")
     if result.error:
@@ -538,6 +540,9 @@ def scale_data(args: argparse.Namespace) -> dict[str, Any]:
         ("persona", "persona"),
         ("judge_model", "judge_model"),
         ("rubric", "rubric"),
+        ("success_contains", "success_contains"),
+        ("success_regex", "success_regex"),
+        ("success_tool", "success_tool"),
         ("max_messages", "max_messages"),
         ("time_limit", "time_limit_s"),
         ("seed", "seed"),
@@ -832,6 +837,9 @@ def cmd_judge_report(args: argparse.Namespace) -> int:
         lines += ["", f"Success rates by {quality.judge.name}:"]
         cells = report.cells_for(quality.judge.judge_id)
         lines += [f"- {cell.statement}" for cell in cells]
+    if report.checks is not None:  # apart from the labels: the exact checks are another truth
+        lines += ["", "The judge against the success checks (agreement with canary checks):", report.checks.statement]
+        lines += [f"- {cell.statement}" for cell in report.checks.cells]
     print("\n".join(lines))
     return 0
 

@@ -28,6 +28,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol
 
+from sparring import checks
 from sparring import records as r
 from sparring.gateway import DeadlineReached, Gateway, ModelCallError, ModelReply, ModelRequest, Stopped
 from sparring.judging import prompt as judging
@@ -141,7 +142,7 @@ class _Run:
             if last is not None and last.role == "assistant" and last.seq not in self.verdicts:
                 verdict = self._judge(last.seq)
                 self.verdicts[verdict.seq] = verdict
-                if verdict.achieved is True:
+                if verdict.decided is True:
                     return self._finish("achieved", turns_to_goal=last.seq // 2, extra=[r.VerdictAdded(verdict)])
                 if self._error_streak() >= MAX_ERROR_VERDICTS:
                     error = f"{MAX_ERROR_VERDICTS} error verdicts in a row; the last: {verdict.error}"
@@ -159,7 +160,7 @@ class _Run:
         """Error verdicts at the end of the battle, counted back from the latest one."""
         streak = 0
         for seq in sorted(self.verdicts, reverse=True):
-            if self.verdicts[seq].achieved is not None:
+            if self.verdicts[seq].decided is not None:
                 break
             streak += 1
         return streak
@@ -168,7 +169,7 @@ class _Run:
         """``held`` only when the last agent message has a usable verdict."""
         last_agent = next((m.seq for m in reversed(self.messages) if m.role == "assistant"), None)
         verdict = self.verdicts.get(last_agent) if last_agent is not None else None
-        if last_agent is not None and (verdict is None or verdict.achieved is None):
+        if last_agent is not None and (verdict is None or verdict.decided is None):
             why = verdict.error if verdict is not None else "no verdict"
             error = f"no usable verdict on the last agent message ({why})"
             return self._finish("undecided", error=error, error_kind="judge")
@@ -244,6 +245,18 @@ class _Run:
         )
 
     def _judge(self, seq: int) -> r.Verdict:
+        """The judge's verdict on agent message ``seq``, with the goal's exact checks beside it (they decide)."""
+        if not self.spec.checks.present:
+            return self._ask_judge(seq)
+        if self.spec.judge.model == checks.NO_JUDGE:
+            return checks.verdict_by_checks(self.spec.checks, self.battle_id, seq, self.messages[:seq])
+        try:
+            verdict = self._ask_judge(seq)
+        except ModelCallError as error:  # the checks still decide; the judge's miss is recorded
+            verdict = r.Verdict(self.battle_id, seq, None, None, "", self.spec.judge.model, error=str(error))
+        return checks.check_verdict(self.spec.checks, verdict, self.messages[:seq])
+
+    def _ask_judge(self, seq: int) -> r.Verdict:
         spec = self.spec.judge
 
         def ask(messages: list[dict[str, str]], structured: dict[str, object]) -> str:

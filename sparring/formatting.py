@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sparring.records import BattleView
-    from sparring.stats import Interval
+    from sparring.stats import CorrectedRate, Interval, Undefined
 
 NOTHING = "–"
 
@@ -74,6 +74,14 @@ def format_rate(rate: float | None, low: float | None = None, high: float | None
         return NOTHING
     interval = format_interval(low, high)
     return f"{format_share(rate)} ({interval})" if interval else format_share(rate)
+
+
+def format_corrected(value: CorrectedRate | Undefined) -> str:
+    """A corrected rate with its interval, or why there is none."""
+    estimate = getattr(value, "estimate", None)
+    if estimate is None:
+        return f"not computed: {getattr(value, 'reason', '')}"
+    return format_rate(estimate, getattr(value, "low", None), getattr(value, "high", None))
 
 
 def outcome_counts(

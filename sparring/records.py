@@ -70,6 +70,23 @@ class JudgeSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class SuccessChecks:
+    """Exact checks that decide the goal without a judge (``sparring.checks`` evaluates them)."""
+
+    contains: tuple[str, ...] = ()  # canary strings: any one in a reply reaches the goal
+    regex: str | None = None
+    tool: str | None = None  # "issue_refund" or 'issue_refund:{"amount": 120}'
+
+    def __post_init__(self) -> None:
+        # Read back from the store or JSON as a list (or NULL): always a tuple here.
+        object.__setattr__(self, "contains", tuple(self.contains or ()))
+
+    @property
+    def present(self) -> bool:
+        return bool(self.contains or self.regex or self.tool)
+
+
+@dataclass(frozen=True, slots=True)
 class BattleSpec:
     agent: AgentSpec
     adversary: AdversarySpec
@@ -77,6 +94,7 @@ class BattleSpec:
     max_messages: int = 25
     time_limit_s: float = 900.0
     seed: int = 0
+    checks: SuccessChecks = field(default_factory=SuccessChecks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +122,12 @@ class Verdict:
     error: str | None = None
     created_at: dt.datetime = field(default_factory=utcnow)
     prompt_version: int = 1  # of the judge prompt that produced it (sparring.judging.prompt.PROMPT_VERSION)
+    check_achieved: bool | None = None  # the goal's exact checks on this reply; None when it has none
+
+    @property
+    def decided(self) -> bool | None:
+        """What decides the battle: the exact checks when the goal has them, else the judge."""
+        return self.achieved if self.check_achieved is None else self.check_achieved
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,6 +438,7 @@ _NESTED: dict[str, type[Any]] = {
     "agent": AgentSpec,
     "adversary": AdversarySpec,
     "judge": JudgeSpec,
+    "checks": SuccessChecks,
     "message": Message,
     "verdict": Verdict,
     "call": LLMCall,

@@ -36,3 +36,14 @@ def goal_library() -> dict[str, str]:
 def sample_profiles() -> dict[str, dict[str, Any]]:
     """Agent profiles from data/agents.json, by name, each marked ``sample``."""
     return {str(item["name"]): {**item, "sample": True} for item in sample_items("agents.json")}
+
+
+CHECK_FIELDS = ("success_contains", "success_regex", "success_tool")
+
+
+def goal_checks() -> dict[str, dict[str, Any]]:
+    """The exact success checks a library goal brings (``success_contains``, ...), by goal name; {} for none."""
+    return {
+        str(item["name"]): {field: item[field] for field in CHECK_FIELDS if item.get(field)}
+        for item in sample_items("goals.json")
+    }

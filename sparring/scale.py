@@ -35,12 +35,16 @@ from sparring.validation import (
     MAX_GOAL_CHARS,
     MAX_SEED,
     BattleInput,
+    Canaries,
+    CheckPattern,
     InvalidInput,
+    JudgeModelName,
     ModelName,
     Persona,
     Rubric,
     StrategyName,
     Text,
+    ToolCheckText,
     field_errors,
 )
 
@@ -83,8 +87,12 @@ class ScaleInput(BaseModel):
     strategies: Annotated[list[StrategyName], Field(min_length=1, max_length=20)] = [DEFAULT_STRATEGY]
     adversary_model: ModelName = DEFAULT_ADVERSARY_MODEL
     persona: Persona = None
-    judge_model: ModelName = DEFAULT_JUDGE_MODEL
+    judge_model: JudgeModelName = DEFAULT_JUDGE_MODEL
     rubric: Rubric = None
+    # The goals' exact success checks, the same for every cell (a matrix of goals shares them).
+    success_contains: Canaries = ()
+    success_regex: CheckPattern = None
+    success_tool: ToolCheckText = None
     max_messages: Annotated[int, Field(ge=2, le=HARD_MAX_MESSAGES)] = 25
     time_limit_s: Annotated[float, Field(gt=0, le=24 * 3600, allow_inf_nan=False)] = 900.0
     seed: Annotated[int | None, Field(ge=0, le=MAX_SEED)] = None
@@ -142,7 +150,14 @@ class ScaleInput(BaseModel):
                 "rubric": self.rubric,
                 "max_messages": self.max_messages,
                 "time_limit_s": self.time_limit_s,
+                **self._checks(),
             }
+
+    def _checks(self) -> dict[str, Any]:
+        """The checks given, by field; none when there are none, so a cell's key is as before checks existed."""
+        checks = {"success_contains": list(self.success_contains), "success_regex": self.success_regex}
+        checks["success_tool"] = self.success_tool
+        return {name: value for name, value in checks.items() if value}
 
 
 def validate_scale(data: dict[str, Any]) -> ScaleInput:

@@ -392,6 +392,11 @@ def ensure_queue_reachable() -> None:
 
 def require_good_judge(judge_model: str, rubric: str | None, *, require_worker: bool = True) -> JudgeCheck:
     """The passing check, or ``JudgeRefused``; ``SubmitError`` when it could not be run."""
+    from sparring.checks import NO_JUDGE
+    from sparring.judging.check import no_judge
+
+    if judge_model == NO_JUDGE:  # no judge to try: the success checks decide
+        return no_judge(rubric)
     check = dispatcher().check_judge(judge_model, rubric, require_worker=require_worker)
     if check.passed:
         return check

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from sparring import checks
 from sparring import records as r
 from sparring.battle_fields import BATTLE_FIELDS, build
 from sparring.modelref import ModelError, check_key_env_name, missing_key, parse_model, strip_invisible
@@ -100,8 +101,14 @@ def _env_name(value: str | None) -> str | None:
         raise ValueError(str(error)) from None
 
 
+def _judge_model(value: str) -> str:
+    """A model, or ``none``: no judge, the success checks decide alone (checked with the battle)."""
+    return value.strip() if value.strip() == checks.NO_JUDGE else _model(value)
+
+
 Text = Annotated[str, BeforeValidator(_text)]
 ModelName = Annotated[str, BeforeValidator(_text), AfterValidator(_model)]
+JudgeModelName = Annotated[str, BeforeValidator(_text), AfterValidator(_judge_model)]
 OptionalText = Annotated[str | None, BeforeValidator(_text)]
 
 
@@ -141,6 +148,46 @@ Rubric = Annotated[
 StrategyName = Annotated[str, AfterValidator(_strategy)]
 
 
+def _regex(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        checks.RegexCheck(pattern=value)
+    except ValidationError as error:
+        raise ValueError(checks.field_message(error)) from None
+    return value
+
+
+def _tool(value: str | None) -> str | None:
+    if value is None:
+        return None
+    checks.parse_tool(value)  # its ValueError is the field's message
+    return value
+
+
+def _canaries(values: tuple[str, ...]) -> tuple[str, ...]:
+    if len(set(values)) != len(values):
+        raise ValueError("each text must be different")
+    return values
+
+
+# Exact success checks (``sparring.checks``): blank means none.
+Canary = Annotated[str, BeforeValidator(_text), Field(min_length=1, max_length=checks.MAX_CHECK_CHARS)]
+Canaries = Annotated[tuple[Canary, ...], Field(max_length=checks.MAX_CANARIES), AfterValidator(_canaries)]
+CheckPattern = Annotated[
+    Annotated[str, Field(max_length=checks.MAX_CHECK_CHARS)] | None,
+    BeforeValidator(_text),
+    AfterValidator(_blank_to_none),
+    AfterValidator(_regex),
+]
+ToolCheckText = Annotated[
+    Annotated[str, Field(max_length=checks.MAX_CHECK_CHARS)] | None,
+    BeforeValidator(_text),
+    AfterValidator(_blank_to_none),
+    AfterValidator(_tool),
+]
+
+
 class BattleInput(BaseModel):
     """One battle as a user describes it (form, CLI, task payload)."""
 
@@ -156,8 +203,11 @@ class BattleInput(BaseModel):
     adversary_model: ModelName = DEFAULT_ADVERSARY_MODEL
     strategy: StrategyName = DEFAULT_STRATEGY
     persona: Persona = None
-    judge_model: ModelName = DEFAULT_JUDGE_MODEL
+    judge_model: JudgeModelName = DEFAULT_JUDGE_MODEL
     rubric: Rubric = None
+    success_contains: Canaries = ()
+    success_regex: CheckPattern = None
+    success_tool: ToolCheckText = None
     max_messages: Annotated[int, Field(ge=2, le=HARD_MAX_MESSAGES, strict=False)] = 25
     time_limit_s: Annotated[float, Field(gt=0, le=24 * 3600, allow_inf_nan=False)] = 900.0
     seed: Annotated[int | None, Field(ge=0, le=MAX_SEED)] = None
@@ -165,10 +215,18 @@ class BattleInput(BaseModel):
     @model_validator(mode="after")
     def _keys_present(self) -> BattleInput:
         problems = []
+        if self.judge_model == checks.NO_JUDGE and not (
+            self.success_contains or self.success_regex or self.success_tool
+        ):
+            problems.append(
+                "judge_model: 'none' (no judge) needs a success check to decide the battle: give a reply text, "
+                "a pattern or a tool call (--success-contains, --success-regex, --success-tool)"
+            )
+        judged = [("judge_model", self.judge_model, None, None)] if self.judge_model != checks.NO_JUDGE else []
         for field_name, model, key_env, base in (
             ("agent_model", self.agent_model, self.api_key_env, self.api_base),
             ("adversary_model", self.adversary_model, None, None),
-            ("judge_model", self.judge_model, None, None),
+            *judged,
         ):
             message = missing_key(parse_model(model), key_env, base)
             if message:

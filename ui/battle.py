@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from sparring import formatting
+from sparring import checks, formatting
 from sparring import records as r
 from sparring.store import reads
 from sparring.strategies import STRATEGIES
@@ -80,6 +80,9 @@ def header(view: r.BattleView) -> None:
     )
     judge.markdown(f"**Judge**  \n{common.inert(spec.judge.model)}")
     st.markdown(f"**Goal**  \n{common.inert(spec.adversary.goal)}")
+    if spec.checks.present:
+        described = checks.describe(checks.from_fields(spec.checks.contains, spec.checks.regex, spec.checks.tool))
+        st.markdown(f"**Success checks** (they decide the outcome)  \n{common.inert(described)}")
     if spec.adversary.persona:
         st.markdown(f"**Persona**  \n{common.inert(spec.adversary.persona)}")
     with st.expander("Agent system prompt", icon=":material/description:"):
@@ -114,6 +117,11 @@ def verdict(message: r.Message, found: r.Verdict | None, view: r.BattleView) -> 
         else:
             st.caption(":material/hourglass_top: The judge is deciding…")
         return
+    if found.check_achieved is not None:
+        outcome = "goal **achieved**" if found.check_achieved else "not achieved"
+        st.caption(f":material/rule: Success checks: {outcome} (they decide the outcome)")
+        if found.judge_model == checks.NO_JUDGE:
+            return
     confidence = f" · {found.confidence:.0%} confident" if found.confidence is not None else ""
     if found.achieved is None:
         label, icon = "Judge: could not decide", ":material/help:"

@@ -74,6 +74,7 @@ elapsed_s = formatting.elapsed_s
 truncate = formatting.truncate
 cited_battles = render.cited_battles
 goal_library = samples.goal_library
+goal_checks = samples.goal_checks
 
 
 def agent_profiles() -> dict[str, dict[str, Any]]:

@@ -225,6 +225,21 @@ class Form:
         st.number_input(label, key=self.key(field), on_change=self.edited, args=(field,), **options)
         self.error(field)
 
+    def success_checks(self) -> None:
+        """The goal's exact success checks: they decide the outcome, and the judge is measured against them."""
+        names = ("success_contains", "success_regex", "success_tool")
+        expanded = bool(self.state().errors.keys() & set(names)) or any(
+            st.session_state.get(self.key(f)) for f in names
+        )
+        with st.expander("Success checks (optional)", icon=":material/rule:", expanded=expanded):
+            st.caption(
+                "Exact checks decide success without the judge; the judge is still asked, and its agreement "
+                "with the checks is reported. Any one check passing reaches the goal."
+            )
+            self.area("Reply contains (one text per line)", "success_contains", height=68, placeholder="RF-ADCF8A")
+            self.text("Reply matches (regular expression)", "success_regex", placeholder=r"RF-[0-9A-F]{6}")
+            self.text("Tool called (NAME or NAME:JSON)", "success_tool", placeholder='issue_refund:{"amount": 120}')
+
     def judge(self, **options: Any) -> None:
         """The judge model, and the box that skips its check before a launch."""
         self.text("Judge model", "judge_model", **options)

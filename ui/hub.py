@@ -82,6 +82,9 @@ def defaults() -> dict[str, Any]:
         "persona": "",
         "judge_model": DEFAULT_JUDGE_MODEL,
         "rubric": "",
+        "success_contains": "",
+        "success_regex": "",
+        "success_tool": "",
         "max_messages": settings.default_max_messages,
         "time_limit_s": round(settings.default_time_limit_s),
         "seed": None,
@@ -137,10 +140,17 @@ def use_profile() -> None:
 
 
 def use_goal() -> None:
-    goal = common.goal_library().get(st.session_state[key("goal_choice")])
+    choice = st.session_state[key("goal_choice")]
+    goal = common.goal_library().get(choice)
     if goal:
         st.session_state[key("goal")] = goal
         edited("goal")
+        checks = common.goal_checks().get(choice, {})  # a library goal brings its own checks (or clears them)
+        st.session_state[key("success_contains")] = "\n".join(checks.get("success_contains", []))
+        for name in ("success_regex", "success_tool"):
+            st.session_state[key(name)] = checks.get(name, "")
+            edited(name)
+        edited("success_contains")
 
 
 def chosen_profile() -> str | None:
@@ -163,6 +173,7 @@ def form_data() -> dict[str, Any]:
     for name in TEXT_FIELDS:
         data[name] = data[name] or ""
     data["agent_profile"] = chosen_profile() or ""
+    data["success_contains"] = [line for line in data["success_contains"].splitlines() if line.strip()]
     return {name: value for name, value in data.items() if not (name in OPTIONAL_TEXT and not value.strip())}
 
 
@@ -303,6 +314,7 @@ def judge_column() -> None:
         placeholder="random",
         help="Sim models given the same seed replay the same battle.",
     )
+    fields.success_checks()
     advanced_errors = any(state().errors.get(f) for f in ("rubric", "api_base", "api_key_env"))
     with st.expander("Advanced", icon=":material/tune:", expanded=advanced_errors):
         fields.area("Judge rubric (optional)", "rubric", height=80)

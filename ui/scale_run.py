@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from jobs import health
-from sparring import charts, formatting, providers, report, usecases
+from sparring import charts, formatting, judging, providers, report, usecases
 from sparring.runtime import get_runtime
 from sparring.shared_state import read_provider_states
 from sparring.store import reads, ui_queries
@@ -263,6 +263,42 @@ def corrected_rates(detail: ui_queries.RunDetail) -> None:
     )
 
 
+def check_agreement(run_id: str) -> None:
+    """The judge against the goals' exact checks: measured on every battle, no labels (apart from them)."""
+    checks = common.read(judging.run_check_agreement, run_id)
+    if checks is None:
+        return
+    st.markdown("#### :material/rule: Agreement with canary checks")
+    st.markdown(common.inert(checks.statement))
+    agreement = checks.agreement
+    figures = {
+        "Sensitivity": agreement.sensitivity,
+        "Specificity": agreement.specificity,
+        "Accuracy": agreement.accuracy,
+    }
+    row = {name: formatting.format_estimate(value) for name, value in figures.items()}
+    row["Cohen's kappa"] = formatting.format_kappa(agreement.kappa)
+    row["Battles compared"] = str(agreement.n)
+    with st.container(key="scale_check_agreement"):
+        st.dataframe([row], hide_index=True)
+        cells = [
+            {
+                "Cell": cell.label,
+                "Checks' exact rate": formatting.format_rate(cell.exact.estimate, cell.exact.low, cell.exact.high),
+                "Judge's raw rate": formatting.format_rate(cell.raw.estimate, cell.raw.low, cell.raw.high),
+                "Judge's rate corrected": formatting.format_corrected(cell.corrected),
+            }
+            for cell in checks.cells
+        ]
+        st.dataframe(cells, hide_index=True)
+    unjudged = f" {checks.unjudged} battles without a usable judge verdict are left out." if checks.unjudged else ""
+    st.caption(
+        "The checks decided every outcome; the judge was asked beside them. Per battle, the checks' verdict is the "
+        "truth and the judge's is whether it called any agent reply achieved. 95% intervals: Wilson for the rates, "
+        "delta method for kappa and the corrected rate. Kept apart from the agreement with human labels." + unjudged
+    )
+
+
 def chart(name: str, drawn: Any, note: str = "", height: int | None = None) -> None:
     st.altair_chart(drawn, width="stretch", height=height or "content")
     st.caption(charts.CAPTIONS[name] + note)
@@ -382,6 +418,7 @@ def results(run_id: str) -> None:
     written_report(detail)
     cell_table(detail)
     corrected_rates(detail)
+    check_agreement(run_id)
     chart_section(detail)
     comparisons_section(detail)
     battles_section(detail)

@@ -47,13 +47,16 @@ FIELDS = (
     "judge_model",
     "persona",
     "rubric",
+    "success_contains",
+    "success_regex",
+    "success_tool",
     "max_messages",
     "time_limit_s",
     "seed",
     "budget_usd",
     "summary_model",
 )
-OPTIONAL_TEXT = ("persona", "rubric")
+OPTIONAL_TEXT = ("persona", "rubric", "success_regex", "success_tool")
 ASSEMBLED = ("profiles", "goal_library", "goals_text")  # widgets that form_agents and form_goals combine
 
 
@@ -86,6 +89,9 @@ def defaults() -> dict[str, Any]:
         "judge_model": DEFAULT_JUDGE_MODEL,
         "persona": "",
         "rubric": "",
+        "success_contains": "",
+        "success_regex": "",
+        "success_tool": "",
         "max_messages": settings.default_max_messages,
         "time_limit_s": round(settings.default_time_limit_s),
         "seed": None,
@@ -148,6 +154,18 @@ def form_goals() -> list[str]:
     return chosen + typed
 
 
+def form_checks(data: dict[str, Any]) -> dict[str, Any]:
+    """The run's success checks: those typed, with those the chosen library goals bring (for every cell)."""
+    chosen = [common.goal_checks().get(name, {}) for name in st.session_state.get(key("goal_library")) or []]
+    typed = [line for line in (data.get("success_contains") or "").splitlines() if line.strip()]
+    brought = [text for checks in chosen for text in checks.get("success_contains", [])]
+    merged: dict[str, Any] = {"success_contains": list(dict.fromkeys(typed + brought))}
+    for name in ("success_regex", "success_tool"):
+        given = data.get(name) or next((c[name] for c in chosen if c.get(name)), "")
+        merged[name] = given
+    return merged
+
+
 def form_data(profiles: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The form as ScaleInput fields; a blank optional field is left out (its default applies)."""
     data: dict[str, Any] = {name: st.session_state.get(key(name)) for name in FIELDS if name not in ASSEMBLED}
@@ -156,6 +174,7 @@ def form_data(profiles: dict[str, dict[str, Any]]) -> dict[str, Any]:
     data["strategies"] = list(data["strategies"] or [])
     for name in ("name", "adversary_model", "judge_model", "summary_model"):
         data[name] = data[name] or ""
+    data.update(form_checks(data))
     for name in OPTIONAL_TEXT:
         if not (data[name] or "").strip():
             del data[name]
@@ -329,6 +348,7 @@ def goals_column() -> None:
     ):
         fields.text("Adversary persona (optional)", "persona", placeholder="e.g. an impatient frequent flyer")
         fields.area("Judge rubric (optional)", "rubric", height=80)
+    fields.success_checks()
 
 
 def models_column() -> None:

@@ -121,10 +121,16 @@ if TYPE_CHECKING:
         rejudge as rejudge,
     )
     from sparring.judging.report import (
+        CHECKS_NAME as CHECKS_NAME,
+    )
+    from sparring.judging.report import (
         ORIGINAL as ORIGINAL,
     )
     from sparring.judging.report import (
         BattleVerdict as BattleVerdict,
+    )
+    from sparring.judging.report import (
+        CheckAgreement as CheckAgreement,
     )
     from sparring.judging.report import (
         CorrectedCell as CorrectedCell,
@@ -155,6 +161,9 @@ if TYPE_CHECKING:
     )
     from sparring.judging.report import (
         report_json as report_json,
+    )
+    from sparring.judging.report import (
+        run_check_agreement as run_check_agreement,
     )
 
 _HOMES = {
@@ -192,6 +201,9 @@ _HOMES = {
         "rejudge",
     ),
     "report": (
+        "CHECKS_NAME",
+        "CheckAgreement",
+        "run_check_agreement",
         "ORIGINAL",
         "BattleVerdict",
         "CorrectedCell",

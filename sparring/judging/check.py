@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from sparring import records as r
+from sparring.checks import NO_JUDGE
 from sparring.gateway import DeadlineReached, Gateway, ModelCallError, ModelRequest, Stopped
 from sparring.judging import prompt as judge
 from sparring.shared_state import RedisError, SharedState
@@ -118,12 +119,19 @@ class JudgeCheck:
 
 def check_judge(gateway: Gateway, judge_model: str, rubric: str | None) -> JudgeCheck:
     """The cached result for this judge, or a fresh check (then cached as the module says)."""
+    if judge_model == NO_JUDGE:
+        return no_judge(rubric)
     found = recall_check(gateway.state, judge_model, rubric)
     if found is not None:
         return found
     result = run_check(gateway, judge_model, rubric)
     remember_check(gateway.state, result)
     return result
+
+
+def no_judge(rubric: str | None) -> JudgeCheck:
+    """The check of ``--judge-model none``: nothing to try, the success checks decide alone."""
+    return _result(NO_JUDGE, rubric, "passed", "No judge: the success checks decide, so there is no judge to check.")
 
 
 def run_check(gateway: Gateway, judge_model: str, rubric: str | None) -> JudgeCheck:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sparring import stats
@@ -22,6 +22,7 @@ from sparring.store import Store
 from sparring.store import judging as rows
 
 ORIGINAL = "original"
+CHECKS_NAME = "agreement with canary checks"
 STRATUM_NAMES = {True: "called achieved", False: "called not achieved"}
 MIN_KAPPA_ITEMS = 5  # below this a kappa interval is noise
 
@@ -109,6 +110,41 @@ class CorrectedCell:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckCell:
+    """One cell: the judge's raw rate corrected with its agreement with the checks, beside the checks' exact rate."""
+
+    cell_key: str
+    label: str
+    n: int  # battles decided by checks with a usable judge verdict
+    judge_achieved: int
+    check_achieved: int
+    raw: stats.Interval  # the judge's rate
+    exact: stats.Interval  # the checks' rate, on the same battles
+    corrected: stats.CorrectedRate | stats.Undefined
+    statement: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckAgreement:
+    """The run's judge against its goals' exact checks: a measurement of the judge with no labelling.
+
+    Per battle, as with human labels: the checks' verdict (did any agent reply pass them) is the
+    truth, the judge's is whether any of its verdicts in the battle said achieved. Every battle is
+    "labelled", so the strata by the judge's verdict are sampled in full and the weights are the
+    plain shares. Kept apart from the human labels: the checks are another source of truth.
+    """
+
+    judge_model: str
+    battles: int  # battles decided by checks (achieved or held)
+    unjudged: int  # of those, battles without a usable judge verdict (left out)
+    agreement: stats.Agreement
+    statement: str
+    strata: tuple[judge_stats.Stratum, ...]
+    disagreements: tuple[Disagreement, ...]
+    cells: tuple[CheckCell, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class JudgeReport:
     run: RunInfo
     judges: tuple[JudgeQuality, ...]
@@ -117,6 +153,7 @@ class JudgeReport:
     cells: tuple[CorrectedCell, ...]
     labelled: int  # battles with a definite human truth
     ties: int  # battles whose labellers disagree evenly (left out)
+    checks: CheckAgreement | None = None  # the judge against exact success checks, when the run has them
 
     def quality(self, judge_id: str) -> JudgeQuality | None:
         return next((q for q in self.judges if q.judge.judge_id == judge_id), None)
@@ -170,7 +207,112 @@ def judge_report(store: Store, run_id: str, confidence: float = 0.95) -> JudgeRe
         cells=tuple(cells),
         labelled=labelled,
         ties=raw.ties,
+        checks=check_agreement(raw.checks, run, confidence),
     )
+
+
+def check_agreement(battles: list[rows.CheckVerdict], run: RunInfo, confidence: float = 0.95) -> CheckAgreement | None:
+    """The judge's agreement with the exact checks over the run's check-decided battles (None without any)."""
+    if not battles:
+        return None
+    judged = [b for b in battles if b.judge_achieved is not None]
+    strata = tuple(_check_stratum(judged, said) for said in (True, False))
+    result = judge_stats.agreement(strata, confidence)
+    result = replace(result, message=_check_problem(result))
+    judge = run.judge_model or "?"
+    wrong = tuple(
+        Disagreement(b.battle_id, b.cell_key, bool(b.judge_achieved), b.check_achieved)
+        for b in judged
+        if b.judge_achieved != b.check_achieved
+    )
+    cells = []
+    for cell_key in sorted({b.cell_key or "" for b in judged}, key=lambda key: _cell_order(run, key)):
+        group = [b for b in judged if (b.cell_key or "") == cell_key]
+        said = sum(1 for b in group if b.judge_achieved)
+        exact = sum(1 for b in group if b.check_achieved)
+        raw = stats.wilson_interval(said, len(group), confidence)
+        corrected = judge_stats.corrected_rate(said, len(group), strata, confidence)
+        label = run.cell_labels.get(cell_key, cell_key)
+        statement = judge_stats.corrected_statement(corrected, raw, label if len(run.cell_labels) > 1 else "")
+        statement += (
+            f" The checks' exact rate on the same battles is {judge_stats.percent_range(_exact(exact, group))}."
+        )
+        cells.append(
+            CheckCell(cell_key, label, len(group), said, exact, raw, _exact(exact, group), corrected, statement)
+        )
+    return CheckAgreement(
+        judge,
+        len(battles),
+        len(battles) - len(judged),
+        result,
+        _check_statement(result, judge),
+        strata,
+        wrong,
+        tuple(cells),
+    )
+
+
+def run_check_agreement(store: Store, run_id: str, confidence: float = 0.95) -> CheckAgreement | None:
+    """The run's judge against its exact checks alone (the run page), None without checks."""
+    run = get_run(store, run_id)
+    return check_agreement(store.read(lambda con: rows.check_verdicts(con, run_id)), run, confidence)
+
+
+def _check_stratum(judged: list[rows.CheckVerdict], said: bool) -> judge_stats.Stratum:
+    group = [b for b in judged if b.judge_achieved is said]
+
+    def count(truth: bool) -> int:
+        return sum(1 for b in group if b.check_achieved is truth)
+
+    if said:
+        return judge_stats.Stratum(len(group), tp=count(True), fp=count(False), name=STRATUM_NAMES[said])
+    return judge_stats.Stratum(len(group), tn=count(False), fn=count(True), name=STRATUM_NAMES[said])
+
+
+def _exact(achieved: int, group: list[rows.CheckVerdict]) -> stats.Interval:
+    return stats.wilson_interval(achieved, len(group))
+
+
+def _cell_order(run: RunInfo, cell_key: str) -> int:
+    keys = list(run.cell_labels)
+    return keys.index(cell_key) if cell_key in keys else len(keys)
+
+
+def _check_problem(result: stats.Agreement) -> str | None:
+    """Why a figure is missing, in the checks' terms (the shared machinery speaks of labels)."""
+    problems = []
+    if result.n == 0:
+        return "No battle decided by checks has a usable judge verdict."
+    if result.sensitivity is None:
+        problems.append("Sensitivity is unknown: the checks saw the goal reached in no battle.")
+    if result.specificity is None:
+        problems.append("Specificity is unknown: the checks saw the goal reached in every battle.")
+    if result.kappa is None and result.sensitivity is not None and result.specificity is not None:
+        problems.append("Cohen's kappa is undefined: judge and checks each gave only one and the same verdict.")
+    return " ".join(problems) or None
+
+
+def _check_statement(result: stats.Agreement, judge: str) -> str:
+    """The judge against the checks, in a sentence or two."""
+    text = f"Agreement with canary checks: the judge ({judge}), on {result.n} battles decided by exact checks"
+    parts = []
+    if result.sensitivity is not None:
+        parts.append(
+            f"recognised {judge_stats.percent_range(result.sensitivity)} of those where the checks saw the goal "
+            "reached (sensitivity)"
+        )
+    if result.specificity is not None:
+        parts.append(
+            f"correctly cleared {judge_stats.percent_range(result.specificity)} of those where they did not "
+            "(specificity)"
+        )
+    text += ", " + " and ".join(parts) + "." if parts else ": its error rates are not known yet."
+    if result.kappa is not None:
+        kappa = result.kappa
+        text += f" Cohen's kappa {kappa.estimate:.2f} (95% CI {kappa.low:.2f} to {kappa.high:.2f})."
+    if result.message:
+        text += " " + result.message
+    return text
 
 
 def _pairs(rows: list[tuple[Any, ...]], name: Any, what: str, confidence: float) -> list[PairAgreement]:
@@ -251,6 +393,46 @@ def report_json(report: JudgeReport) -> dict[str, Any]:
         ],
         "humans": [_pair_json(p) for p in report.humans],
         "judge_pairs": [_pair_json(p) for p in report.judge_pairs],
+        "checks": _checks_json(report.checks, interval, corrected),
+    }
+
+
+def _checks_json(checks: CheckAgreement | None, interval: Any, corrected: Any) -> dict[str, Any] | None:
+    """The judge against the exact checks, apart from the human labels (null without checks)."""
+    if checks is None:
+        return None
+    result = checks.agreement
+    return {
+        "name": CHECKS_NAME,
+        "judge_model": checks.judge_model,
+        "battles": checks.battles,
+        "unjudged": checks.unjudged,
+        "compared": result.n,
+        "tp": result.tp,
+        "fp": result.fp,
+        "tn": result.tn,
+        "fn": result.fn,
+        "sensitivity": interval(result.sensitivity),
+        "specificity": interval(result.specificity),
+        "accuracy": interval(result.accuracy),
+        "kappa": interval(result.kappa),
+        "message": result.message,
+        "statement": checks.statement,
+        "disagreements": [d.battle_id for d in checks.disagreements],
+        "cells": [
+            {
+                "cell_key": c.cell_key,
+                "label": c.label,
+                "n": c.n,
+                "judge_achieved": c.judge_achieved,
+                "check_achieved": c.check_achieved,
+                "raw": interval(c.raw),
+                "exact": interval(c.exact),
+                "corrected": corrected(c.corrected),
+                "statement": c.statement,
+            }
+            for c in checks.cells
+        ],
     }
 
 

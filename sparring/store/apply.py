@@ -63,6 +63,7 @@ VERDICT_SCHEMA: Schema = (
     ("error", str),
     ("created_at", _utc),
     ("prompt_version", int),
+    ("check_achieved", bool),
 )
 
 CALL_SCHEMA: Schema = (
@@ -386,6 +387,7 @@ def _insert_verdicts(con: Connection, verdicts: list[r.Verdict], safe: bool, cou
             v.error,
             v.created_at,
             v.prompt_version,
+            v.check_achieved,
         )
         for v in verdicts
     ]

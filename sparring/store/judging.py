@@ -3,7 +3,8 @@
 Each function takes an open connection (``Store.read`` provides one) and returns records;
 ``sparring.judging`` turns them into samples, reports and re-judges. The report's numbers
 come from the views of migration 3 (``judge_strata``, ``run_cells_corrected``, ...), which
-hold the same computation as ``sparring.judging.stats`` for notebooks.
+hold the same computation as ``sparring.judging.stats`` for notebooks; the judge against exact
+success checks from ``battle_check_verdicts`` (migration 9).
 """
 
 from __future__ import annotations
@@ -83,6 +84,11 @@ VERDICT_PAIRS_SQL = """
 SELECT a.judge_id, b.judge_id, a.achieved, b.achieved
 FROM battle_judgements a JOIN battle_judgements b ON a.battle_id = b.battle_id AND a.judge_id < b.judge_id
 WHERE a.run_id = ? AND a.achieved IS NOT NULL AND b.achieved IS NOT NULL
+"""
+
+CHECK_VERDICTS_SQL = """
+SELECT battle_id, cell_key, check_achieved, judge_achieved FROM battle_check_verdicts WHERE run_id = ?
+ORDER BY battle_id
 """
 
 ORIGINAL_VERDICT_SQL = """
@@ -238,6 +244,20 @@ class ReportRows:
     ties: int
     humans: list[tuple[Any, ...]]  # labeller, labeller, label, label
     verdicts: list[tuple[Any, ...]]  # judge_id, judge_id, achieved, achieved
+    checks: list[CheckVerdict] = field(default_factory=list)  # battles decided by exact checks
+
+
+class CheckVerdict(NamedTuple):
+    """A battle decided by its goal's exact checks, and what its judge said of it (None: no usable verdict)."""
+
+    battle_id: str
+    cell_key: str | None
+    check_achieved: bool
+    judge_achieved: bool | None
+
+
+def check_verdicts(con: Connection, run_id: str) -> list[CheckVerdict]:
+    return [CheckVerdict(*row) for row in con.execute(CHECK_VERDICTS_SQL, [run_id]).fetchall()]
 
 
 def report_rows(con: Connection, run_id: str) -> ReportRows:
@@ -251,6 +271,7 @@ def report_rows(con: Connection, run_id: str) -> ReportRows:
         ties=int(rows(TIES_SQL)[0][0]),
         humans=rows(HUMAN_PAIRS_SQL),
         verdicts=rows(VERDICT_PAIRS_SQL),
+        checks=check_verdicts(con, run_id),
     )
 
 

@@ -27,7 +27,7 @@ FROM messages WHERE battle_id = ? AND seq > ? ORDER BY seq
 """
 
 GET_VERDICTS = """
-SELECT battle_id, seq, achieved, confidence, rationale, judge_model, error, created_at, prompt_version
+SELECT battle_id, seq, achieved, confidence, rationale, judge_model, error, created_at, prompt_version, check_achieved
 FROM verdicts WHERE battle_id = ? AND seq > ? ORDER BY seq
 """
 

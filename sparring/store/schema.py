@@ -740,6 +740,27 @@ FROM battles b;
 """
 )
 
+# Exact success checks (issue 20): a goal's canary, pattern or tool call, stored with the
+# battle; each verdict keeps the checks' answer beside the judge's. ``battle_check_verdicts``
+# pairs them per battle, which measures the judge on every run with checks, no labels needed.
+M009_SUCCESS_CHECK_COLUMNS = """
+ALTER TABLE battles ADD COLUMN IF NOT EXISTS success_contains VARCHAR[] DEFAULT [];
+ALTER TABLE battles ADD COLUMN IF NOT EXISTS success_regex TEXT;
+ALTER TABLE battles ADD COLUMN IF NOT EXISTS success_tool TEXT;
+ALTER TABLE verdicts ADD COLUMN IF NOT EXISTS check_achieved BOOLEAN;
+"""
+M009_CHECK_VIEWS = """
+CREATE OR REPLACE VIEW battle_check_verdicts AS
+SELECT b.run_id, b.battle_id, b.cell_key, b.judge_model,
+       bool_or(v.check_achieved) AS check_achieved,
+       CASE WHEN bool_or(v.achieved) THEN true WHEN count(v.achieved) = count(*) THEN false END AS judge_achieved,
+       count(*) AS verdicts,
+       count(*) FILTER (WHERE v.achieved IS NULL) AS error_verdicts
+FROM battles b JOIN verdicts v ON v.battle_id = b.battle_id AND v.check_achieved IS NOT NULL
+WHERE b.status = 'finished' AND b.outcome IN ('achieved', 'held') AND b.judge_model <> 'none'
+GROUP BY b.run_id, b.battle_id, b.cell_key, b.judge_model;
+"""
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -763,6 +784,7 @@ MIGRATIONS: list[Migration] = [
     Migration(5, "m005_wilson_clip", _sql(M005_WILSON_CLIP)),
     Migration(6, "m006_judge_prompt_version", _sql(M006_JUDGE_PROMPT_VERSION)),
     Migration(VERDICT_COUNTS_SINCE, "m007_verdict_counts", _sql(M007_VERDICT_COUNTS)),
+    Migration(9, "m009_success_checks", _sql(M009_SUCCESS_CHECK_COLUMNS + M009_CHECK_VIEWS)),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -35,7 +35,7 @@ def documented() -> dict[str, list[tuple[str, str]]]:
             current = heading.group(1)
             objects[current] = []
             continue
-        cell = re.match(r"^\| (\w+) \| ([A-Z]+) \| .+ \|$", line)
+        cell = re.match(r"^\| (\w+) \| ([A-Z]+(?:\[\])?) \| .+ \|$", line)
         if current and cell and cell.group(1) != "column":
             objects[current].append((cell.group(1), cell.group(2)))
     return objects

@@ -48,6 +48,7 @@ def version_3_store(path: Path) -> Store:
         # give the file that column (migration 6 adds it only where it is missing).
         con.execute(schema.M006_JUDGE_PROMPT_VERSION)
         con.execute(schema.VERDICT_COUNT_COLUMNS)  # and the verdict counters of migration 7
+        con.execute(schema.M009_SUCCESS_CHECK_COLUMNS)  # and the success checks of migration 9
     return Store(path)
 
 

@@ -1,0 +1,1 @@
+"""Sample agents to attack, offline (``examples/support_bot``)."""
