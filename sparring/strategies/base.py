@@ -128,11 +128,7 @@ class State:
 
     def note(self, message: r.Message) -> dict[str, Any]:
         if message.seq not in self._notes:
-            try:
-                value = json.loads(message.content)
-            except json.JSONDecodeError:
-                value = {"text": message.content}
-            self._notes[message.seq] = value if isinstance(value, dict) else {"text": message.content}
+            self._notes[message.seq] = note_of(message)
         return self._notes[message.seq]
 
     def notes(self, conversation: int, kind: str | None = None) -> list[dict[str, Any]]:
@@ -207,3 +203,25 @@ FORMAT_RETRY = (
     "Your previous answer was not a valid JSON object of the required form. "
     "Answer with the JSON object only, with exactly the fields asked for."
 )
+
+
+def note_of(message: r.Message) -> dict[str, Any]:
+    """A note message's JSON object (``{"text": ...}`` if it is not one); model output, untrusted."""
+    try:
+        value = json.loads(message.content)
+    except json.JSONDecodeError:
+        return {"text": message.content}
+    return value if isinstance(value, dict) else {"text": message.content}
+
+
+def rolled_back_by(message: r.Message) -> tuple[int, ...]:
+    """The seqs a roll-back note took out of the target's view (none for any other message).
+
+    A reader that holds earlier messages (a live page) marks them from this, since the
+    roll-back changes rows it has already read.
+    """
+    if message.role != "note" or '"rolled_back"' not in message.content:
+        return ()
+    note = note_of(message)
+    seqs = note.get("seqs") if note.get("kind") == "rolled_back" else None
+    return tuple(s for s in seqs if isinstance(s, int)) if isinstance(seqs, list) else ()

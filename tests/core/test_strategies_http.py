@@ -103,7 +103,7 @@ def test_an_unparseable_adversary_answer_is_asked_once_more_then_fails_the_battl
     assert result.outcome == "failed" and view.battle.error_kind == "adversary"
     assert "asked twice" in (result.error or "") and "not a JSON object" in (result.error or "")
     assert view.messages == ()  # nothing guessed, nothing sent to the target
-    first, second = served.completions()
+    _, second = served.completions()
     assert second.body["messages"][-2]["content"] == "Sure! Here is my next move: ask nicely."
     assert second.body["messages"][-1]["content"] == FORMAT_RETRY
 
