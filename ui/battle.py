@@ -229,29 +229,6 @@ def conversation_flow(messages: list[r.Message], transcript: Transcript, view: r
         index += 1
 
 
-def conversation_title(number: int, messages: list[r.Message], transcript: Transcript) -> str:
-    first = note_of(messages[0]) if messages and messages[0].role == "note" else {}
-    where = ""
-    if first.get("kind") == "pair":
-        where = f" · stream {first.get('stream')}, refinement {first.get('iteration')}"
-    elif first.get("kind") == "tap":
-        parent = first.get("parent")
-        where = f" · level {first.get('level')}" + (f", from #{parent}" if parent else "")
-    pruned = any(m.role == "note" and note_of(m).get("on_topic") is False for m in messages)
-    answer = next((m for m in messages if m.role == "assistant"), None)
-    found = transcript.verdicts.get(answer.seq) if answer is not None else None
-    if pruned:
-        state = "pruned off-topic before the agent"
-    elif found is None:
-        state = "waiting"
-    elif found.achieved:
-        state = f"goal achieved · score {found.score or '–'}/10"
-    else:
-        state = f"score {found.score if found.score is not None else '–'}/10"
-    indent = " " * max(0, int(first.get("level") or 1) - 1) if first.get("kind") == "tap" else ""
-    return f"{indent}Conversation #{number}{where} · {state}"
-
-
 def transcript_view(view: r.BattleView) -> None:
     transcript = transcript_for(view.battle_id)
     st.markdown("#### Transcript")
@@ -267,7 +244,7 @@ def transcript_view(view: r.BattleView) -> None:
         )
         for number in numbers:
             messages = [m for m in transcript.messages if m.conversation == number]
-            with st.expander(conversation_title(number, messages, transcript)):
+            with st.expander(formatting.conversation_title(number, messages, transcript.verdicts)):
                 for message in messages:
                     if message.role == "note":
                         note(message, folded=True)
