@@ -700,6 +700,13 @@ ALTER TABLE judge_runs ADD COLUMN IF NOT EXISTS prompt_version INTEGER DEFAULT 1
 # Verdicts carry the judge's 1-10 score and whether the agent refused (prompt version 2).
 # A battle that ended on goal stops at the query that reached it, so its ``target_queries``
 # is the number of queries to the goal.
+STRATEGIES_SINCE = 7  # the schema version that introduced conversations, roll-backs and the counters
+# Every battle from before had one conversation and no roll-back: each agent message was a query.
+BACKFILL_STRATEGY_COUNTERS = """
+UPDATE battles SET target_queries = agent_turns, conversations = CASE WHEN message_count > 0 THEN 1 ELSE 0 END
+WHERE target_queries = 0 AND conversations = 0;
+"""
+
 M007_STRATEGIES = """
 ALTER TABLE messages ADD COLUMN IF NOT EXISTS conversation INTEGER DEFAULT 1;
 ALTER TABLE messages ADD COLUMN IF NOT EXISTS rolled_back BOOLEAN DEFAULT false;
@@ -709,7 +716,6 @@ ALTER TABLE battles ADD COLUMN IF NOT EXISTS adversary_params JSON DEFAULT '{}';
 ALTER TABLE battles ADD COLUMN IF NOT EXISTS target_queries INTEGER DEFAULT 0;
 ALTER TABLE battles ADD COLUMN IF NOT EXISTS rolled_back INTEGER DEFAULT 0;
 ALTER TABLE battles ADD COLUMN IF NOT EXISTS conversations INTEGER DEFAULT 0;
-UPDATE battles SET target_queries = agent_turns, conversations = CASE WHEN message_count > 0 THEN 1 ELSE 0 END;
 
 CREATE OR REPLACE VIEW battle_outcomes AS
 WITH judged AS (
@@ -806,7 +812,7 @@ MIGRATIONS: list[Migration] = [
     Migration(UNDECIDED_SINCE, "m004_undecided", _sql(RECLASSIFY_UNDECIDED + M004_VIEWS)),
     Migration(5, "m005_wilson_clip", _sql(M005_WILSON_CLIP)),
     Migration(6, "m006_judge_prompt_version", _sql(M006_JUDGE_PROMPT_VERSION)),
-    Migration(7, "m007_strategies", _sql(M007_STRATEGIES)),
+    Migration(STRATEGIES_SINCE, "m007_strategies", _sql(M007_STRATEGIES + BACKFILL_STRATEGY_COUNTERS)),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
