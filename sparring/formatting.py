@@ -184,3 +184,8 @@ def conversation_title(number: int, messages: Sequence[r.Message], verdicts: Map
         state = score
     indent = "\u2003" * max(0, int(first.get("level") or 1) - 1) if first.get("kind") == "tap" else ""
     return f"{indent}Conversation #{number}{where} · {state}"
+
+
+def path_length(messages: Sequence[r.Message], conversation: int = 1) -> int:
+    """Messages the agent saw in ``conversation``: no private notes, no rolled-back exchanges."""
+    return sum(1 for m in messages if m.conversation == conversation and m.role != "note" and not m.rolled_back)

@@ -59,7 +59,19 @@ def header(view: r.BattleView) -> None:
         common.writes_waiting_notice()
 
     messages, turns, tokens, cost, elapsed = st.columns(5)
-    messages.metric("Messages", f"{view.message_count} / {spec.max_messages}")
+    if view.conversations > 1:
+        messages.metric(
+            "Queries",
+            view.target_queries,
+            help="Calls to the agent, one per single-turn conversation; the strategy's parameters bound them.",
+        )
+    else:
+        messages.metric(
+            "Messages",
+            f"{formatting.path_length(transcript_for(view.battle_id).messages)} / {spec.max_messages}",
+            help="Adversary and agent messages the agent saw; private notes and rolled-back exchanges "
+            "do not count against the cap.",
+        )
     if view.outcome == "achieved" and view.turns_to_goal is not None:
         turns.metric("Turns to goal", view.turns_to_goal)
     else:
@@ -158,6 +170,7 @@ def bubble(message: r.Message, transcript: Transcript, view: r.BattleView, folde
 
 
 NOTE_LABELS = {
+    "rolled_back": "roll-back",
     "goat": "observation, thought and technique",
     "crescendo": "summary and rationale",
     "pair": "improvement",

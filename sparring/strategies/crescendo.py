@@ -94,6 +94,7 @@ class Crescendo(Strategy):
             "reason": "the agent refused",
             "turn": len(path) // 2,
             "question": question.content,
+            "seqs": seqs,  # what was taken out of the target's view (a live page marks them from here)
         }
         return RollBack(1, tuple(seqs), note)
 

@@ -19,9 +19,12 @@ def test_a_crescendo_battle_folds_its_rolled_back_exchange_and_notes() -> None:
     labels = expanders(at)
     assert labels.count("Rolled back: the agent refused") == 1
     assert any(label.startswith("Adversary's private note") for label in labels)
+    assert not any(label.endswith("roll-back") for label in labels)  # its note is the fold itself
     assert any("score 10/10" in label for label in labels)  # the judge's grade of the winning answer
     status = at.get("markdown")  # the status line counts what was rolled back
     assert any("1 rolled back" in m.value and "2 queries to the agent" in m.value for m in status)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Messages"] == "2 / 6"  # notes and the rolled-back exchange do not count
 
 
 def test_a_pair_battle_lists_its_conversations_with_scores() -> None:
