@@ -10,10 +10,11 @@ from collections.abc import Sequence
 import pytest
 
 from jobs import embedded, runs
+from sparring import pricing, sim, usecases
 from sparring import records as r
-from sparring import sim, usecases
 from sparring.engine import _Run, run_battle
 from sparring.modelref import ModelError, parse_model
+from sparring.plan import cost_estimate
 from sparring.report import run_stats
 from sparring.runtime import get_runtime
 from sparring.strategies import STRATEGIES
@@ -326,3 +327,53 @@ def test_battle_and_status_json_print_queries_roll_backs_and_conversations() -> 
     )
     assert bad.returncode == 2 and "--strategy-param" in bad.stderr and "direct takes no parameter" in bad.stderr
     assert rows("SELECT 1 FROM battles WHERE adversary_strategy = 'direct'") == []
+
+
+# -- cancel, time limit and the cost estimate cover every algorithm --------------------------------
+
+
+class CancelAfter:
+    def __init__(self, checks: int) -> None:
+        self.checks = checks
+
+    def cancel_requested(self) -> bool:
+        self.checks -= 1
+        return self.checks < 0
+
+    def still_owner(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("strategy", ["crescendo", "goat", "pair", "tap"])
+def test_cancel_and_the_time_limit_stop_every_algorithm(strategy: str) -> None:
+    battle_id = new_battle(agent_model="sim/agent?concede=0&harden=1", strategy=strategy, max_messages=20)
+    result = usecases.run_inline(battle_id, control=CancelAfter(5))
+    assert result.outcome == "cancelled" and len(transcript(battle_id).messages) > 0
+    slow = new_battle(
+        agent_model="sim/agent?concede=0&harden=1&latency_ms=200", strategy=strategy, max_messages=40, time_limit_s=1
+    )
+    assert usecases.run_inline(slow).outcome == "timed_out"
+
+
+def test_the_cost_estimate_counts_each_algorithms_worst_case() -> None:
+    def calls(strategy: str, params: dict[str, int] | None = None) -> int:
+        battle = {"agent_model": "sim/agent", "adversary_model": "sim/adversary", "judge_model": "sim/judge"}
+        battle |= {"max_messages": 6, "strategy": strategy, "adversary_params": params or {}}
+        return pricing.estimate_cost([battle]).calls
+
+    assert calls("direct") == 3 + 3 + 3
+    assert calls("crescendo") == 13 + 2 * 13 + 13  # 3 turns + 10 roll-backs; each answer maybe asked twice
+    assert calls("crescendo", {"max_backtracks": 0}) == 3 + 2 * 3 + 3
+    assert calls("pair") == 15 + 2 * 15 + 15  # 3 streams × 5 refinements
+    assert calls("tap") == 27 + 2 * 54 + 27  # 3 + 4 × 3 × 2 nodes, each evaluated before the agent
+    estimate = cost_estimate(
+        {
+            "agents": [{"model": "sim/agent", "system_prompt": "Be helpful."}],
+            "strategies": ["direct", "tap"],
+            "adversary_model": "sim/adversary",
+            "judge_model": "sim/judge",
+            "max_messages": 6,
+        },
+        20,
+    )
+    assert f"({10 * 9 + 10 * 162:,} model calls" in estimate.basis
