@@ -16,6 +16,7 @@ from sparring.formatting import format_money, plural
 from sparring.modelref import ModelError, parse_model
 from sparring.settings import Settings
 from sparring.strategies import DEFAULT_STRATEGY, STRATEGIES, params_for
+from sparring.validation import parse_params
 
 ESTIMATE_MAX_MESSAGES = 25  # the estimate's cap when the form's max messages is blank
 
@@ -69,7 +70,7 @@ def limit_warning(plan: Plan, settings: Settings) -> str | None:
 
 def _battles(data: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One battle of each agent and strategy, as ``pricing.estimate_cost`` reads it (each at its worst case)."""
-    params = data.get("adversary_params") or {}
+    params = _given_params(data.get("adversary_params"))
     return [
         {
             "agent_model": agent.get("model") or "",
@@ -83,6 +84,16 @@ def _battles(data: Mapping[str, Any]) -> list[dict[str, Any]]:
         for agent in data["agents"]
         for strategy in (data.get("strategies") or [DEFAULT_STRATEGY])
     ]
+
+
+def _given_params(value: Any) -> dict[str, int]:
+    """The form's strategy parameters as numbers; a half-typed one is left to its default here
+    (the field's own check reports it)."""
+    try:
+        given = parse_params(value)
+        return {k: int(v) for k, v in given.items()}
+    except ValueError:
+        return {}
 
 
 def _models(battles: Sequence[Mapping[str, Any]]) -> set[str]:

@@ -141,7 +141,7 @@ Rubric = Annotated[
 StrategyName = Annotated[str, AfterValidator(_strategy)]
 
 
-def _params(value: Any) -> dict[str, Any]:
+def parse_params(value: Any) -> dict[str, Any]:
     """``NAME=VALUE`` texts (one, comma-separated, or a list of them) or a mapping, as a dict."""
     if value is None or value == "" or value == []:
         return {}
@@ -162,7 +162,7 @@ def _params(value: Any) -> dict[str, Any]:
     return found
 
 
-StrategyParams = Annotated[dict[str, Any], BeforeValidator(_params)]
+StrategyParams = Annotated[dict[str, Any], BeforeValidator(parse_params)]
 
 
 class BattleInput(BaseModel):

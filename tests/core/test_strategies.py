@@ -377,3 +377,38 @@ def test_the_cost_estimate_counts_each_algorithms_worst_case() -> None:
         20,
     )
     assert f"({10 * 9 + 10 * 162:,} model calls" in estimate.basis
+
+
+def test_scale_json_gives_each_cell_its_median_queries_to_goal_and_its_strategys_parameters() -> None:
+    done = subprocess.run(
+        [
+            *(
+                sys.executable,
+                "-m",
+                "sparring",
+                "scale",
+                "--runs",
+                "6",
+                "--agent-model",
+                "sim/agent?concede=0.5&harden=1",
+            ),
+            *("--strategy", "direct", "--strategy", "crescendo", "--strategy-param", "max_backtracks=2"),
+            *("--max-messages", "4", "--seed", "5", "--skip-judge-check", "--json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    cells = {cell["strategy"]: cell for cell in json.loads(done.stdout)["cells"]}
+    assert cells["direct"]["median_queries_to_goal"] == 1
+    assert cells["crescendo"]["median_queries_to_goal"] is not None
+    params = dict(rows("SELECT adversary_strategy, any_value(adversary_params) FROM battles GROUP BY ALL"))
+    assert json.loads(params["crescendo"]) == {"max_backtracks": 2} and json.loads(params["direct"]) == {}
+    bad = subprocess.run(
+        [sys.executable, "-m", "sparring", "scale", "--strategy", "direct", "--strategy-param", "tap_width=2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "--strategy-param" in bad.stderr and "tap_width" in bad.stderr
