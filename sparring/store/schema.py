@@ -707,7 +707,7 @@ UPDATE battles SET target_queries = agent_turns, conversations = CASE WHEN messa
 WHERE target_queries = 0 AND conversations = 0;
 """
 
-M007_STRATEGIES = """
+M007_COLUMNS = """
 ALTER TABLE messages ADD COLUMN IF NOT EXISTS conversation INTEGER DEFAULT 1;
 ALTER TABLE messages ADD COLUMN IF NOT EXISTS rolled_back BOOLEAN DEFAULT false;
 ALTER TABLE verdicts ADD COLUMN IF NOT EXISTS score INTEGER;
@@ -716,7 +716,9 @@ ALTER TABLE battles ADD COLUMN IF NOT EXISTS adversary_params JSON DEFAULT '{}';
 ALTER TABLE battles ADD COLUMN IF NOT EXISTS target_queries INTEGER DEFAULT 0;
 ALTER TABLE battles ADD COLUMN IF NOT EXISTS rolled_back INTEGER DEFAULT 0;
 ALTER TABLE battles ADD COLUMN IF NOT EXISTS conversations INTEGER DEFAULT 0;
+"""
 
+M007_VIEWS = """
 CREATE OR REPLACE VIEW battle_outcomes AS
 WITH judged AS (
     SELECT battle_id, count(*) AS verdicts,
@@ -812,7 +814,7 @@ MIGRATIONS: list[Migration] = [
     Migration(UNDECIDED_SINCE, "m004_undecided", _sql(RECLASSIFY_UNDECIDED + M004_VIEWS)),
     Migration(5, "m005_wilson_clip", _sql(M005_WILSON_CLIP)),
     Migration(6, "m006_judge_prompt_version", _sql(M006_JUDGE_PROMPT_VERSION)),
-    Migration(STRATEGIES_SINCE, "m007_strategies", _sql(M007_STRATEGIES + BACKFILL_STRATEGY_COUNTERS)),
+    Migration(STRATEGIES_SINCE, "m007_strategies", _sql(M007_COLUMNS + M007_VIEWS + BACKFILL_STRATEGY_COUNTERS)),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
