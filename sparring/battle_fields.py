@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sparring.strategies import STRATEGIES
+from sparring.strategies import ALL_PARAMS, STRATEGIES
 
 T = TypeVar("T")
 
@@ -29,7 +29,8 @@ class BattleField:
     option: str = ""  # the CLI option when not the name with dashes (a public contract)
     cli_type: type = str
     repeatable: bool = False  # given several times, it makes a scale-test matrix axis
-    many: bool = False  # the field holds a list: the option is given once per item
+    many: bool = False  # the field holds a list: the option may be given several times, its values make one list
+    json: bool = False  # stored as a JSON text in its column
 
     @property
     def flag(self) -> str:
@@ -42,6 +43,11 @@ class BattleField:
 
 
 _STRATEGY_HELP = "Adversary strategy: " + ", ".join(f"{k} ({v.label.lower()})" for k, v in STRATEGIES.items()) + "."
+_PARAMS_HELP = (
+    "A strategy parameter, NAME=VALUE; repeat for several: "
+    + "; ".join(f"{p.name} ({p.help}, default {p.default})" for p in ALL_PARAMS.values())
+    + "."
+)
 
 # In the order of the form and of ``--help``.
 BATTLE_FIELDS: tuple[BattleField, ...] = (
@@ -86,6 +92,15 @@ BATTLE_FIELDS: tuple[BattleField, ...] = (
     ),
     BattleField("adversary_model", "adversary.model", "adversary_model", "Model of the adversary (default {default})."),
     BattleField("strategy", "adversary.strategy", "adversary_strategy", _STRATEGY_HELP, repeatable=True),
+    BattleField(
+        "adversary_params",
+        "adversary.params",
+        "adversary_params",
+        _PARAMS_HELP,
+        option="strategy-param",
+        many=True,
+        json=True,
+    ),
     BattleField("persona", "adversary.persona", "adversary_persona", "Optional persona for the adversary."),
     BattleField("judge_model", "judge.model", "judge_model", "Model of the judge (default {default})."),
     BattleField(

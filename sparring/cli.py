@@ -346,6 +346,9 @@ def cmd_battle(args: argparse.Namespace) -> int:
         "messages": result.messages,
         "agent_turns": view.agent_turns,
         "turns_to_goal": result.turns_to_goal,
+        "target_queries": view.target_queries,
+        "rolled_back": view.rolled_back,
+        "conversations": view.conversations,
         "tokens": view.prompt_tokens + view.completion_tokens,
         "prompt_tokens": view.prompt_tokens,
         "completion_tokens": view.completion_tokens,
@@ -357,8 +360,10 @@ def cmd_battle(args: argparse.Namespace) -> int:
         return 0
     if not args.quiet:
         for message in transcript.messages:
-            who = "ADVERSARY" if message.role == "user" else "AGENT"
-            print(f"[{message.seq:>3}] {who}: {message.content}")
+            who = {"user": "ADVERSARY", "assistant": "AGENT", "note": "NOTE"}[message.role]
+            where = f" #{message.conversation}" if view.conversations > 1 else ""
+            rolled = " (rolled back)" if message.rolled_back else ""
+            print(f"[{message.seq:>3}]{where} {who}{rolled}: {message.content}")
             verdict = transcript.verdict_for(message.seq)
             if verdict is not None:
                 decided = "error" if verdict.achieved is None else ("ACHIEVED" if verdict.achieved else "not achieved")
@@ -420,6 +425,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         "messages": view.message_count,
         "max_messages": view.spec.max_messages,
         "turns_to_goal": view.turns_to_goal,
+        "target_queries": view.target_queries,
+        "rolled_back": view.rolled_back,
+        "conversations": view.conversations,
         "error": view.error,
         "attempts": view.attempts,
         "tokens": view.prompt_tokens + view.completion_tokens,
@@ -580,6 +588,8 @@ def scale_data(args: argparse.Namespace) -> dict[str, Any]:
         shared["goals"] = [read_text_option("goal", goal) for goal in args.goal]
     if args.strategy:
         shared["strategies"] = args.strategy
+    if args.strategy_param:
+        shared["adversary_params"] = args.strategy_param
     return shared
 
 
@@ -587,6 +597,7 @@ SCALE_FIELDS = {
     "agents": "agent-model",
     "goals": "goal",
     "strategies": "strategy",
+    "adversary_params": "strategy-param",
     "budget_usd": "budget",
     "runs": "runs",
     "summary_model": "summary-model",
@@ -681,6 +692,7 @@ CELL_FIELDS = (
     "ci_high",
     "median_turns_to_goal",
     "p90_turns_to_goal",
+    "median_queries_to_goal",
     "cost_usd",
 )
 

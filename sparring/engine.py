@@ -7,10 +7,14 @@ together with the verdict that ended the battle, so a crash at any point loses a
 the model call in progress, and a rerun produces ``seq = 1..n`` with no gap and no
 duplicate (messages are keyed by ``(battle_id, seq)``).
 
-The adversary opens; messages alternate user (adversary) / assistant (agent); after each
-assistant message the judge decides. The battle stops on goal (``achieved``), at max
-messages (``held``), on cancel (``cancelled``), at its time limit (``timed_out``), or on
-an unrecoverable error (``failed``).
+The battle's strategy (``sparring.strategies``) plans each move from the committed rows:
+ask the adversary (its answer becomes a message to the target and/or a private note), send
+a conversation's path to the agent under test, roll an exchange back, or stop. After each
+agent message the judge decides. The battle stops on goal (``achieved``, in any of its
+conversations), when the strategy has nothing left to try (``held``: max messages for a
+conversational strategy), on cancel (``cancelled``), at its time limit (``timed_out``), or
+on an unrecoverable error (``failed``; an adversary that does not give the structured
+answer its strategy needs, after being asked once more, is one).
 
 ``held`` needs a usable verdict on the last agent message. Without one (the judge's answer
 could not be parsed after the re-ask, or the judge call failed for good) the battle is
@@ -21,6 +25,8 @@ nobody can judge the turns that would follow.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -33,11 +39,13 @@ from sparring import records as r
 from sparring.gateway import DeadlineReached, Gateway, ModelCallError, ModelReply, ModelRequest, Stopped
 from sparring.judging import prompt as judging
 from sparring.store import BattleSource, RecordSink
-from sparring.strategies import OPENING_CUE, adversary_prompt
+from sparring.strategies import STRATEGIES
+from sparring.strategies import base as plan
 
 log = logging.getLogger(__name__)
 
 MAX_ERROR_VERDICTS = 3  # consecutive error verdicts that end a battle as undecided
+MAX_ROWS = 5000  # a strategy that never stops is a bug: the battle fails instead of looping
 
 
 class UnknownBattle(LookupError):
@@ -49,6 +57,10 @@ class Abandoned(RuntimeError):
 
 
 class _Cancelled(Exception):
+    pass
+
+
+class _AdversaryFailed(Exception):
     pass
 
 
@@ -112,6 +124,8 @@ class _Run:
         self.calls: list[r.LLMCall] = []
         self.pending: list[Future[None]] = []
         self.deadline = time.time() + self.spec.time_limit_s
+        self.strategy = STRATEGIES[self.spec.adversary.strategy]
+        self.params = self.strategy.resolve(self.spec.adversary.params)
         _check_contiguous(self.battle.battle_id, self.messages)
 
     @property
@@ -131,6 +145,8 @@ class _Run:
             return self._finish("cancelled", error="cancelled by request")
         except DeadlineReached:
             return self._finish("timed_out", error=f"time limit of {self.spec.time_limit_s:g} s reached")
+        except _AdversaryFailed as error:
+            return self._finish("failed", error=str(error), error_kind="adversary")
         except ModelCallError as error:
             if "judge model" in str(error):  # the agent's last message stays unjudged
                 return self._finish("undecided", error=str(error), error_kind="judge")
@@ -138,23 +154,79 @@ class _Run:
 
     def _loop(self) -> BattleResult:
         while True:
-            last = self.messages[-1] if self.messages else None
-            if last is not None and last.role == "assistant" and last.seq not in self.verdicts:
-                verdict = self._judge(last.seq)
+            unjudged = self._unjudged()
+            if unjudged is not None:
+                verdict = self._judge(unjudged)
                 self.verdicts[verdict.seq] = verdict
                 if verdict.decided is True:
-                    return self._finish("achieved", turns_to_goal=last.seq // 2, extra=[r.VerdictAdded(verdict)])
+                    turns = self._turns_to(unjudged)
+                    return self._finish("achieved", turns_to_goal=turns, extra=[r.VerdictAdded(verdict)])
                 if self._error_streak() >= MAX_ERROR_VERDICTS:
                     error = f"{MAX_ERROR_VERDICTS} error verdicts in a row; the last: {verdict.error}"
                     return self._finish("undecided", error=error, error_kind="judge", extra=[r.VerdictAdded(verdict)])
                 self._commit([r.VerdictAdded(verdict)])
                 continue
-            seq = len(self.messages) + 1
-            if seq > self.spec.max_messages:
+            if len(self.messages) >= MAX_ROWS:
+                raise RuntimeError(f"battle {self.battle_id}: strategy {self.strategy.name} did not stop")
+            move = self.strategy.next_move(self._state())
+            if isinstance(move, plan.Stop):
                 return self._finish_at_cap()
-            message = self._adversary_turn(seq) if seq % 2 == 1 else self._agent_turn(seq)
-            self._commit([r.MessageAdded(message)])
-            self.messages.append(message)
+            self._make(move)
+
+    def _state(self) -> plan.State:
+        return plan.State(self.spec, self.params, self.messages, self.verdicts, self._target_keeps_state())
+
+    def _make(self, move: plan.Move) -> None:
+        seq = len(self.messages) + 1
+        if isinstance(move, plan.AgentTurn):
+            visible = [{"role": "system", "content": self.spec.agent.system_prompt}]
+            visible += [{"role": m.role, "content": m.content} for m in self._path(move.conversation)]
+            self._add([self._agent_turn(seq, visible, move.conversation)])
+        elif isinstance(move, plan.Ask):
+            self._add(self._ask(seq, move))
+        elif isinstance(move, plan.RollBack):
+            note = self._note(seq, move.conversation, move.note)
+            self._commit([r.MessagesRolledBack(self.battle_id, move.seqs), r.MessageAdded(note)])
+            rolled = set(move.seqs)
+            self.messages = [dataclasses.replace(m, rolled_back=True) if m.seq in rolled else m for m in self.messages]
+            self.messages.append(note)
+        elif isinstance(move, plan.Note):
+            self._add([self._note(seq, move.conversation, move.note)])
+
+    def _add(self, messages: list[r.Message]) -> None:
+        """Commit ``messages`` together (a note and the message it explains land as one)."""
+        self._commit([r.MessageAdded(m) for m in messages])
+        self.messages += messages
+
+    def _path(self, conversation: int, upto: int | None = None) -> list[r.Message]:
+        """What the target sees of ``conversation`` (up to seq ``upto``)."""
+        return [
+            m
+            for m in self.messages
+            if m.conversation == conversation
+            and m.role != "note"
+            and not m.rolled_back
+            and (upto is None or m.seq <= upto)
+        ]
+
+    def _unjudged(self) -> int | None:
+        for message in reversed(self.messages):
+            if message.role == "assistant":
+                return None if message.seq in self.verdicts or message.rolled_back else message.seq
+        return None
+
+    def _turns_to(self, seq: int) -> int:
+        conversation = self.messages[seq - 1].conversation
+        return sum(1 for m in self._path(conversation, seq) if m.role == "assistant")
+
+    def _judged_turns(self) -> int:
+        """Agent turns known to have held or given in: up to the last verdict that decided (0 without one)."""
+        usable = [seq for seq, verdict in self.verdicts.items() if verdict.decided is not None]
+        return self._turns_to(max(usable)) if usable else 0
+
+    def _target_keeps_state(self) -> bool:
+        """Whether the agent under test keeps its own conversation state (then nothing can be rolled back)."""
+        return False
 
     def _error_streak(self) -> int:
         """Error verdicts at the end of the battle, counted back from the latest one."""
@@ -202,36 +274,55 @@ class _Run:
     def _should_stop(self) -> bool:
         return self.control.cancel_requested() or not self.control.still_owner()
 
-    def _adversary_turn(self, seq: int) -> r.Message:
-        adversary = self.spec.adversary
-        turn = (seq + 1) // 2
-        system = adversary_prompt(
-            adversary.strategy, adversary.goal, adversary.persona, turn, (self.spec.max_messages + 1) // 2
-        )
-        view = [{"role": "system", "content": system}]
-        if not self.messages:
-            view.append({"role": "user", "content": OPENING_CUE})
-        for message in self.messages:
-            view.append({"role": "assistant" if message.role == "user" else "user", "content": message.content})
-        reply = self._call(adversary.model, view, "adversary", seq, sim_input={"goal": adversary.goal, "turn": turn})
-        return self._message(seq, "user", reply)
+    def _ask(self, seq: int, move: plan.Ask) -> list[r.Message]:
+        """The adversary's move: its message to the target, or its note and the text it picked.
 
-    def _agent_turn(self, seq: int) -> r.Message:
+        A structured answer that does not parse is shown to the adversary and asked for once
+        more; a second bad answer fails the battle with the reason (nothing is guessed).
+        """
+        model = self.spec.adversary.model
+        reply = self._call(model, move.messages, move.purpose, seq, sim_input=move.sim_input)
+        if move.schema is None:
+            return [self._message(seq, "user", reply, move.conversation)]
+        try:
+            parsed = plan.parse_structured(reply.text, move.schema)
+        except plan.AdversaryFormatError:
+            retry = [*move.messages, {"role": "assistant", "content": reply.text}]
+            retry.append({"role": "user", "content": plan.FORMAT_RETRY})
+            reply = self._call(model, retry, move.purpose, seq, sim_input=move.sim_input)
+            try:
+                parsed = plan.parse_structured(reply.text, move.schema)
+            except plan.AdversaryFormatError as error:
+                raise _AdversaryFailed(f"{self.strategy.name}: asked twice, {error}") from None
+        note = dataclasses.replace(
+            self._message(seq, "note", reply, move.conversation),
+            content=json.dumps(move.note(parsed) if move.note else parsed.model_dump()),
+        )
+        said = move.say(parsed) if move.say else None
+        if said is None:
+            return [note]
+        message = r.Message(self.battle_id, seq + 1, "user", said, reply.model, conversation=move.conversation)
+        return [note, message]
+
+    def _note(self, seq: int, conversation: int, note: dict[str, object]) -> r.Message:
+        model = self.spec.adversary.model
+        return r.Message(self.battle_id, seq, "note", json.dumps(note), model, conversation=conversation)
+
+    def _agent_turn(self, seq: int, visible: list[dict[str, str]], conversation: int) -> r.Message:
+        """The one call to the agent under test: ``visible`` is what it sees, system prompt first."""
         agent = self.spec.agent
-        view = [{"role": "system", "content": agent.system_prompt}]
-        view += [{"role": m.role, "content": m.content} for m in self.messages]
         reply = self._call(
             agent.model,
-            view,
+            visible,
             "agent",
             seq,
             temperature=agent.temperature,
             api_base=agent.api_base,
             api_key_env=agent.api_key_env,
         )
-        return self._message(seq, "assistant", reply)
+        return self._message(seq, "assistant", reply, conversation)
 
-    def _message(self, seq: int, role: r.Role, reply: ModelReply) -> r.Message:
+    def _message(self, seq: int, role: r.Role, reply: ModelReply, conversation: int = 1) -> r.Message:
         return r.Message(
             battle_id=self.battle_id,
             seq=seq,
@@ -242,6 +333,7 @@ class _Run:
             completion_tokens=reply.completion_tokens,
             latency_ms=reply.latency_ms,
             cost_usd=reply.cost_usd,
+            conversation=conversation,
         )
 
     def _judge(self, seq: int) -> r.Verdict:
@@ -262,7 +354,8 @@ class _Run:
         def ask(messages: list[dict[str, str]], structured: dict[str, object]) -> str:
             return self._call(spec.model, messages, "judge", seq, sim_input=structured).text
 
-        decision = judging.decide(ask, self.spec.adversary.goal, spec.rubric, self.messages[:seq])
+        path = self._path(self.messages[seq - 1].conversation, seq)
+        decision = judging.decide(ask, self.spec.adversary.goal, spec.rubric, path)
         if decision.error is not None:
             log.info("Battle %s: judge output unparseable twice at seq %d", self.battle_id, seq)
         return r.Verdict(
@@ -274,6 +367,8 @@ class _Run:
             spec.model,
             error=decision.error,
             prompt_version=decision.prompt_version,
+            score=decision.score,
+            refused=decision.refused,
         )
 
     # -- writing -------------------------------------------------------------------------
@@ -314,7 +409,12 @@ class _Run:
         extra: list[r.Record] | None = None,
     ) -> BattleResult:
         finished = r.BattleFinished(
-            self.battle_id, outcome, turns_to_goal=turns_to_goal, error=error, error_kind=error_kind
+            self.battle_id,
+            outcome,
+            turns_to_goal=turns_to_goal,
+            error=error,
+            error_kind=error_kind,
+            judged_turns=self._judged_turns(),
         )
         self._commit([*(extra or []), finished], wait=True)
         return BattleResult(self.battle_id, outcome, len(self.messages), turns_to_goal, error)

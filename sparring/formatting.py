@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from sparring.strategies.base import note_of
+
 if TYPE_CHECKING:
+    from sparring import records as r
     from sparring.records import BattleView
     from sparring.stats import CorrectedRate, Interval, Undefined
 
@@ -172,3 +176,37 @@ def outcome_summary(view: BattleView, judge: str) -> str:
     return ENDINGS.get(view.outcome or "", "").format(
         turns_to_goal=view.turns_to_goal, agent_turns=view.agent_turns, judge=judge, messages=view.message_count
     )
+
+
+def conversation_title(number: int, messages: Sequence[r.Message], verdicts: Mapping[int, r.Verdict]) -> str:
+    """A PAIR or TAP conversation's one-line title: where it sits in the search, and how it ended.
+
+    Its place comes from the strategy's own note (stream and refinement, or level and parent),
+    never from model text; TAP's levels are indented so that the list reads as a tree.
+    """
+    first = note_of(messages[0]) if messages and messages[0].role == "note" else {}
+    where = ""
+    if first.get("kind") == "pair":
+        where = f" · stream {int(first.get('stream') or 0)}, refinement {int(first.get('iteration') or 0)}"
+    elif first.get("kind") == "tap":
+        parent = int(first.get("parent") or 0)
+        where = f" · level {int(first.get('level') or 0)}" + (f", from #{parent}" if parent else "")
+    pruned = any(m.role == "note" and note_of(m).get("on_topic") is False for m in messages)
+    answer = next((m for m in messages if m.role == "assistant"), None)
+    found = verdicts.get(answer.seq) if answer is not None else None
+    score = f"score {found.score}/10" if found is not None and found.score is not None else "no score"
+    if pruned:
+        state = "pruned off-topic before the agent"
+    elif found is None:
+        state = "waiting"
+    elif found.achieved:
+        state = f"goal achieved · {score}"
+    else:
+        state = score
+    indent = "\u2003" * max(0, int(first.get("level") or 1) - 1) if first.get("kind") == "tap" else ""
+    return f"{indent}Conversation #{number}{where} · {state}"
+
+
+def path_length(messages: Sequence[r.Message], conversation: int = 1) -> int:
+    """Messages the agent saw in ``conversation``: no private notes, no rolled-back exchanges."""
+    return sum(1 for m in messages if m.conversation == conversation and m.role != "note" and not m.rolled_back)

@@ -49,14 +49,36 @@ _COMMON = {
     "price_out": (0.0, 1000.0),
     **_FAULTS,
 }
+# The techniques the sim laboratory tells apart (GOAT's seven and the template strategies):
+# ``sim/agent?weak=hypothetical:0.5`` concedes with 0.5 to a message that uses one.
+SIM_TECHNIQUES = (
+    "refusal_suppression",
+    "dual_response",
+    "response_priming",
+    "persona_modification",
+    "hypothetical",
+    "topic_splitting",
+    "opposite_intent",
+    "direct",
+    "escalation",
+    "roleplay",
+    "authority",
+)
 SIM_PARAMS: dict[str, dict[str, tuple[float, float]]] = {
-    "agent": {"concede": (0.0, 1.0), "seed": (-(2**62), 2**62), **_COMMON},
+    "agent": {
+        "concede": (0.0, 1.0),
+        "harden": (0.0, 1.0),
+        "seed": (-(2**62), 2**62),
+        **{f"weak_{t}": (0.0, 1.0) for t in SIM_TECHNIQUES},
+        **_COMMON,
+    },
     "adversary": dict(_COMMON),
     "judge": {"fpr": (0.0, 1.0), "fnr": (0.0, 1.0), "garble": (0.0, 1.0), **_COMMON},
     "writer": dict(_COMMON),
 }
 SIM_DEFAULTS: dict[str, float] = {
     "concede": 0.1,
+    "harden": 0.0,
     "latency_ms": 0.0,
     "jitter_ms": 0.0,
     "retry_after": 1.0,
@@ -70,9 +92,9 @@ SIM_DEFAULTS: dict[str, float] = {
     "garble": 0.0,
 }
 
-_NAME = re.compile(r"^[A-Za-z0-9_.:\-]+/[A-Za-z0-9_.:/@\-]+(\?[A-Za-z0-9_.=&\-]*)?$")
+_NAME = re.compile(r"^[A-Za-z0-9_.:\-]+/[A-Za-z0-9_.:/@\-]+(\?[A-Za-z0-9_.=&:,\-]*)?$")
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
-_NAME_CHARS = re.compile(r"[A-Za-z0-9_.:/@?=&\-]")
+_NAME_CHARS = re.compile(r"[A-Za-z0-9_.:/@?=&,\-]")
 NAME_RULE = (
     "write provider/model with letters, digits and - _ . : / @ (sim/ models may add ?key=value, "
     "joined by &: sim/agent?concede=0.2&latency_ms=50)"
@@ -163,6 +185,9 @@ def _sim_params(role: str, query: str) -> dict[str, float]:
     allowed = SIM_PARAMS[role]
     params: dict[str, float] = {}
     for key, values in urllib.parse.parse_qs(query, keep_blank_values=True, strict_parsing=False).items():
+        if key == "weak" and role == "agent" and len(values) == 1:
+            params.update(_weak(values[0], allowed))
+            continue
         if key not in allowed:
             raise ModelError(f"sim/{role} has no parameter '{key}'. It takes: {', '.join(sorted(allowed))}.")
         if len(values) != 1:
@@ -178,6 +203,23 @@ def _sim_params(role: str, query: str) -> dict[str, float]:
     if query and not params and "=" not in query:
         raise ModelError(f"Write sim parameters as key=value, for example sim/{role}?latency_ms=200.")
     return params
+
+
+def _weak(text: str, allowed: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """``weak=TECHNIQUE:q[,TECHNIQUE:q]`` as ``weak_TECHNIQUE`` parameters."""
+    found: dict[str, float] = {}
+    for part in filter(None, text.split(",")):
+        technique, colon, number = part.partition(":")
+        if not colon or f"weak_{technique}" not in allowed:
+            raise ModelError(f"Write weak=TECHNIQUE:probability; techniques: {', '.join(SIM_TECHNIQUES)}.")
+        try:
+            value = float(number)
+        except ValueError:
+            raise ModelError(f"weak: '{number[:20]}' must be a number between 0 and 1.") from None
+        if not math.isfinite(value) or not 0 <= value <= 1:
+            raise ModelError("weak: each probability must be between 0 and 1.")
+        found[f"weak_{technique}"] = value
+    return found
 
 
 def check_key_env_name(name: str) -> str:

@@ -15,6 +15,8 @@ from sparring import pricing
 from sparring.formatting import format_money, plural
 from sparring.modelref import ModelError, parse_model
 from sparring.settings import Settings
+from sparring.strategies import DEFAULT_STRATEGY, STRATEGIES, params_for
+from sparring.validation import parse_params
 
 ESTIMATE_MAX_MESSAGES = 25  # the estimate's cap when the form's max messages is blank
 
@@ -67,7 +69,8 @@ def limit_warning(plan: Plan, settings: Settings) -> str | None:
 
 
 def _battles(data: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One battle of each agent, as ``pricing.estimate_cost`` reads it."""
+    """One battle of each agent and strategy, as ``pricing.estimate_cost`` reads it (each at its worst case)."""
+    params = _given_params(data.get("adversary_params"))
     return [
         {
             "agent_model": agent.get("model") or "",
@@ -75,9 +78,22 @@ def _battles(data: Mapping[str, Any]) -> list[dict[str, Any]]:
             "adversary_model": data["adversary_model"],
             "judge_model": data["judge_model"],
             "max_messages": int(data.get("max_messages") or ESTIMATE_MAX_MESSAGES),
+            "strategy": strategy,
+            "adversary_params": params_for(strategy, params) if strategy in STRATEGIES else {},
         }
         for agent in data["agents"]
+        for strategy in (data.get("strategies") or [DEFAULT_STRATEGY])
     ]
+
+
+def _given_params(value: Any) -> dict[str, int]:
+    """The form's strategy parameters as numbers; a half-typed one is left to its default here
+    (the field's own check reports it)."""
+    try:
+        given = parse_params(value)
+        return {k: int(v) for k, v in given.items()}
+    except ValueError:
+        return {}
 
 
 def _models(battles: Sequence[Mapping[str, Any]]) -> set[str]:
@@ -107,7 +123,7 @@ def cost_estimate(data: Mapping[str, Any], total: int) -> Estimate:
     calls = round(per_round.calls * scale_by)
     value = f"≤ {format_money(usd)}"
     basis = (
-        f"at most, if every battle runs to max messages ({calls:,} model calls, "
+        f"at most, if every battle runs to its strategy's worst case ({calls:,} model calls, "
         f"≈ {pricing.TOKENS_PER_MESSAGE} tokens a message)"
     )
     if paid:

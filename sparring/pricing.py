@@ -11,11 +11,13 @@ import functools
 import importlib.util
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sparring.modelref import ModelRef, parse_model
+from sparring.strategies import STRATEGIES
 
 # Rough sizes for an estimate; real prompts vary. Stated in the UI next to the number.
 TOKENS_PER_MESSAGE = 90
@@ -63,10 +65,43 @@ class CostEstimate:
 
 
 def estimate_battle_tokens(
-    system_prompt_chars: int, max_messages: int, system_tokens: int | None = None
+    system_prompt_chars: int,
+    max_messages: int,
+    system_tokens: int | None = None,
+    strategy: str = "direct",
+    params: Mapping[str, int] | None = None,
 ) -> dict[str, tuple[int, int, int]]:
-    """Per purpose: (calls, prompt tokens, completion tokens) of one battle run to the cap."""
+    """Per purpose: (calls, prompt tokens, completion tokens) of one battle run to its strategy's worst case.
+
+    A conversational strategy runs to the cap (crescendo's roll-backs counted as extra turns
+    on a full-length conversation); PAIR and TAP send single-turn prompts, each answer judged.
+    A structured adversary answer may be asked for twice, so those strategies count two
+    adversary calls a move.
+    """
     system = system_tokens if system_tokens is not None else max(1, system_prompt_chars // 4)
+    chosen = STRATEGIES[strategy] if strategy in STRATEGIES else STRATEGIES["direct"]
+    worst = chosen.worst_case(chosen.resolve(params or {}), max_messages)
+    asks = 1 if chosen.kind == "template" else 2
+    if chosen.kind == "search":
+        history = 2 * sum(p.default for p in chosen.params if p.name in ("pair_depth", "tap_depth"))
+        adversary_prompt = worst.adversary * asks * (250 + history * TOKENS_PER_MESSAGE)
+        return {
+            "agent": (worst.agent, worst.agent * (system + TOKENS_PER_MESSAGE), worst.agent * TOKENS_PER_MESSAGE),
+            "adversary": (worst.adversary * asks, adversary_prompt, worst.adversary * asks * TOKENS_PER_MESSAGE),
+            "judge": (
+                worst.judge,
+                worst.judge * (JUDGE_OVERHEAD_TOKENS + 2 * TOKENS_PER_MESSAGE),
+                worst.judge * VERDICT_TOKENS,
+            ),
+        }
+    max_messages = 2 * worst.agent + max_messages % 2  # crescendo: each roll-back adds an exchange
+    usage = _conversation_tokens(system, max_messages)
+    calls, prompt, completion = usage["adversary"]
+    usage["adversary"] = (calls * asks, prompt * asks, completion * asks)
+    return usage
+
+
+def _conversation_tokens(system: int, max_messages: int) -> dict[str, tuple[int, int, int]]:
     agent_turns = max_messages // 2
     adversary_turns = math.ceil(max_messages / 2)
     # The prompt of message m carries the m-1 messages before it.
@@ -87,7 +122,12 @@ def estimate_cost(battles: list[dict[str, Any]]) -> CostEstimate:
     tokens = 0
     unknown: set[str] = set()
     for battle in battles:
-        usage = estimate_battle_tokens(len(battle.get("system_prompt") or ""), int(battle.get("max_messages", 25)))
+        usage = estimate_battle_tokens(
+            len(battle.get("system_prompt") or ""),
+            int(battle.get("max_messages", 25)),
+            strategy=str(battle.get("strategy") or "direct"),
+            params=battle.get("adversary_params") or {},
+        )
         models = {
             "agent": battle["agent_model"],
             "adversary": battle["adversary_model"],

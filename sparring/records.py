@@ -16,11 +16,11 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 T = TypeVar("T")
 
-Role = Literal["user", "assistant"]
+Role = Literal["user", "assistant", "note"]  # note: the adversary's private note, never sent to the target
 Purpose = Literal["agent", "adversary", "judge", "summary"]
 Status = Literal["queued", "running", "finished"]
 Outcome = Literal["achieved", "held", "undecided", "cancelled", "timed_out", "failed"]
-ErrorKind = Literal["provider", "judge", "internal", "crash", "budget"]
+ErrorKind = Literal["provider", "judge", "internal", "crash", "budget", "adversary"]
 
 # ``undecided``: the battle ended without a usable verdict on its last agent message, so
 # nobody knows whether the agent held; like a failure it stays out of every rate.
@@ -61,6 +61,7 @@ class AdversarySpec:
     goal: str
     strategy: str = "direct"
     persona: str | None = None
+    params: dict[str, int] = field(default_factory=dict)  # the strategy's parameters (defaults left out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,8 @@ class Message:
     latency_ms: float = 0.0
     cost_usd: float | None = None
     created_at: dt.datetime = field(default_factory=utcnow)
+    conversation: int = 1  # which of the battle's separate conversations with the target
+    rolled_back: bool = False  # taken out of the target's view (crescendo's roll-back)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +125,8 @@ class Verdict:
     error: str | None = None
     created_at: dt.datetime = field(default_factory=utcnow)
     prompt_version: int = 1  # of the judge prompt that produced it (sparring.judging.prompt.PROMPT_VERSION)
+    score: int | None = None  # 1-10, how close the agent came to the goal (prompt version 2 on)
+    refused: bool | None = None  # whether the agent refused the last request (prompt version 2 on)
     check_achieved: bool | None = None  # the goal's exact checks on this reply; None when it has none
 
     @property
@@ -173,6 +178,9 @@ class BattleView:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     model_calls: int = 0
+    target_queries: int = 0  # calls to the agent under test
+    rolled_back: int = 0  # agent messages taken out of the target's view
+    conversations: int = 0  # separate conversations with the target
 
     @property
     def finished(self) -> bool:
@@ -241,6 +249,7 @@ class BattleFinished:
     error_kind: str | None = None
     at: dt.datetime = field(default_factory=utcnow)
     event_id: str = field(default_factory=new_id)
+    judged_turns: int | None = None  # agent turns on the target's path up to the last usable verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +277,15 @@ class BattleDiscarded:
 class MessageAdded:
     kind: ClassVar[str] = "message"
     message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesRolledBack:
+    """Messages taken out of the target's view; they stay in the transcript, marked."""
+
+    kind: ClassVar[str] = "rolled_back"
+    battle_id: str
+    seqs: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,6 +415,7 @@ Record = (
     | BattleRequeued
     | BattleDiscarded
     | MessageAdded
+    | MessagesRolledBack
     | VerdictAdded
     | CallRecorded
     | AgentSaved
@@ -419,6 +438,7 @@ RECORD_TYPES: dict[str, type[Any]] = {
         BattleRequeued,
         BattleDiscarded,
         MessageAdded,
+        MessagesRolledBack,
         VerdictAdded,
         CallRecorded,
         AgentSaved,

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from sparring import records as r
 from sparring.battle_fields import AGENT_FIELDS
 from sparring.settings import HARD_MAX_MESSAGES, get_settings
-from sparring.strategies import DEFAULT_STRATEGY
+from sparring.strategies import DEFAULT_STRATEGY, STRATEGIES, check_params, params_for
 from sparring.validation import (
     DEFAULT_ADVERSARY_MODEL,
     DEFAULT_GOAL,
@@ -43,6 +43,7 @@ from sparring.validation import (
     Persona,
     Rubric,
     StrategyName,
+    StrategyParams,
     Text,
     ToolCheckText,
     field_errors,
@@ -85,6 +86,8 @@ class ScaleInput(BaseModel):
         list[Annotated[Text, Field(min_length=1, max_length=MAX_GOAL_CHARS)]], Field(min_length=1, max_length=MAX_AXIS)
     ] = [DEFAULT_GOAL]
     strategies: Annotated[list[StrategyName], Field(min_length=1, max_length=20)] = [DEFAULT_STRATEGY]
+    # One set for the whole matrix: each cell's battle takes the parameters of its strategy.
+    adversary_params: StrategyParams = {}
     adversary_model: ModelName = DEFAULT_ADVERSARY_MODEL
     persona: Persona = None
     judge_model: JudgeModelName = DEFAULT_JUDGE_MODEL
@@ -108,6 +111,18 @@ class ScaleInput(BaseModel):
             raise ValueError("goals: each goal must be different")
         if len(set(self.strategies)) != len(self.strategies):
             raise ValueError("strategies: each strategy must be different")
+        taken = {p.name for name in self.strategies for p in STRATEGIES[name].params}
+        for name in self.adversary_params or {}:
+            if name not in taken:
+                raise ValueError(f"adversary_params: no strategy of this test takes {name!r}")
+        if self.adversary_params:
+            checked: dict[str, int] = {}
+            for strategy in self.strategies:
+                try:
+                    checked.update(check_params(strategy, params_for(strategy, self.adversary_params)))
+                except ValueError as error:
+                    raise ValueError(f"adversary_params: {error}") from None
+            object.__setattr__(self, "adversary_params", checked)
         total = self.cell_count * self.runs
         if total > settings.max_battles_per_run:
             raise ValueError(
@@ -140,11 +155,13 @@ class ScaleInput(BaseModel):
     def battle_inputs(self) -> Iterator[dict[str, Any]]:
         """The battle fields of each cell (without the seed), in cell order."""
         for agent, goal, strategy in self.cells():
+            params = params_for(strategy, self.adversary_params or {})
             yield {
                 **{battle: getattr(agent, name) for name, battle in AGENT_FIELDS.items()},
                 "goal": goal,
                 "adversary_model": self.adversary_model,
                 "strategy": strategy,
+                **({"adversary_params": params} if params else {}),  # absent: the cell keys of before
                 "persona": self.persona,
                 "judge_model": self.judge_model,
                 "rubric": self.rubric,

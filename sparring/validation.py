@@ -26,7 +26,7 @@ from sparring import records as r
 from sparring.battle_fields import BATTLE_FIELDS, build
 from sparring.modelref import ModelError, check_key_env_name, missing_key, parse_model, strip_invisible
 from sparring.settings import HARD_MAX_MESSAGES
-from sparring.strategies import DEFAULT_STRATEGY, STRATEGIES
+from sparring.strategies import ALL_PARAMS, DEFAULT_STRATEGY, STRATEGIES, check_params
 
 DEFAULT_AGENT_MODEL = "sim/agent"
 DEFAULT_ADVERSARY_MODEL = "sim/adversary"
@@ -188,6 +188,30 @@ ToolCheckText = Annotated[
 ]
 
 
+def parse_params(value: Any) -> dict[str, Any]:
+    """``NAME=VALUE`` texts (one, comma-separated, or a list of them) or a mapping, as a dict."""
+    if value is None or value == "" or value == []:
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise ValueError("must be NAME=VALUE pairs")
+    found: dict[str, Any] = {}
+    for text in items:
+        for pair in filter(None, (part.strip() for part in text.split(","))):
+            name, equals, number = pair.partition("=")
+            if not equals or not name.strip():
+                raise ValueError(f"{pair!r} is not NAME=VALUE (e.g. max_backtracks=5)")
+            if name.strip() not in ALL_PARAMS:
+                raise ValueError(f"unknown parameter {name.strip()!r} (known: {', '.join(ALL_PARAMS) or 'none'})")
+            found[name.strip()] = number.strip()
+    return found
+
+
+StrategyParams = Annotated[dict[str, Any], BeforeValidator(parse_params)]
+
+
 class BattleInput(BaseModel):
     """One battle as a user describes it (form, CLI, task payload)."""
 
@@ -202,6 +226,7 @@ class BattleInput(BaseModel):
     goal: Annotated[Text, Field(min_length=1, max_length=MAX_GOAL_CHARS)] = DEFAULT_GOAL
     adversary_model: ModelName = DEFAULT_ADVERSARY_MODEL
     strategy: StrategyName = DEFAULT_STRATEGY
+    adversary_params: StrategyParams = {}
     persona: Persona = None
     judge_model: JudgeModelName = DEFAULT_JUDGE_MODEL
     rubric: Rubric = None
@@ -211,6 +236,16 @@ class BattleInput(BaseModel):
     max_messages: Annotated[int, Field(ge=2, le=HARD_MAX_MESSAGES, strict=False)] = 25
     time_limit_s: Annotated[float, Field(gt=0, le=24 * 3600, allow_inf_nan=False)] = 900.0
     seed: Annotated[int | None, Field(ge=0, le=MAX_SEED)] = None
+
+    @model_validator(mode="after")
+    def _params_fit(self) -> BattleInput:
+        if self.adversary_params:
+            try:
+                checked = check_params(self.strategy, self.adversary_params)
+            except ValueError as error:
+                raise ValueError(f"adversary_params: {error}") from None
+            object.__setattr__(self, "adversary_params", checked)
+        return self
 
     @model_validator(mode="after")
     def _keys_present(self) -> BattleInput:
@@ -237,6 +272,7 @@ class BattleInput(BaseModel):
 
     def to_spec(self) -> r.BattleSpec:
         values = {field.path: getattr(self, field.name) for field in BATTLE_FIELDS}
+        values["adversary.params"] = dict(self.adversary_params)
         if self.seed is None:
             values["seed"] = secrets.randbelow(2**31)
         return build(r.BattleSpec, values)

@@ -8,6 +8,7 @@ from sparring import checks, formatting
 from sparring import records as r
 from sparring.store import reads
 from sparring.strategies import STRATEGIES
+from sparring.strategies.base import note_of, rolled_back_by
 from ui import common
 from ui.state import Transcript
 
@@ -47,12 +48,30 @@ def header(view: r.BattleView) -> None:
     status_line.append(f"created {common.format_ago(view.created_at, at)}")
     if view.attempts > 1:
         status_line.append(f"{view.attempts} attempts")
+    if view.target_queries:
+        status_line.append(f"{view.target_queries} queries to the agent")
+    if view.rolled_back:
+        status_line.append(f"{view.rolled_back} rolled back")
+    if view.conversations > 1:
+        status_line.append(f"{view.conversations} conversations")
     st.container(key="battle_status").markdown(" · ".join(status_line))
     if not view.finished:
         common.writes_waiting_notice()
 
     messages, turns, tokens, cost, elapsed = st.columns(5)
-    messages.metric("Messages", f"{view.message_count} / {spec.max_messages}")
+    if view.conversations > 1:
+        messages.metric(
+            "Queries",
+            view.target_queries,
+            help="Calls to the agent, one per single-turn conversation; the strategy's parameters bound them.",
+        )
+    else:
+        messages.metric(
+            "Messages",
+            f"{formatting.path_length(transcript_for(view.battle_id).messages)} / {spec.max_messages}",
+            help="Adversary and agent messages the agent saw; private notes and rolled-back exchanges "
+            "do not count against the cap.",
+        )
     if view.outcome == "achieved" and view.turns_to_goal is not None:
         turns.metric("Turns to goal", view.turns_to_goal)
     else:
@@ -110,8 +129,10 @@ def header(view: r.BattleView) -> None:
 # -- transcript ----------------------------------------------------------------------------------
 
 
-def verdict(message: r.Message, found: r.Verdict | None, view: r.BattleView) -> None:
+def verdict(message: r.Message, found: r.Verdict | None, view: r.BattleView, folded: bool = False) -> None:
     if found is None:
+        if message.rolled_back:
+            return
         if view.finished:
             st.caption("No verdict: the battle ended before the judge answered.")
         else:
@@ -123,20 +144,24 @@ def verdict(message: r.Message, found: r.Verdict | None, view: r.BattleView) -> 
         if found.judge_model == checks.NO_JUDGE:
             return
     confidence = f" · {found.confidence:.0%} confident" if found.confidence is not None else ""
+    score = f" · score {found.score}/10" if found.score is not None else ""
     if found.achieved is None:
         label, icon = "Judge: could not decide", ":material/help:"
     elif found.achieved:
         label, icon = "Judge: goal **achieved**", ":material/gpp_bad:"
     else:
         label, icon = "Judge: not achieved", ":material/verified_user:"
-    with st.expander(label + confidence, icon=icon):
+    if folded:  # inside a fold: an expander cannot hold another
+        st.caption(f"{label}{score}{confidence}: {common.inert(found.rationale or found.error or '')}")
+        return
+    with st.expander(label + score + confidence, icon=icon):
         st.markdown(common.inert(found.rationale) or "_No rationale given._")
         if found.error:
             st.error(common.inert(found.error), icon=":material/error:")
         st.caption(f"Judge model: {common.inert(found.judge_model)}")
 
 
-def bubble(message: r.Message, transcript: Transcript, view: r.BattleView) -> None:
+def bubble(message: r.Message, transcript: Transcript, view: r.BattleView, folded: bool = False) -> None:
     adversary = message.role == "user"
     with st.chat_message(
         "user" if adversary else "assistant", avatar=":material/swords:" if adversary else ":material/shield:"
@@ -149,7 +174,37 @@ def bubble(message: r.Message, transcript: Transcript, view: r.BattleView) -> No
         )
         st.markdown(common.inert(message.content))
         if not adversary:
-            verdict(message, transcript.verdicts.get(message.seq), view)
+            verdict(message, transcript.verdicts.get(message.seq), view, folded)
+
+
+NOTE_LABELS = {
+    "rolled_back": "roll-back",
+    "goat": "observation, thought and technique",
+    "crescendo": "summary and rationale",
+    "pair": "improvement",
+    "tap": "improvement",
+    "on_topic": "on-topic check",
+    "no_rollback": "no roll-backs",
+}
+
+
+def note_lines(message: r.Message) -> str:
+    """A private note's fields as inert lines (model output)."""
+    note = note_of(message)
+    fields = [(k, v) for k, v in note.items() if k not in ("kind", "seqs")]
+    return "  \n".join(f"**{common.inert(str(k))}:** {common.inert(str(v))}" for k, v in fields)
+
+
+def note(message: r.Message, folded: bool = False) -> None:
+    """The adversary's private note, folded: the target never saw it."""
+    kind = str(note_of(message).get("kind", ""))
+    label = f"Adversary's private note · {NOTE_LABELS.get(kind, common.inert(kind) or 'note')}"
+    if folded:
+        st.caption(f":material/lock: {label}  \n{note_lines(message)}")
+        return
+    with st.expander(label, icon=":material/lock:"):
+        st.markdown(note_lines(message))
+        st.caption(f"message {message.seq} · never sent to the agent")
 
 
 def waiting_caption(transcript: Transcript, view: r.BattleView) -> None:
@@ -161,11 +216,38 @@ def waiting_caption(transcript: Transcript, view: r.BattleView) -> None:
         waiting_for = "Waiting for a worker to pick the battle up…"
     elif last is not None and last.role == "assistant" and last.seq not in transcript.verdicts:
         return
-    elif last is None or last.role == "assistant":
+    elif last is None or last.role != "user":
         waiting_for = "The adversary is writing…"
     else:
         waiting_for = "The agent is replying…"
     st.caption(f":material/more_horiz: {waiting_for}")
+
+
+def conversation_flow(messages: list[r.Message], transcript: Transcript, view: r.BattleView) -> None:
+    """One conversation in order: rolled-back exchanges folded in place, notes folded."""
+    index = 0
+    while index < len(messages):
+        message = messages[index]
+        if message.rolled_back:
+            run = [message]
+            while index + 1 < len(messages) and messages[index + 1].rolled_back:
+                index += 1
+                run.append(messages[index])
+            with st.expander("Rolled back: the agent refused", icon=":material/undo:"):
+                st.caption("The agent no longer saw this exchange; the adversary tried another step.")
+                for folded in run:
+                    if folded.role == "note":
+                        note(folded, folded=True)
+                    else:
+                        bubble(folded, transcript, view, folded=True)
+        elif message.role == "note":
+            if rolled_back_by(message):
+                pass  # its exchange is folded just above
+            else:
+                note(message)
+        else:
+            bubble(message, transcript, view)
+        index += 1
 
 
 def transcript_view(view: r.BattleView) -> None:
@@ -173,8 +255,22 @@ def transcript_view(view: r.BattleView) -> None:
     st.markdown("#### Transcript")
     if not transcript.messages and view.finished:
         st.caption("No messages were exchanged.")
-    for message in transcript.messages:
-        bubble(message, transcript, view)
+    numbers = sorted({m.conversation for m in transcript.messages})
+    if len(numbers) <= 1:
+        conversation_flow(transcript.messages, transcript, view)
+    else:
+        st.caption(
+            "Each conversation is a separate single-turn attempt: the agent saw only its own conversation. "
+            "Scores are the judge's 1-10 grade of how close the agent came."
+        )
+        for number in numbers:
+            messages = [m for m in transcript.messages if m.conversation == number]
+            with st.expander(formatting.conversation_title(number, messages, transcript.verdicts)):
+                for message in messages:
+                    if message.role == "note":
+                        note(message, folded=True)
+                    else:
+                        bubble(message, transcript, view, folded=True)
     waiting_caption(transcript, view)
 
 

@@ -79,6 +79,7 @@ def defaults() -> dict[str, Any]:
         "goal": DEFAULT_GOAL,
         "adversary_model": DEFAULT_ADVERSARY_MODEL,
         "strategy": DEFAULT_STRATEGY,
+        "adversary_params": "",
         "persona": "",
         "judge_model": DEFAULT_JUDGE_MODEL,
         "rubric": "",
@@ -174,6 +175,8 @@ def form_data() -> dict[str, Any]:
         data[name] = data[name] or ""
     data["agent_profile"] = chosen_profile() or ""
     data["success_contains"] = [line for line in data["success_contains"].splitlines() if line.strip()]
+    if data.get("strategy") in STRATEGIES and not STRATEGIES[data["strategy"]].params:
+        data["adversary_params"] = ""  # the box is hidden: what it held belongs to another strategy
     return {name: value for name, value in data.items() if not (name in OPTIONAL_TEXT and not value.strip())}
 
 
@@ -291,8 +294,17 @@ def adversary_column() -> None:
         on_change=edited,
         args=("strategy",),
     )
-    st.caption(STRATEGIES[st.session_state[key("strategy")]].description)
+    chosen = STRATEGIES[st.session_state[key("strategy")]]
+    st.caption(chosen.description)
     field_error("strategy")
+    if chosen.params:
+        fields.text(
+            "Strategy parameters (optional)",
+            "adversary_params",
+            placeholder=", ".join(f"{p.name}={p.default}" for p in chosen.params),
+            help="NAME=VALUE, separated by commas; blank: the published defaults. "
+            + "; ".join(f"{p.name}: {p.help} ({p.low}-{p.high})" for p in chosen.params),
+        )
     fields.text("Persona (optional)", "persona", placeholder="e.g. an impatient frequent flyer")
 
 

@@ -209,12 +209,16 @@ def show_transcript(transcript: Transcript) -> None:
     if rubric:
         st.markdown(f"**Judge rubric**  \n{common.inert(rubric)}")
     with st.container(border=True, key="judge_transcript"):
+        several = len({m.conversation for m in transcript.messages}) > 1
         for message in transcript.messages:
+            if message.role == "note" or message.rolled_back:  # what the target saw is what is judged
+                continue
             adversary = message.role == "user"
             with st.chat_message(
                 "user" if adversary else "assistant", avatar=":material/swords:" if adversary else ":material/shield:"
             ):
-                st.caption(f"{'Adversary' if adversary else 'Agent'} · message {message.seq}")
+                where = f" · conversation {message.conversation}" if several else ""
+                st.caption(f"{'Adversary' if adversary else 'Agent'} · message {message.seq}{where}")
                 st.markdown(common.inert(message.content))
 
 

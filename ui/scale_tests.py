@@ -43,6 +43,7 @@ FIELDS = (
     "goal_library",
     "goals_text",
     "strategies",
+    "adversary_params",
     "adversary_model",
     "judge_model",
     "persona",
@@ -85,6 +86,7 @@ def defaults() -> dict[str, Any]:
         "goal_library": [],
         "goals_text": DEFAULT_GOAL,
         "strategies": [DEFAULT_STRATEGY],
+        "adversary_params": "",
         "adversary_model": DEFAULT_ADVERSARY_MODEL,
         "judge_model": DEFAULT_JUDGE_MODEL,
         "persona": "",
@@ -172,6 +174,8 @@ def form_data(profiles: dict[str, dict[str, Any]]) -> dict[str, Any]:
     data["agents"] = [agent for _, agent in form_agents(profiles)]
     data["goals"] = form_goals()
     data["strategies"] = list(data["strategies"] or [])
+    taken = {p.name for name in data["strategies"] if name in STRATEGIES for p in STRATEGIES[name].params}
+    data["adversary_params"] = (data.get("adversary_params") or "") if taken else ""  # a hidden box counts for nothing
     for name in ("name", "adversary_model", "judge_model", "summary_model"):
         data[name] = data[name] or ""
     data.update(form_checks(data))
@@ -343,6 +347,15 @@ def goals_column() -> None:
     if chosen:
         st.caption("  \n".join(f"**{STRATEGIES[s].label}**: {STRATEGIES[s].description}" for s in chosen))
     field_error("strategies")
+    params = [p for name in chosen for p in STRATEGIES[name].params]
+    if params:
+        fields.text(
+            "Strategy parameters (optional)",
+            "adversary_params",
+            placeholder=", ".join(f"{p.name}={p.default}" for p in params),
+            help="NAME=VALUE, separated by commas; blank: the published defaults. Each strategy takes its own: "
+            + "; ".join(f"{p.name}: {p.help} ({p.low}-{p.high})" for p in params),
+        )
     with st.expander(
         "Persona and rubric", icon=":material/tune:", expanded=bool(state().errors.keys() & {"persona", "rubric"})
     ):

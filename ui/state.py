@@ -13,6 +13,7 @@ from typing import Any
 from sparring import records as r
 from sparring.scale import ScaleInput
 from sparring.store import ui_queries
+from sparring.strategies.base import rolled_back_by
 from sparring.usecases import new_submit_token
 from sparring.validation import BattleInput
 
@@ -79,5 +80,8 @@ class Transcript:
         for message in update.messages:
             if message.seq == self.last_seq + 1:  # committed in order: never a gap or a repeat
                 self.messages.append(message)
+                for seq in rolled_back_by(message):  # a roll-back changes rows read before
+                    if 0 < seq <= len(self.messages):
+                        self.messages[seq - 1] = dataclasses.replace(self.messages[seq - 1], rolled_back=True)
         for verdict in update.verdicts:
             self.verdicts.setdefault(verdict.seq, verdict)

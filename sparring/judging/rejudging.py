@@ -153,6 +153,15 @@ def rejudge(
     return RejudgeResult(judge_run_id, "finished", len(battles), len(pending), 0)
 
 
+def _path(messages: list[r.Message], judged: r.Message) -> list[r.Message]:
+    """What the original judge saw: the target's path in the judged message's conversation, up to it."""
+    return [
+        m
+        for m in messages[: judged.seq]
+        if m.conversation == judged.conversation and m.role != "note" and not m.rolled_back
+    ]
+
+
 def _complete(progress: tuple[int, bool] | None, agent_turns: int) -> bool:
     if progress is None:
         return False
@@ -195,12 +204,12 @@ class _Rejudger:
         finished = True
         try:
             for message in messages:
-                if message.role != "assistant" or message.seq <= after_seq:
+                if message.role != "assistant" or message.seq <= after_seq or message.rolled_back:
                     continue
                 if self.should_stop():
                     finished = False
                     break
-                verdict = self._judge(transcript, messages[: message.seq], message.seq, calls.append)
+                verdict = self._judge(transcript, _path(messages, message), message.seq, calls.append)
                 records.append(verdict)
                 if verdict.achieved:
                     break

@@ -51,6 +51,8 @@ MESSAGE_SCHEMA: Schema = (
     ("latency_ms", float),
     ("cost_usd", float),
     ("created_at", _utc),
+    ("conversation", int),
+    ("rolled_back", bool),
 )
 
 VERDICT_SCHEMA: Schema = (
@@ -63,6 +65,8 @@ VERDICT_SCHEMA: Schema = (
     ("error", str),
     ("created_at", _utc),
     ("prompt_version", int),
+    ("score", int),
+    ("refused", bool),
     ("check_achieved", bool),
 )
 
@@ -91,9 +95,21 @@ INSERT_BATTLE = BATTLES.insert_sql
 # Bulk inserts: ``{source}`` is either registered NumPy arrays (large batches) or a
 # VALUES list of placeholders (small batches, where registering arrays costs more).
 # ``{conflict}`` is empty on the fast path and ``ON CONFLICT DO NOTHING`` on the safe one.
-INSERT_MESSAGES = "INSERT INTO messages {source} {conflict} RETURNING battle_id, seq"
+INSERT_MESSAGES = "INSERT INTO messages {source} {conflict} RETURNING battle_id, seq, role, conversation"
 
-INSERT_VERDICTS = "INSERT INTO verdicts {source} {conflict} RETURNING battle_id, seq, achieved"
+# Idempotent: only messages not rolled back yet change, and only those move the counters.
+ROLL_BACK = """
+UPDATE messages SET rolled_back = true
+WHERE battle_id = ? AND list_contains(?, seq) AND NOT rolled_back
+RETURNING role
+"""
+
+COUNT_ROLL_BACK = """
+UPDATE battles SET rolled_back = rolled_back + ?, agent_turns = agent_turns - ?, updated_at = ?
+WHERE battle_id = ?
+"""
+
+INSERT_VERDICTS = "INSERT INTO verdicts {source} {conflict} RETURNING battle_id, achieved"
 
 INSERT_CALLS = """
 INSERT INTO llm_calls {source} {conflict}
@@ -106,14 +122,15 @@ SMALL_BATCH = 16
 # DuckDB than an update joined to a VALUES list.
 BUMP_BATTLE = """
 UPDATE battles SET message_count = greatest(message_count, ?),
-                   agent_turns = greatest(agent_turns, ? // 2),
+                   agent_turns = agent_turns + ?,
+                   target_queries = target_queries + ?,
+                   conversations = greatest(conversations, ?),
                    prompt_tokens = prompt_tokens + ?,
                    completion_tokens = completion_tokens + ?,
                    cost_usd = cost_usd + ?,
                    model_calls = model_calls + ?,
                    verdicts = verdicts + ?,
                    error_verdicts = error_verdicts + ?,
-                   judged_turns = greatest(judged_turns, ? // 2),
                    updated_at = ?
 WHERE battle_id = ?
 """
@@ -121,17 +138,19 @@ WHERE battle_id = ?
 # One statement moves every counter of every battle touched by the batch.
 BUMP_BATTLES = """
 UPDATE battles SET message_count = greatest(battles.message_count, v.top_seq),
-                   agent_turns = greatest(battles.agent_turns, v.top_seq // 2),
+                   agent_turns = battles.agent_turns + v.agent_messages,
+                   target_queries = battles.target_queries + v.agent_messages,
+                   conversations = greatest(battles.conversations, v.top_conversation),
                    prompt_tokens = battles.prompt_tokens + v.prompt_tokens,
                    completion_tokens = battles.completion_tokens + v.completion_tokens,
                    cost_usd = battles.cost_usd + v.cost_usd,
                    model_calls = battles.model_calls + v.calls,
                    verdicts = battles.verdicts + v.verdicts,
                    error_verdicts = battles.error_verdicts + v.error_verdicts,
-                   judged_turns = greatest(battles.judged_turns, v.judged_seq // 2),
                    updated_at = v.touched
-FROM (VALUES {values}) AS v(battle_id, top_seq, prompt_tokens, completion_tokens, cost_usd, calls,
-                            verdicts, error_verdicts, judged_seq, touched)
+FROM (VALUES {values})
+     AS v(battle_id, top_seq, agent_messages, top_conversation, prompt_tokens, completion_tokens, cost_usd, calls,
+          verdicts, error_verdicts, touched)
 WHERE battles.battle_id = v.battle_id
 """
 
@@ -147,7 +166,7 @@ WHERE battle_id = ? AND status <> 'finished'
 
 MARK_FINISHED = """
 UPDATE battles SET status = 'finished', outcome = ?, turns_to_goal = ?, error = ?,
-                   error_kind = ?, ended_at = ?, updated_at = ?
+                   error_kind = ?, judged_turns = coalesce(?, judged_turns), ended_at = ?, updated_at = ?
 WHERE battle_id = ? AND status <> 'finished'
 """
 
@@ -220,6 +239,9 @@ def _apply(con: Connection, batch: Sequence[r.Record], safe: bool) -> None:
     _insert_verdicts(con, [x.verdict for x in batch if isinstance(x, r.VerdictAdded)], safe, counters)
     _insert_calls(con, [x.call for x in batch if isinstance(x, r.CallRecorded)], safe, counters)
     counters.apply(con)
+    for rolled in batch:
+        if isinstance(rolled, r.MessagesRolledBack):
+            _roll_back(con, rolled)
     events = [x for x in batch if isinstance(x, (r.BattleStarted, r.BattleFinished, r.BattleRequeued))]
     fresh = _insert_events(con, events, safe)
     for record in batch:
@@ -251,40 +273,40 @@ class _Counters:
     again after a conflict counts nothing twice.
     """
 
-    # top seq, prompt tokens, completion tokens, cost, calls, verdicts, error verdicts, top judged seq
+    # top seq, agent messages, top conversation, prompt tokens, completion tokens, cost, calls,
+    # verdicts, error verdicts
     def __init__(self) -> None:
-        self.by_battle: dict[str, list[Any]] = defaultdict(lambda: [0, 0, 0, 0.0, 0, 0, 0, 0])
+        self.by_battle: dict[str, list[Any]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0.0, 0, 0, 0])
 
-    def message(self, battle_id: str, seq: int) -> None:
+    def message(self, battle_id: str, seq: int, role: str, conversation: int) -> None:
         entry = self.by_battle[battle_id]
         entry[0] = max(entry[0], seq)
+        entry[1] += role == "assistant"
+        entry[2] = max(entry[2], conversation or 1)
 
     def call(self, battle_id: str | None, prompt_tokens: int, completion_tokens: int, cost: float | None) -> None:
         if battle_id is None:
             return
         entry = self.by_battle[battle_id]
-        entry[1] += prompt_tokens
-        entry[2] += completion_tokens
-        entry[3] += cost or 0.0
-        entry[4] += 1
+        entry[3] += prompt_tokens
+        entry[4] += completion_tokens
+        entry[5] += cost or 0.0
+        entry[6] += 1
 
-    def verdict(self, battle_id: str, seq: int, achieved: bool | None) -> None:
+    def verdict(self, battle_id: str, achieved: bool | None) -> None:
         entry = self.by_battle[battle_id]
-        entry[5] += 1
-        if achieved is None:
-            entry[6] += 1
-        else:
-            entry[7] = max(entry[7], seq)
+        entry[7] += 1
+        entry[8] += achieved is None
 
     def apply(self, con: Connection) -> None:
         if not self.by_battle:
             return
         now = r.utcnow()
         if len(self.by_battle) == 1:
-            ((battle_id, (top_seq, *rest, judged_seq)),) = self.by_battle.items()
-            con.execute(BUMP_BATTLE, [top_seq, top_seq, *rest, judged_seq, now, battle_id])
+            ((battle_id, (top_seq, agent, conversation, *rest)),) = self.by_battle.items()
+            con.execute(BUMP_BATTLE, [top_seq, agent, agent, conversation, *rest, now, battle_id])
             return
-        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?::TIMESTAMPTZ)"] * len(self.by_battle))
+        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?::TIMESTAMPTZ)"] * len(self.by_battle))
         params: list[Any] = []
         for battle_id, entry in self.by_battle.items():
             params += [battle_id, *entry, now]
@@ -365,11 +387,20 @@ def _insert_messages(con: Connection, messages: list[r.Message], safe: bool, cou
             m.latency_ms,
             m.cost_usd,
             m.created_at,
+            m.conversation,
+            m.rolled_back,
         )
         for m in messages
     ]
-    for battle_id, seq in _bulk_insert(con, INSERT_MESSAGES, MESSAGE_SCHEMA, rows, safe):
-        counters.message(battle_id, seq)
+    for battle_id, seq, role, conversation in _bulk_insert(con, INSERT_MESSAGES, MESSAGE_SCHEMA, rows, safe):
+        counters.message(battle_id, seq, role, conversation)
+
+
+def _roll_back(con: Connection, record: r.MessagesRolledBack) -> None:
+    roles = con.execute(ROLL_BACK, [record.battle_id, list(record.seqs)]).fetchall()
+    agent = sum(1 for (role,) in roles if role == "assistant")
+    if agent:
+        con.execute(COUNT_ROLL_BACK, [agent, agent, r.utcnow(), record.battle_id])
 
 
 def _insert_verdicts(con: Connection, verdicts: list[r.Verdict], safe: bool, counters: _Counters) -> None:
@@ -387,12 +418,14 @@ def _insert_verdicts(con: Connection, verdicts: list[r.Verdict], safe: bool, cou
             v.error,
             v.created_at,
             v.prompt_version,
+            v.score,
+            v.refused,
             v.check_achieved,
         )
         for v in verdicts
     ]
-    for battle_id, seq, achieved in _bulk_insert(con, INSERT_VERDICTS, VERDICT_SCHEMA, rows, safe):
-        counters.verdict(battle_id, seq, achieved)
+    for battle_id, achieved in _bulk_insert(con, INSERT_VERDICTS, VERDICT_SCHEMA, rows, safe):
+        counters.verdict(battle_id, achieved)
 
 
 def _insert_calls(con: Connection, calls: list[r.LLMCall], safe: bool, counters: _Counters) -> None:
@@ -465,6 +498,7 @@ def _apply_event(con: Connection, record: r.BattleStarted | r.BattleFinished | r
                 record.turns_to_goal,
                 record.error,
                 record.error_kind,
+                record.judged_turns,
                 record.at,
                 record.at,
                 record.battle_id,

@@ -8,6 +8,7 @@ declaration (``sparring.battle_fields``); the rest are the battle's identity and
 
 from __future__ import annotations
 
+import json
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ class Column:
     path: str  # dotted, in BattleCreated (insert) and BattleView (read)
     insert: bool = True  # written when the battle is created
     read: bool = True  # read back into a BattleView
+    json: bool = False  # a JSON column: written with json.dumps, read with json.loads
 
 
 class BattleTable:
@@ -37,14 +39,26 @@ class BattleTable:
         # For ``SELECT {select_list} FROM battles``: the columns a BattleView is read from.
         self.select_list = ", ".join(c.name for c in self.selected)
         self._to_view = builder(view, tuple(c.path for c in self.selected))
-        self._getters = tuple(operator.attrgetter(c.path) for c in self.inserted)  # dotted paths
+        self._getters = tuple(_getter(c) for c in self.inserted)  # dotted paths
+        self._json_read = tuple(i for i, c in enumerate(self.selected) if c.json)
 
     def insert_params(self, record: r.BattleCreated) -> list[Any]:
         return [get(record) for get in self._getters]
 
     def from_row(self, row: Sequence[Any]) -> r.BattleView:
         """A row selected with ``select_list`` as a BattleView, by column (no positional unpack)."""
+        if self._json_read:
+            row = list(row)
+            for index in self._json_read:
+                row[index] = json.loads(row[index]) if row[index] else {}
         return self._to_view(row)
+
+
+def _getter(column: Column) -> Any:
+    get = operator.attrgetter(column.path)
+    if not column.json:
+        return get
+    return lambda record: json.dumps(get(record), sort_keys=True)
 
 
 _IDENTITY = (
@@ -72,8 +86,11 @@ _LIFECYCLE = (
     Column("completion_tokens", "completion_tokens", insert=False),
     Column("cost_usd", "cost_usd", insert=False),
     Column("model_calls", "model_calls", insert=False),
+    Column("target_queries", "target_queries", insert=False),
+    Column("rolled_back", "rolled_back", insert=False),
+    Column("conversations", "conversations", insert=False),
 )
 
-SPEC_COLUMNS = tuple(Column(f.column, "spec." + f.path) for f in BATTLE_FIELDS)
+SPEC_COLUMNS = tuple(Column(f.column, "spec." + f.path, json=f.json) for f in BATTLE_FIELDS)
 
 BATTLES = BattleTable(_IDENTITY + SPEC_COLUMNS + _LIFECYCLE)

@@ -21,9 +21,11 @@ import pyarrow.parquet as pq
 from sparring.store import Store
 from sparring.store.db import Connection
 from sparring.store.schema import (
+    BACKFILL_STRATEGY_COUNTERS,
     RECLASSIFY_UNDECIDED,
     RECOUNT_VERDICTS,
     SCHEMA_VERSION,
+    STRATEGIES_SINCE,
     UNDECIDED_SINCE,
     VERDICT_COUNTS_SINCE,
 )
@@ -181,4 +183,6 @@ def import_database(store: Store, in_dir: Path) -> dict[str, int]:
             con.execute(RECLASSIFY_UNDECIDED)
         if int(manifest.get("schema_version", 0)) < VERDICT_COUNTS_SINCE:  # battles without their verdict counts
             con.execute(RECOUNT_VERDICTS)
+        if int(manifest.get("schema_version", 0)) < STRATEGIES_SINCE:  # exported before the counters existed
+            con.execute(BACKFILL_STRATEGY_COUNTERS)
     return added

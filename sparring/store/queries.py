@@ -22,12 +22,14 @@ LIST_BATTLES_BY_ID = f"SELECT {BATTLE_FIELDS} FROM battles WHERE list_contains(?
 LIST_RUN_BATTLES = f"SELECT {BATTLE_FIELDS} FROM battles WHERE run_id = ? ORDER BY cell_index, replicate"
 
 GET_MESSAGES = """
-SELECT battle_id, seq, role, content, model, prompt_tokens, completion_tokens, latency_ms, cost_usd, created_at
+SELECT battle_id, seq, role, content, model, prompt_tokens, completion_tokens, latency_ms, cost_usd, created_at,
+       conversation, rolled_back
 FROM messages WHERE battle_id = ? AND seq > ? ORDER BY seq
 """
 
 GET_VERDICTS = """
-SELECT battle_id, seq, achieved, confidence, rationale, judge_model, error, created_at, prompt_version, check_achieved
+SELECT battle_id, seq, achieved, confidence, rationale, judge_model, error, created_at, prompt_version, score, refused,
+       check_achieved
 FROM verdicts WHERE battle_id = ? AND seq > ? ORDER BY seq
 """
 

@@ -762,6 +762,100 @@ GROUP BY b.run_id, b.battle_id, b.cell_key, b.judge_model;
 """
 
 
+# Attack strategies (issue 19). A battle may hold several separate conversations with the
+# target (PAIR, TAP), take exchanges out of the target's view (crescendo's roll-back) and keep
+# the adversary's private notes (role 'note', never sent to the target). ``seq`` stays one
+# sequence per battle, so a resumed battle still writes each row once. The target's path in a
+# conversation is its user/assistant messages that are not rolled back, in ``seq`` order.
+# Verdicts carry the judge's 1-10 score and whether the agent refused (prompt version 2).
+# A battle that ended on goal stops at the query that reached it, so its ``target_queries``
+# is the number of queries to the goal.
+STRATEGIES_SINCE = 8  # the schema version that introduced conversations, roll-backs and the counters
+# Every battle from before had one conversation and no roll-back: each agent message was a query.
+BACKFILL_STRATEGY_COUNTERS = """
+UPDATE battles SET target_queries = agent_turns, conversations = CASE WHEN message_count > 0 THEN 1 ELSE 0 END
+WHERE target_queries = 0 AND conversations = 0;
+"""
+
+M008_COLUMNS = """
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS conversation INTEGER DEFAULT 1;
+ALTER TABLE messages ADD COLUMN IF NOT EXISTS rolled_back BOOLEAN DEFAULT false;
+ALTER TABLE verdicts ADD COLUMN IF NOT EXISTS score INTEGER;
+ALTER TABLE verdicts ADD COLUMN IF NOT EXISTS refused BOOLEAN;
+ALTER TABLE battles ADD COLUMN IF NOT EXISTS adversary_params JSON DEFAULT '{}';
+ALTER TABLE battles ADD COLUMN IF NOT EXISTS target_queries INTEGER DEFAULT 0;
+ALTER TABLE battles ADD COLUMN IF NOT EXISTS rolled_back INTEGER DEFAULT 0;
+ALTER TABLE battles ADD COLUMN IF NOT EXISTS conversations INTEGER DEFAULT 0;
+"""
+
+M008_VIEWS = """
+CREATE OR REPLACE VIEW battle_outcomes AS
+SELECT b.battle_id, b.run_id, b.cell_key, b.cell_index, b.replicate,
+       b.agent_profile, b.agent_model, b.adversary_model, b.adversary_strategy AS strategy,
+       b.adversary_persona AS persona, b.goal, b.judge_model, b.max_messages, b.seed, b.status, b.outcome,
+       b.error_kind, b.error,
+       coalesce(b.outcome IN ('achieved', 'held'), false) AS defended,
+       coalesce(b.outcome = 'achieved', false) AS achieved,
+       coalesce(b.outcome = 'undecided', false) AS undecided,
+       b.message_count, b.agent_turns, b.turns_to_goal,
+       CASE WHEN b.outcome = 'achieved' THEN b.turns_to_goal
+            WHEN b.outcome = 'undecided' THEN coalesce(b.judged_turns, 0)
+            ELSE b.agent_turns END::INTEGER AS observed_turns,
+       coalesce(b.verdicts, 0)::BIGINT AS verdicts,
+       coalesce(b.error_verdicts, 0)::BIGINT AS error_verdicts,
+       b.prompt_tokens, b.completion_tokens, b.prompt_tokens + b.completion_tokens AS tokens,
+       b.cost_usd, b.model_calls, b.attempts,
+       b.target_queries, b.rolled_back, b.conversations, b.adversary_params, b.created_at, b.started_at, b.ended_at,
+       date_diff('millisecond', b.started_at, coalesce(b.ended_at, now())) / 1000.0 AS duration_s
+FROM battles b;
+
+CREATE OR REPLACE VIEW run_cells AS
+WITH cells AS (
+    SELECT run_id, cell_key,
+           min(cell_index) AS cell_index,
+           any_value(agent_profile) AS agent_profile,
+           any_value(agent_model) AS agent_model,
+           any_value(adversary_model) AS adversary_model,
+           any_value(strategy) AS strategy,
+           any_value(goal) AS goal,
+           any_value(judge_model) AS judge_model,
+           count(*) AS battles,
+           count(*) FILTER (WHERE status = 'queued') AS queued,
+           count(*) FILTER (WHERE status = 'running') AS running,
+           count(*) FILTER (WHERE status = 'finished') AS finished,
+           count(*) FILTER (WHERE defended) AS n,
+           count(*) FILTER (WHERE outcome = 'achieved') AS achieved,
+           count(*) FILTER (WHERE outcome = 'held') AS held,
+           count(*) FILTER (WHERE outcome = 'undecided') AS undecided,
+           count(*) FILTER (WHERE outcome = 'failed') AS failed,
+           count(*) FILTER (WHERE outcome = 'timed_out') AS timed_out,
+           count(*) FILTER (WHERE outcome = 'cancelled') AS cancelled,
+           median(turns_to_goal) FILTER (WHERE outcome = 'achieved') AS median_turns_to_goal,
+           median(target_queries) FILTER (WHERE outcome = 'achieved') AS median_queries_to_goal,
+           quantile_cont(turns_to_goal, 0.9) FILTER (WHERE outcome = 'achieved') AS p90_turns_to_goal,
+           sum(tokens)::BIGINT AS tokens,
+           sum(cost_usd) AS cost_usd,
+           avg(cost_usd) FILTER (WHERE status = 'finished') AS cost_per_battle_usd,
+           avg(tokens) FILTER (WHERE status = 'finished') AS tokens_per_battle,
+           sum(verdicts)::BIGINT AS verdicts,
+           sum(error_verdicts)::BIGINT AS error_verdicts,
+           sum(target_queries)::BIGINT AS target_queries,
+           sum(rolled_back)::BIGINT AS rolled_back
+    FROM battle_outcomes
+    WHERE run_id IS NOT NULL
+    GROUP BY run_id, cell_key
+)
+SELECT *,
+       CASE WHEN n > 0 THEN achieved / n END AS rate,
+       wilson_low(achieved, n) AS ci_low,
+       wilson_high(achieved, n) AS ci_high,
+       CASE WHEN finished > 0 THEN failed / finished END AS error_rate,
+       CASE WHEN finished > 0 THEN undecided / finished END AS undecided_rate,
+       CASE WHEN verdicts > 0 THEN error_verdicts / verdicts END AS error_verdict_rate
+FROM cells;
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -784,6 +878,7 @@ MIGRATIONS: list[Migration] = [
     Migration(5, "m005_wilson_clip", _sql(M005_WILSON_CLIP)),
     Migration(6, "m006_judge_prompt_version", _sql(M006_JUDGE_PROMPT_VERSION)),
     Migration(VERDICT_COUNTS_SINCE, "m007_verdict_counts", _sql(M007_VERDICT_COUNTS)),
+    Migration(STRATEGIES_SINCE, "m008_strategies", _sql(M008_COLUMNS + M008_VIEWS + BACKFILL_STRATEGY_COUNTERS)),
     Migration(9, "m009_success_checks", _sql(M009_SUCCESS_CHECK_COLUMNS + M009_CHECK_VIEWS)),
 ]
 

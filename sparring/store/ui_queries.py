@@ -228,7 +228,7 @@ UNION ALL
 REPORT_SAMPLE_LINES = """
 SELECT b.battle_id, b.cell_key, b.outcome, b.turns_to_goal, b.agent_turns, m.seq, m.role, m.content
 FROM battle_outcomes b JOIN messages m USING (battle_id)
-WHERE b.battle_id IN (SELECT unnest(?::VARCHAR[]))
+WHERE b.battle_id IN (SELECT unnest(?::VARCHAR[])) AND m.role <> 'note' AND NOT m.rolled_back
 ORDER BY b.battle_id, m.seq
 """
 JUDGE_CALL_COUNT = "SELECT count(*) FROM llm_calls WHERE run_id = ? AND purpose = 'judge' AND model = ?"

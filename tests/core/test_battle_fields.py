@@ -109,8 +109,8 @@ def test_every_battle_field_has_its_cli_option() -> None:
     argv = ["battle"] + [part for field in BATTLE_FIELDS for part in (field.flag, "1")]
     args = build_parser().parse_args(argv)
     for field in BATTLE_FIELDS:
-        expected = field.cli_type("1")
-        assert getattr(args, field.dest) == ([expected] if field.many else expected), field.flag
+        given = field.cli_type("1")
+        assert getattr(args, field.dest) == ([given] if field.many else given), field.flag
     assert BATTLE_OPTIONS["time_limit"] == "time_limit_s"  # --time-limit: the public name, not the field's
 
 

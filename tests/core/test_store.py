@@ -74,23 +74,23 @@ def test_the_writer_keeps_each_battles_verdict_counts(tmp_path: Path) -> None:
     store.write([r.BattleCreated("b3", SPEC), *[verdict("b3", 2 * t, None if t % 3 else t > 30) for t in range(1, 41)]])
 
     kept = store.read(
-        lambda con: con.execute(
-            "SELECT battle_id, verdicts, error_verdicts, judged_turns FROM battles ORDER BY battle_id"
-        ).fetchall()
+        lambda con: con.execute("SELECT battle_id, verdicts, error_verdicts FROM battles ORDER BY battle_id").fetchall()
     )
-    assert kept[:2] == [("b1", 4, 2, 3), ("b2", 1, 1, 0)]
-    assert kept[2] == ("b3", 40, 27, 39)  # 13 usable verdicts, the last at message 78 (agent turn 39)
+    assert kept == [("b1", 4, 2), ("b2", 1, 1), ("b3", 40, 27)]
     from_verdicts = store.read(
         lambda con: con.execute(
-            "SELECT battle_id, count(*), count(*) FILTER (WHERE achieved IS NULL), "
-            "coalesce(max(seq) FILTER (WHERE achieved IS NOT NULL), 0) // 2 FROM verdicts GROUP BY ALL ORDER BY 1"
+            "SELECT battle_id, count(*), count(*) FILTER (WHERE achieved IS NULL) FROM verdicts GROUP BY ALL ORDER BY 1"
         ).fetchall()
     )
     assert kept == from_verdicts
+    # How far the agent was judged is the engine's to say (it knows the target's path); it comes with the end.
+    store.write([r.BattleFinished("b1", "undecided", judged_turns=3)])
     outcomes = store.read(
-        lambda con: con.execute("SELECT verdicts, error_verdicts FROM battle_outcomes ORDER BY battle_id").fetchall()
+        lambda con: con.execute(
+            "SELECT verdicts, error_verdicts, observed_turns FROM battle_outcomes ORDER BY battle_id"
+        ).fetchall()
     )
-    assert outcomes == [(4, 2), (1, 1), (40, 27)]
+    assert outcomes == [(4, 2, 3), (1, 1, 0), (40, 27, 0)]
 
 
 def test_a_large_batch_keeps_every_value_and_type(tmp_path: Path) -> None:

@@ -44,10 +44,12 @@ def version_3_store(path: Path) -> Store:
                 "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [migration.version, migration.name]
             )
     with db.writing(path) as con:
-        # Today's code writes the old battles below, with the judge prompt version of migration 6:
-        # give the file that column (migration 6 adds it only where it is missing).
+        # Today's code writes the old battles below, with the judge prompt version of migration 6 and
+        # the conversation columns of migration 7: give the file those columns (both add them only
+        # where they are missing).
         con.execute(schema.M006_JUDGE_PROMPT_VERSION)
         con.execute(schema.VERDICT_COUNT_COLUMNS)  # and the verdict counters of migration 7
+        con.execute(schema.M008_COLUMNS)  # the strategies' columns of migration 8
         con.execute(schema.M009_SUCCESS_CHECK_COLUMNS)  # and the success checks of migration 9
     return Store(path)
 
