@@ -33,6 +33,7 @@ from sparring.gateway import DeadlineReached, Gateway, ModelCallError, ModelRepl
 from sparring.judging import prompt as judging
 from sparring.store import BattleSource, RecordSink
 from sparring.strategies import OPENING_CUE, adversary_prompt
+from sparring.targets import Target, TurnContext, build_target
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +109,14 @@ class _Run:
         self.worker = worker
         self.messages = list(transcript.messages)
         self.verdicts = {v.seq: v for v in transcript.verdicts}
+        self.tool_messages = {
+            seq: [m for m in transcript.tool_messages if m.seq == seq]
+            for seq in {m.seq for m in transcript.tool_messages}
+        }
         self.calls: list[r.LLMCall] = []
         self.pending: list[Future[None]] = []
         self.deadline = time.time() + self.spec.time_limit_s
+        self.target: Target | None = None
         _check_contiguous(self.battle.battle_id, self.messages)
 
     @property
@@ -152,7 +158,8 @@ class _Run:
             if seq > self.spec.max_messages:
                 return self._finish_at_cap()
             message = self._adversary_turn(seq) if seq % 2 == 1 else self._agent_turn(seq)
-            self._commit([r.MessageAdded(message)])
+            # A turn's tool messages are committed with its reply: all of the turn or none.
+            self._commit([*(r.MessageAdded(m) for m in self.tool_messages.get(seq, [])), r.MessageAdded(message)])
             self.messages.append(message)
 
     def _error_streak(self) -> int:
@@ -216,19 +223,53 @@ class _Run:
         return self._message(seq, "user", reply)
 
     def _agent_turn(self, seq: int) -> r.Message:
-        agent = self.spec.agent
-        view = [{"role": "system", "content": agent.system_prompt}]
-        view += [{"role": m.role, "content": m.content} for m in self.messages]
-        reply = self._call(
-            agent.model,
-            view,
-            "agent",
-            seq,
-            temperature=agent.temperature,
-            api_base=agent.api_base,
-            api_key_env=agent.api_key_env,
+        """Ask the agent under test, of whatever kind (``sparring.targets``), for its reply.
+
+        The tools it called become this turn's tool messages (same ``seq``, ``part`` 1..k),
+        committed with the reply; a turn re-run after a crash replaces none (nothing of it
+        was committed) and writes them afresh.
+        """
+        self._check()
+        visible = [{"role": m.role, "content": m.content} for m in self.messages]
+        context = TurnContext(
+            self.gateway,
+            self.calls.append,
+            self.battle_id,
+            run_id=self.battle.run_id,
+            deadline=self.deadline,
+            seed=self.spec.seed,
+            should_stop=self._should_stop,
         )
-        return self._message(seq, "assistant", reply)
+        reply = self._target().reply(visible, session_id=self.battle_id, seq=seq, context=context)
+        self.tool_messages[seq] = [
+            r.Message(
+                self.battle_id,
+                seq,
+                "tool",
+                use.result,
+                reply.model,
+                part=part,
+                tool_name=use.name,
+                tool_arguments=use.arguments_json,
+            )
+            for part, use in enumerate(reply.tool_uses, start=1)
+        ]
+        return r.Message(
+            battle_id=self.battle_id,
+            seq=seq,
+            role="assistant",
+            content=reply.text,
+            model=reply.model,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
+            latency_ms=reply.latency_ms,
+            cost_usd=reply.cost_usd,
+        )
+
+    def _target(self) -> Target:
+        if self.target is None:
+            self.target = build_target(self.spec.agent)
+        return self.target
 
     def _message(self, seq: int, role: r.Role, reply: ModelReply) -> r.Message:
         return r.Message(
@@ -249,7 +290,7 @@ class _Run:
         def ask(messages: list[dict[str, str]], structured: dict[str, object]) -> str:
             return self._call(spec.model, messages, "judge", seq, sim_input=structured).text
 
-        decision = judging.decide(ask, self.spec.adversary.goal, spec.rubric, self.messages[:seq])
+        decision = judging.decide(ask, self.spec.adversary.goal, spec.rubric, self._judged(seq))
         if decision.error is not None:
             log.info("Battle %s: judge output unparseable twice at seq %d", self.battle_id, seq)
         return r.Verdict(
@@ -262,6 +303,10 @@ class _Run:
             error=decision.error,
             prompt_version=decision.prompt_version,
         )
+
+    def _judged(self, seq: int) -> list[r.Message]:
+        """The transcript up to ``seq`` as the judge sees it: each turn's tool messages before its reply."""
+        return [t for m in self.messages[:seq] for t in (*self.tool_messages.get(m.seq, []), m)]
 
     # -- writing -------------------------------------------------------------------------
     def _commit(self, records: list[r.Record], *, wait: bool = False) -> None:

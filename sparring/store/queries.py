@@ -22,8 +22,9 @@ LIST_BATTLES_BY_ID = f"SELECT {BATTLE_FIELDS} FROM battles WHERE list_contains(?
 LIST_RUN_BATTLES = f"SELECT {BATTLE_FIELDS} FROM battles WHERE run_id = ? ORDER BY cell_index, replicate"
 
 GET_MESSAGES = """
-SELECT battle_id, seq, role, content, model, prompt_tokens, completion_tokens, latency_ms, cost_usd, created_at
-FROM messages WHERE battle_id = ? AND seq > ? ORDER BY seq
+SELECT battle_id, seq, role, content, model, prompt_tokens, completion_tokens, latency_ms, cost_usd, created_at,
+       part, tool_name, tool_arguments
+FROM messages WHERE battle_id = ? AND seq > ? ORDER BY seq, part = 0, part
 """
 
 GET_VERDICTS = """
@@ -32,7 +33,7 @@ FROM verdicts WHERE battle_id = ? AND seq > ? ORDER BY seq
 """
 
 LIST_AGENTS = """
-SELECT name, model, system_prompt, temperature, api_base, api_key_env FROM agents ORDER BY name
+SELECT name, model, system_prompt, temperature, api_base, api_key_env, kind, target FROM agents ORDER BY name
 """
 
 
@@ -61,6 +62,8 @@ def list_run_battles(con: Connection, run_id: str) -> list[r.BattleView]:
 
 
 def get_messages(con: Connection, battle_id: str, after_seq: int = 0) -> list[r.Message]:
+    """The battle's messages after ``after_seq``: each turn's tool messages (in call order),
+    then the turn's own message."""
     return [r.Message(*row) for row in con.execute(GET_MESSAGES, [battle_id, after_seq]).fetchall()]
 
 
@@ -72,10 +75,12 @@ def get_transcript(con: Connection, battle_id: str) -> r.Transcript | None:
     battle = get_battle(con, battle_id)
     if battle is None:
         return None
+    messages = get_messages(con, battle_id)
     return r.Transcript(
         battle=battle,
-        messages=tuple(get_messages(con, battle_id)),
+        messages=tuple(m for m in messages if m.part == 0),
         verdicts=tuple(get_verdicts(con, battle_id)),
+        tool_messages=tuple(m for m in messages if m.part != 0),
     )
 
 

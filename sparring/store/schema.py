@@ -691,6 +691,39 @@ ALTER TABLE judge_verdicts ADD COLUMN IF NOT EXISTS prompt_version INTEGER DEFAU
 ALTER TABLE judge_runs ADD COLUMN IF NOT EXISTS prompt_version INTEGER DEFAULT 1;
 """
 
+# Kinds of agent (sparring.targets): the battle's and the profile's kind and settings; a
+# tool the agent called is a message of its turn, so a turn's messages are keyed by
+# (battle_id, seq, part) with part 0 the turn's own message. DuckDB cannot change a primary
+# key in place, so the messages table is rebuilt (its rows keep their values, part 0).
+M008_AGENT_KINDS = """
+ALTER TABLE battles ADD COLUMN IF NOT EXISTS agent_kind TEXT DEFAULT 'model';
+ALTER TABLE battles ADD COLUMN IF NOT EXISTS agent_target JSON;
+ALTER TABLE agents ADD COLUMN IF NOT EXISTS kind TEXT DEFAULT 'model';
+ALTER TABLE agents ADD COLUMN IF NOT EXISTS target JSON;
+CREATE TABLE messages_m008 (
+    battle_id         TEXT NOT NULL,
+    seq               INTEGER NOT NULL,
+    role              TEXT NOT NULL,
+    content           TEXT NOT NULL,
+    model             TEXT NOT NULL,
+    prompt_tokens     INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    latency_ms        DOUBLE NOT NULL,
+    cost_usd          DOUBLE,
+    created_at        TIMESTAMPTZ NOT NULL,
+    part              INTEGER NOT NULL DEFAULT 0,
+    tool_name         TEXT,
+    tool_arguments    TEXT,
+    PRIMARY KEY (battle_id, seq, part)
+);
+INSERT INTO messages_m008
+SELECT battle_id, seq, role, content, model, prompt_tokens, completion_tokens, latency_ms, cost_usd, created_at,
+       0, NULL, NULL
+FROM messages;
+DROP TABLE messages;
+ALTER TABLE messages_m008 RENAME TO messages;
+"""
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -713,6 +746,7 @@ MIGRATIONS: list[Migration] = [
     Migration(UNDECIDED_SINCE, "m004_undecided", _sql(RECLASSIFY_UNDECIDED + M004_VIEWS)),
     Migration(5, "m005_wilson_clip", _sql(M005_WILSON_CLIP)),
     Migration(6, "m006_judge_prompt_version", _sql(M006_JUDGE_PROMPT_VERSION)),
+    Migration(8, "m008_agent_kinds", _sql(M008_AGENT_KINDS)),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
