@@ -153,3 +153,27 @@ def test_the_cli_takes_a_tools_file(
     bad.write_text('[{"type": "function", "function": {"name": "has space"}}]')
     assert cli.main(["battle", "--agent-tools", f"@{bad}"]) == cli.EXIT_USAGE
     assert capsys.readouterr().err.startswith("python -m sparring: --agent-tools: tool 1: the name must be")
+
+
+def test_the_live_mirror_keeps_a_turns_tool_messages_apart_from_its_turns(redis_url: str) -> None:
+    """Workers on other machines resume from the Redis mirror: it must hold tool messages too."""
+    import os
+
+    from sparring import records as r
+    from sparring.livestate import Mirror
+    from sparring.validation import validate_battle as valid
+
+    mirror = Mirror(redis_url, os.environ["SPARRING_NAMESPACE"])
+    battle_id = r.new_id()
+    spec = valid({"agent_kind": "python", "agent_target": {"callable": "tests.fakes.python_agent:reply"}}).to_spec()
+    turn = [
+        r.Message(battle_id, 1, "user", "refund please", "sim/adversary"),
+        r.Message(battle_id, 2, "tool", "refund R-1", "m", part=1, tool_name="issue_refund", tool_arguments="{}"),
+        r.Message(battle_id, 2, "assistant", "done", "m"),
+    ]
+    mirror.apply([r.BattleCreated(battle_id, spec), *(r.MessageAdded(m) for m in turn)])
+    transcript = mirror.transcript(battle_id)
+    assert transcript is not None
+    assert [(m.seq, m.role) for m in transcript.messages] == [(1, "user"), (2, "assistant")]
+    assert [(m.seq, m.part, m.tool_name) for m in transcript.tool_messages] == [(2, 1, "issue_refund")]
+    assert transcript.battle.message_count == 2 and transcript.battle.spec == spec
