@@ -1,0 +1,89 @@
+"""The hub's kinds of agent: an HTTP endpoint and a Python callable from the form, saved as profiles."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.fakes import agent_server as fake_agent
+from tests.fakes.agent_server import FakeAgentServer
+from tests.helpers import rows, scalar
+from tests.ui.apptest import open_app
+
+agent_server = fake_agent.agent_server
+
+REQUEST = '{"conversation": {{messages}}, "sid": {{session_id}}}'
+
+
+def fill_http(at: AppTest, url: str, request: str = REQUEST, headers: str = "") -> AppTest:
+    at.radio(key="hub_agent_kind").set_value("http").run()
+    at.text_input(key="hub_http_url").set_value(url)
+    at.text_area(key="hub_http_request").set_value(request)
+    at.text_input(key="hub_http_response").set_value("data.text")
+    at.text_area(key="hub_http_headers").set_value(headers)
+    return at
+
+
+def test_an_http_agent_from_the_form_is_battled(agent_server: FakeAgentServer) -> None:
+    at = fill_http(open_app(), agent_server.url)
+    at.number_input(key="hub_max_messages").set_value(4)
+    at.button(key="hub_start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (battle_id,) = at.session_state["hub_state"].session_ids
+    kind, target = rows("SELECT agent_kind, agent_target FROM battles WHERE battle_id = ?", [battle_id])[0]
+    assert kind == "http"
+    assert json.loads(target) == {
+        "url": agent_server.url,
+        "method": "POST",
+        "headers": {},
+        "request": REQUEST,
+        "response": "data.text",
+        "session": "stateless",
+    }
+
+
+@pytest.mark.parametrize(
+    ("request_template", "headers", "shown"),
+    [
+        ('{"m": "{{message}}"}', "", "Request template: is not JSON once its placeholders are filled"),
+        (REQUEST, "Authorization: Bearer ${SPARRING_TEST_NOT_SET}", "Headers: Authorization: the environment"),
+    ],
+)
+def test_bad_http_settings_are_shown_at_their_widget_and_nothing_starts(
+    request_template: str, headers: str, shown: str
+) -> None:
+    at = fill_http(open_app(), "http://127.0.0.1:1/chat", request_template, headers)
+    at.button(key="hub_start").click().run()
+    assert not at.exception
+    assert any(e.value.startswith(shown) for e in at.error), [e.value for e in at.error]
+    assert scalar("SELECT count(*) FROM battles") == 0
+
+
+def test_an_http_profile_is_saved_of_its_kind_and_refills_the_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPARRING_TEST_BOT_KEY", "a-key-that-must-not-be-stored")
+    at = fill_http(open_app(), "http://127.0.0.1:8080/chat", headers="Authorization: Bearer ${SPARRING_TEST_BOT_KEY}")
+    at.text_input(key="hub_profile_name").set_value("Support bot HTTP")
+    at.button(key="hub_save_profile").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    ((kind, target),) = rows("SELECT kind, target FROM agents")
+    assert kind == "http" and "${SPARRING_TEST_BOT_KEY}" in target and "a-key-that" not in target
+    at.selectbox(key="hub_profile").set_value("Acme support (sim, firm)").run()
+    assert at.radio(key="hub_agent_kind").value == "model"
+    at.selectbox(key="hub_profile").set_value("Support bot HTTP").run()
+    assert at.radio(key="hub_agent_kind").value == "http"
+    assert at.text_input(key="hub_http_url").value == "http://127.0.0.1:8080/chat"
+    assert at.text_area(key="hub_http_headers").value == "Authorization: Bearer ${SPARRING_TEST_BOT_KEY}"
+
+
+def test_a_python_agent_from_the_form() -> None:
+    at = open_app()
+    at.radio(key="hub_agent_kind").set_value("python").run()
+    at.text_input(key="hub_python_callable").set_value("tests.fakes.python_agent:reply")
+    at.number_input(key="hub_max_messages").set_value(2)
+    at.button(key="hub_start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert rows("SELECT agent_kind, agent_target FROM battles") == [
+        ("python", '{"callable":"tests.fakes.python_agent:reply"}')
+    ]
