@@ -200,6 +200,9 @@ class BattleInput(BaseModel):
     @model_validator(mode="after")
     def _keys_present(self) -> BattleInput:
         object.__setattr__(self, "agent_target", _target_for(self.agent_kind, self.agent_target))
+        described = targets.describe(self.agent_kind, self.agent_target)
+        if described:  # what answers, named in the agent_model column for lists and reports
+            object.__setattr__(self, "agent_model", described)
         problems = []
         agents = (
             [("agent_model", self.agent_model, self.api_key_env, self.api_base)] if self.agent_kind == "model" else []

@@ -239,6 +239,11 @@ def field_error(field: str) -> None:
     forms.field_error(state(), field)
 
 
+def profile_label(name: str, profile: dict[str, Any]) -> str:
+    kind = {"http": " · HTTP", "python": " · Python"}.get(str(profile.get("kind") or "model"), "")
+    return f"{name}{kind} (sample)" if profile.get("sample") else f"{name}{kind}"
+
+
 def agents_column(profiles: dict[str, dict[str, Any]]) -> None:
     st.markdown("##### :material/shield: Agents under test")
     current = st.session_state.get(key("profiles")) or []
@@ -249,11 +254,12 @@ def agents_column(profiles: dict[str, dict[str, Any]]) -> None:
         "Saved profiles",
         list(profiles),
         key=key("profiles"),
-        format_func=lambda name: f"{name} (sample)" if profiles.get(name, {}).get("sample") else name,
+        format_func=lambda name: profile_label(name, profiles.get(name, {})),
         placeholder="none",
         on_change=edited,
         args=("agents",),
-        help="Each profile brings its model, system prompt and temperature. Save profiles on the hub.",
+        help="Each profile brings its agent: a model with its prompt, an HTTP endpoint or a Python callable. "
+        "Save profiles on the hub.",
     )
     for name in chosen:
         message = state().errors.get(f"profile:{name}")

@@ -389,6 +389,18 @@ def _canonical(data: Mapping[str, Any]) -> str:
     return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
+def describe(kind: str, target: str | None) -> str | None:
+    """What answers for an agent of ``kind``, as the ``agent_model`` column and the lists name it:
+    the endpoint (without its query string) or the callable; None for a model."""
+    data = loads(target)
+    if kind == "http" and data.get("url"):
+        parts = urllib.parse.urlsplit(str(data["url"]))
+        return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    if kind == "python" and data.get("callable"):
+        return f"python:{data['callable']}"
+    return None
+
+
 def loads(target: str | None) -> dict[str, Any]:
     """A stored configuration back as data."""
     value = json.loads(target) if target else {}

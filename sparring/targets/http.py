@@ -24,7 +24,7 @@ import httpx
 from sparring import records as r
 from sparring.gateway import AttemptFailed, Failure, http_pool_size, parse_retry_after, scrub
 from sparring.targets.base import TargetReply, TurnContext
-from sparring.targets.config import MAX_BODY_BYTES, HttpConfig, extract, fill, load_http, resolve_headers
+from sparring.targets.config import MAX_BODY_BYTES, HttpConfig, describe, extract, fill, load_http, resolve_headers
 
 ERROR_SNIPPET_CHARS = 200
 
@@ -47,7 +47,7 @@ class HttpTarget:
         self._path = config.path
         parts = urllib.parse.urlsplit(config.url)
         # The endpoint as named in records: no query string (it is the user's, and may say too much).
-        self.label = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        self.label = describe("http", json.dumps(config.to_data())) or config.url
         self.provider = f"http:{(parts.hostname or '').lower()}" + (f":{parts.port}" if parts.port else "")
 
     @classmethod

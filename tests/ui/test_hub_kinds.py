@@ -87,3 +87,24 @@ def test_a_python_agent_from_the_form() -> None:
     assert rows("SELECT agent_kind, agent_target FROM battles") == [
         ("python", '{"callable":"tests.fakes.python_agent:reply"}')
     ]
+
+
+def test_the_scale_form_makes_a_matrix_of_an_http_profile_and_a_model(agent_server: FakeAgentServer) -> None:
+    from sparring import usecases
+    from tests.helpers import wait_until
+    from tests.ui.apptest import open_page
+
+    settings = {"url": agent_server.url, "request": REQUEST, "response": "data.text"}
+    usecases.save_agent({"name": "Support bot", "kind": "http", "target": settings})
+    at = open_page("ui/scale_tests.py")
+    assert "Support bot · HTTP" in at.multiselect(key="scale_profiles").options
+    at.multiselect(key="scale_profiles").set_value(["Support bot"]).run()
+    assert {m.label: m.value for m in at.metric}["Cells"] == "2"  # the profile and the custom model agent
+    for name, value in {"runs": 1, "max_messages": 2}.items():
+        at.main.get_by_key(f"scale_{name}").set_value(value)
+    at.button(key="scale_launch").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    run_id = scalar("SELECT run_id FROM scale_runs")
+    wait_until(lambda: scalar("SELECT count(*) FROM battles WHERE run_id = ?", [run_id]) == 2, 60)
+    kinds = rows("SELECT agent_kind, agent_profile, agent_model FROM battles WHERE run_id = ? ORDER BY 1", [run_id])
+    assert kinds == [("http", "Support bot", agent_server.url), ("model", None, "sim/agent?concede=0.1")]
