@@ -17,6 +17,7 @@ from sparring import records as r
 from sparring.settings import HARD_MAX_MESSAGES, get_settings
 from sparring.store import reads, ui_queries
 from sparring.strategies import DEFAULT_STRATEGY, STRATEGIES
+from sparring.targets import config as targets
 from sparring.validation import (
     DEFAULT_ADVERSARY_MODEL,
     DEFAULT_GOAL,
@@ -68,17 +69,7 @@ def key(field: str) -> str:
 
 # The kind of agent, and the widgets its settings (``agent_target``) are built from.
 KIND_LABELS = {"model": "Model", "http": "HTTP endpoint", "python": "Python callable"}
-HTTP_REQUEST_EXAMPLE = '{"conversation": {{messages}}, "session_id": {{session_id}}}'
-TARGET_WIDGETS = {
-    "http_url": "",
-    "http_method": "POST",
-    "http_request": HTTP_REQUEST_EXAMPLE,
-    "http_response": "",
-    "http_headers": "",
-    "http_session": "stateless",
-    "python_callable": "",
-    "model_tools": "",
-}
+TARGET_WIDGETS = targets.FORM_DEFAULTS
 # A model profile's fields -> the form's.
 PROFILE_FIELDS = (("model", "agent_model"), ("system_prompt", "system_prompt"), ("temperature", "temperature"))
 # The fields of a model agent only, hidden for the other kinds.
@@ -176,18 +167,7 @@ def use_profile() -> None:
 
 def target_widgets(target: Any) -> dict[str, Any]:
     """A saved profile's settings as the values of the widgets they are edited in."""
-    try:
-        settings = json.loads(target) if isinstance(target, str) and target else (target or {})
-    except ValueError:
-        settings = {}
-    values = dict(TARGET_WIDGETS)
-    for name in ("url", "method", "request", "response", "session"):
-        if settings.get(name):
-            values[f"http_{name}"] = settings[name]
-    values["http_headers"] = "\n".join(f"{n}: {v}" for n, v in (settings.get("headers") or {}).items())
-    values["python_callable"] = settings.get("callable") or ""
-    values["model_tools"] = json.dumps(settings["tools"], indent=2) if settings.get("tools") else ""
-    return values
+    return targets.form_values(target)
 
 
 def target_settings(kind: str) -> Any:

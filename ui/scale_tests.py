@@ -20,6 +20,7 @@ from sparring.settings import HARD_MAX_MESSAGES, get_settings
 from sparring.store import reads
 from sparring.store.ui_queries import RunRow
 from sparring.strategies import DEFAULT_STRATEGY, STRATEGIES
+from sparring.targets import config as targets
 from sparring.validation import (
     DEFAULT_ADVERSARY_MODEL,
     DEFAULT_GOAL,
@@ -240,8 +241,7 @@ def field_error(field: str) -> None:
 
 
 def profile_label(name: str, profile: dict[str, Any]) -> str:
-    kind = {"http": " · HTTP", "python": " · Python"}.get(str(profile.get("kind") or "model"), "")
-    return f"{name}{kind} (sample)" if profile.get("sample") else f"{name}{kind}"
+    return f"{name}{targets.kind_label(profile)}" + (" (sample)" if profile.get("sample") else "")
 
 
 def agents_column(profiles: dict[str, dict[str, Any]]) -> None:

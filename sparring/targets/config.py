@@ -401,6 +401,40 @@ def describe(kind: str, target: str | None) -> str | None:
     return None
 
 
+# A form edits the settings as one value a widget, named ``<kind>_<setting>``.
+FORM_DEFAULTS: dict[str, str] = {
+    "http_url": "",
+    "http_method": "POST",
+    "http_request": '{"conversation": {{messages}}, "session_id": {{session_id}}}',
+    "http_response": "",
+    "http_headers": "",  # one "Name: value" a line
+    "http_session": "stateless",
+    "python_callable": "",
+    "model_tools": "",  # the tools as indented JSON
+}
+
+
+def form_values(target: Any) -> dict[str, str]:
+    """Saved settings (JSON text or data) as the values of the form's widgets (``FORM_DEFAULTS``)."""
+    try:
+        settings = loads(target) if isinstance(target, str) else dict(target or {})
+    except ValueError:
+        settings = {}
+    values = dict(FORM_DEFAULTS)
+    for name in ("url", "method", "request", "response", "session"):
+        if settings.get(name):
+            values[f"http_{name}"] = str(settings[name])
+    values["http_headers"] = "\n".join(f"{n}: {v}" for n, v in (settings.get("headers") or {}).items())
+    values["python_callable"] = str(settings.get("callable") or "")
+    values["model_tools"] = json.dumps(settings["tools"], indent=2) if settings.get("tools") else ""
+    return values
+
+
+def kind_label(profile: Mapping[str, Any]) -> str:
+    """`` · HTTP`` or `` · Python`` after a profile's name; nothing for a model."""
+    return {"http": " · HTTP", "python": " · Python"}.get(str(profile.get("kind") or "model"), "")
+
+
 def loads(target: str | None) -> dict[str, Any]:
     """A stored configuration back as data."""
     value = json.loads(target) if target else {}
