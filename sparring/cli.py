@@ -461,6 +461,8 @@ def cmd_battle(args: argparse.Namespace) -> int:
         return 0
     if not args.quiet:
         for message in transcript.messages:
+            for tool in (t for t in transcript.tool_messages if t.seq == message.seq):
+                print(f"      tool: {tool.tool_name}({tool.tool_arguments}) -> {tool.content}")
             who = "ADVERSARY" if message.role == "user" else "AGENT"
             print(f"[{message.seq:>3}] {who}: {message.content}")
             verdict = transcript.verdict_for(message.seq)

@@ -177,3 +177,23 @@ def test_the_live_mirror_keeps_a_turns_tool_messages_apart_from_its_turns(redis_
     assert [(m.seq, m.role) for m in transcript.messages] == [(1, "user"), (2, "assistant")]
     assert [(m.seq, m.part, m.tool_name) for m in transcript.tool_messages] == [(2, 1, "issue_refund")]
     assert transcript.battle.message_count == 2 and transcript.battle.spec == spec
+
+
+def test_a_resumed_battle_judges_the_tools_its_last_turn_called() -> None:
+    """A crash after the turn was committed, before its verdict: the rerun reads the tool message back."""
+    from sparring import records as r
+    from sparring.sim import CONCESSION
+
+    target = {"callable": "tests.fakes.python_agent:reply"}
+    battle_id = usecases.create_battle({"agent_kind": "python", "agent_target": target, "seed": 1})
+    committed = [
+        r.Message(battle_id, 1, "user", "refund please", "sim/adversary"),
+        r.Message(battle_id, 2, "tool", CONCESSION, "python:x", part=1, tool_name="issue_refund", tool_arguments="{}"),
+        r.Message(battle_id, 2, "assistant", "Let me see.", "python:x"),
+    ]
+    get_runtime().sink.write([r.MessageAdded(m) for m in committed])
+    result = usecases.run_inline(battle_id)
+    assert result.outcome == "achieved" and result.turns_to_goal == 1 and result.messages == 2
+    transcript = get_runtime().store.load_transcript(battle_id)
+    assert transcript is not None
+    assert len(transcript.messages) == 2 and len(transcript.tool_messages) == 1
