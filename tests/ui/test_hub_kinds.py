@@ -108,3 +108,44 @@ def test_the_scale_form_makes_a_matrix_of_an_http_profile_and_a_model(agent_serv
     wait_until(lambda: scalar("SELECT count(*) FROM battles WHERE run_id = ?", [run_id]) == 2, 60)
     kinds = rows("SELECT agent_kind, agent_profile, agent_model FROM battles WHERE run_id = ? ORDER BY 1", [run_id])
     assert kinds == [("http", "Support bot", agent_server.url), ("model", None, "sim/agent?concede=0.1")]
+
+
+def test_the_battle_page_shows_the_tools_a_turn_called_inert() -> None:
+    from sparring import records as r
+    from sparring import usecases
+    from sparring.render import inert_markdown
+    from sparring.runtime import get_runtime
+    from tests.ui.apptest import open_page
+
+    target = {"callable": "tests.fakes.python_agent:reply"}
+    battle_id = usecases.create_battle({"agent_kind": "python", "agent_target": target, "max_messages": 2})
+    hostile = "<img src=x onerror=alert(1)> **bold** [link](javascript:alert(1))"
+    arguments = '{"note": "<script>alert(1)</script>"}'
+    get_runtime().sink.write(
+        [
+            r.MessageAdded(r.Message(battle_id, 1, "user", "refund please", "sim/adversary")),
+            r.MessageAdded(
+                r.Message(
+                    battle_id,
+                    2,
+                    "tool",
+                    hostile,
+                    "python:x",
+                    part=1,
+                    tool_name="issue_refund",
+                    tool_arguments=arguments,
+                )
+            ),
+            r.MessageAdded(r.Message(battle_id, 2, "assistant", "Done.", "python:x")),
+            r.BattleFinished(battle_id, "held"),  # finished: no worker picks it up while the page is read
+        ]
+    )
+    at = open_page("ui/battle.py", id=battle_id)
+    assert not at.exception
+    bodies = [m.value for m in at.markdown]
+    assert "Result: " + inert_markdown(hostile) in bodies
+    assert [c.value for c in at.code] == [arguments]  # shown as code: text, never markup
+    captions = [c.value for c in at.caption]
+    tool_at = next(i for i, c in enumerate(captions) if c.startswith("Agent called a tool · message 2"))
+    reply_at = next(i for i, c in enumerate(captions) if c.startswith("Agent · message 2"))
+    assert tool_at < reply_at  # in its turn, before the reply
