@@ -9,6 +9,7 @@ HTTP and model calls go through the gateway's policy (retries, limits, breaker).
 from __future__ import annotations
 
 from sparring import records as r
+from sparring.gateway import ModelCallError
 from sparring.targets.base import Target, TargetReply, ToolUse, TurnContext
 from sparring.targets.config import TargetConfigError, loads, parse_target
 
@@ -16,7 +17,17 @@ __all__ = ["Target", "TargetConfigError", "TargetReply", "ToolUse", "TurnContext
 
 
 def build_target(agent: r.AgentSpec) -> Target:
-    """The target for ``agent``; its configuration was checked when the battle was created."""
+    """The target for ``agent``; its configuration was checked when the battle was created.
+
+    Settings that no longer load (a battle stored by another version) fail the battle with
+    the reason, as a permanent agent error."""
+    try:
+        return _build(agent)
+    except TargetConfigError as error:
+        raise ModelCallError(f"agent settings: {error}", "bad_request", False) from None
+
+
+def _build(agent: r.AgentSpec) -> Target:
     kind = agent.kind or "model"
     data = loads(agent.target)
     if kind == "http":

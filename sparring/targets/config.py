@@ -173,7 +173,7 @@ def env_references(value: str) -> list[str]:
     return _ENV_REF.findall(value)
 
 
-def check_headers(headers: Any) -> tuple[tuple[str, str], ...]:
+def check_headers(headers: Any, *, check_env: bool = True) -> tuple[tuple[str, str], ...]:
     if headers is None:
         return ()
     if isinstance(headers, Mapping):
@@ -186,7 +186,7 @@ def check_headers(headers: Any) -> tuple[tuple[str, str], ...]:
         raise TargetConfigError("headers", f"too many (at most {MAX_HEADERS})")
     checked = []
     for name, value in items:
-        checked.append(_check_header(str(name).strip(), value))
+        checked.append(_check_header(str(name).strip(), value, check_env))
     return tuple(checked)
 
 
@@ -198,7 +198,7 @@ def split_header(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
-def _check_header(name: str, value: Any) -> tuple[str, str]:
+def _check_header(name: str, value: Any, check_env: bool) -> tuple[str, str]:
     if not _HEADER_NAME.match(name):
         raise TargetConfigError("headers", f"{name[:60]!r} is not a valid header name")
     if not isinstance(value, str) or len(value) > MAX_HEADER_CHARS or any(c in value for c in "\r\n\x00"):
@@ -207,7 +207,7 @@ def _check_header(name: str, value: Any) -> tuple[str, str]:
     for variable in references:
         if not _ENV_NAME.match(variable):
             raise TargetConfigError("headers", f"{name}: ${{{variable}}} is not an environment variable name")
-        if variable not in os.environ:
+        if check_env and variable not in os.environ:
             raise TargetConfigError(
                 "headers", f"{name}: the environment variable {variable} is not set (export it, then start again)"
             )
@@ -226,15 +226,18 @@ def resolve_headers(headers: Sequence[tuple[str, str]]) -> tuple[dict[str, str],
     secrets: list[str] = []
 
     def value_of(match: re.Match[str]) -> str:
-        value = os.environ.get(match.group(1), "")
-        if value:
-            secrets.append(value)
+        value = os.environ.get(match.group(1))
+        if value is None:  # set where the battle was checked, not where it runs
+            raise TargetConfigError("headers", f"the environment variable {match.group(1)} is not set in this worker")
+        secrets.append(value)
         return value
 
     return {name: _ENV_REF.sub(value_of, value) for name, value in headers}, secrets
 
 
-def load_http(data: Mapping[str, Any]) -> HttpConfig:
+def load_http(data: Mapping[str, Any], *, check_env: bool = True) -> HttpConfig:
+    """The settings of an http agent; ``check_env`` False where they are only read back (a
+    header's variable is looked up when the request is sent, in the process that sends it)."""
     unknown = sorted(set(data) - {"url", "method", "headers", "request", "response", "session"})
     if unknown:
         raise TargetConfigError(unknown[0], "is not a setting of an http agent")
@@ -249,7 +252,7 @@ def load_http(data: Mapping[str, Any]) -> HttpConfig:
         request=check_template(data.get("request")),
         response=check_path(data.get("response")),
         method=method,
-        headers=check_headers(data.get("headers")),
+        headers=check_headers(data.get("headers"), check_env=check_env),
         session=session,
     )
 

@@ -24,7 +24,16 @@ import httpx
 from sparring import records as r
 from sparring.gateway import AttemptFailed, Failure, http_pool_size, parse_retry_after, scrub
 from sparring.targets.base import TargetReply, TurnContext
-from sparring.targets.config import MAX_BODY_BYTES, HttpConfig, describe, extract, fill, load_http, resolve_headers
+from sparring.targets.config import (
+    MAX_BODY_BYTES,
+    HttpConfig,
+    TargetConfigError,
+    describe,
+    extract,
+    fill,
+    load_http,
+    resolve_headers,
+)
 
 ERROR_SNIPPET_CHARS = 200
 
@@ -52,7 +61,7 @@ class HttpTarget:
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> HttpTarget:
-        return cls(load_http(data))
+        return cls(load_http(data, check_env=False))
 
     @property
     def keeps_state(self) -> bool:
@@ -80,11 +89,12 @@ class HttpTarget:
         )
 
     def _once(self, body: bytes, seq: int, attempt: int, timeout: float, context: TurnContext) -> TargetReply:
-        headers, secrets = resolve_headers(self.config.headers)
-        headers = {"Content-Type": "application/json", "Accept": "application/json", **headers}
         started_at, started = r.utcnow(), time.perf_counter()
         status: int | None = None
+        secrets: list[str] = []
         try:
+            headers, secrets = resolve_headers(self.config.headers)
+            headers = {"Content-Type": "application/json", "Accept": "application/json", **headers}
             if len(body) > MAX_BODY_BYTES:
                 raise _TooLarge(f"the request body is {len(body):,} bytes, over the {MAX_BODY_BYTES:,}-byte limit")
             status, raw, failure = self._send(body, headers, timeout, context)
@@ -96,6 +106,8 @@ class HttpTarget:
             failure = Failure("connection", True, None, None, f"{type(error).__name__}: {error}")
         except _TooLarge as error:
             failure = Failure("too_large", False, status, None, str(error))
+        except TargetConfigError as error:  # a header's variable is missing here
+            failure = Failure("auth", False, None, None, error.message)
         except ValueError as error:  # not JSON, no reply at the path
             failure = Failure("bad_response", False, status, None, str(error))
         latency_ms = (time.perf_counter() - started) * 1000

@@ -207,3 +207,16 @@ def test_the_documented_command_line_runs_against_a_service_of_that_shape(
     assert payload["outcome"] == "held" and payload["messages"] == 4
     assert payload["prompt_tokens"] >= 14  # the service's usage was recorded for both agent turns
     assert len(agent_server.requests) == 2
+
+
+def test_a_header_variable_missing_where_the_battle_runs_is_a_recorded_error(
+    agent_server: FakeAgentServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY, SECRET)
+    headers = {"Authorization": "Bearer ${" + KEY + "}"}
+    battle_id = usecases.create_battle(http_battle(agent_server.url, target={"headers": headers}))
+    monkeypatch.delenv(KEY)  # the worker that runs it lacks the variable
+    result = usecases.run_inline(battle_id)
+    assert result.outcome == "failed" and f"{KEY} is not set in this worker" in (result.error or "")
+    assert [row[1] for row in calls(battle_id)] == ["auth"]
+    assert agent_server.requests == []  # nothing was sent without its key
