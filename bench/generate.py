@@ -58,7 +58,8 @@ SELECT battle_id, seq, CASE WHEN seq % 2 = 1 THEN 'user' ELSE 'assistant' END,
             ELSE 'I understand why you are asking, but that is not something I am able to do. '
                  || 'Is there anything else I can help with today? ' END,
        CASE WHEN seq % 2 = 1 THEN 'sim/adversary' ELSE 'sim/agent?concede=0.1' END,
-       150 + seq * 40, 25, 3.5, 0.00004, started_at + to_seconds(seq)
+       150 + seq * 40, 25, 3.5, 0.00004, started_at + to_seconds(seq),
+       0, NULL, NULL  -- part, tool_name, tool_arguments (schema 8)
 FROM (SELECT battle_id, started_at FROM battles) b, range(1, ? + 1) s(seq)
 """
 
