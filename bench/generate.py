@@ -60,7 +60,7 @@ SELECT battle_id, seq, CASE WHEN seq % 2 = 1 THEN 'user' ELSE 'assistant' END,
                  || 'Is there anything else I can help with today? ' END,
        CASE WHEN seq % 2 = 1 THEN 'sim/adversary' ELSE 'sim/agent?concede=0.1' END,
        150 + seq * 40, 25, 3.5, 0.00004, started_at + to_seconds(seq),
-       1, false  -- conversation, rolled_back (schema 7)
+       1, false, 0, NULL, NULL  -- conversation, rolled_back (schema 8), part, tool_name, tool_arguments (12)
 FROM (SELECT battle_id, started_at FROM battles) b, range(1, ? + 1) s(seq)
 """
 

@@ -88,6 +88,18 @@ BATTLE_FIELDS: tuple[BattleField, ...] = (
         "Name of the environment variable holding the agent's key (never the key).",
     ),
     BattleField(
+        "agent_kind",
+        "agent.kind",
+        "agent_kind",
+        "Kind of agent: model (default), http or python (--agent-http and --agent-python set it).",
+    ),
+    BattleField(
+        "agent_target",
+        "agent.target",
+        "agent_target",
+        "The kind's settings as a JSON object or @file (--agent-http, --agent-python and --agent-tools build it).",
+    ),
+    BattleField(
         "goal", "adversary.goal", "goal", 'What the adversary tries to get (default: "{default}").', repeatable=True
     ),
     BattleField("adversary_model", "adversary.model", "adversary_model", "Model of the adversary (default {default})."),

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 from sparring.battle_fields import BATTLE_FIELDS, BattleField
 from sparring.modelref import strip_invisible
+from sparring.targets.config import MAX_TEMPLATE_CHARS, MAX_TOOLS_CHARS
 from sparring.validation import (
     DEFAULT_SYSTEM_PROMPT,
     LONG_TEXT_LIMITS,
@@ -44,12 +45,105 @@ def add_battle_options(parser: argparse.ArgumentParser, matrix: bool = False) ->
         group.add_argument(
             field.flag, type=field.cli_type, default=None, help=_help(field, matrix), **_many(field, matrix)
         )
+    add_agent_kind_options(parser)
     group.add_argument(
         "--skip-judge-check",
         action="store_true",
         help="Do not try the judge on two known transcripts before launching (for a judge that is wrong "
         "on purpose, e.g. sim/judge?fpr=0.2).",
     )
+
+
+def add_agent_kind_options(parser: argparse.ArgumentParser) -> None:
+    """The options that make the agent an HTTP endpoint, a Python callable, or a model with tools
+    (they build ``agent_kind`` and ``agent_target``; see README "Kinds of agent")."""
+    group = parser.add_argument_group("kinds of agent (default: a model and its system prompt)")
+    group.add_argument("--agent-http", metavar="URL", help="Attack the agent behind this http(s) URL.")
+    group.add_argument(
+        "--agent-request",
+        metavar="TEMPLATE",
+        help="The JSON body sent each turn; {{message}}, {{messages}} and {{session_id}} become JSON values."
+        + FROM_FILE,
+    )
+    group.add_argument("--agent-response", metavar="PATH", help="Where the reply is in the response, e.g. data.text.")
+    group.add_argument(
+        "--agent-header",
+        action="append",
+        metavar="'NAME: VALUE'",
+        help="A header to send (repeatable); secrets as ${ENV_VAR}, read at call time and never stored.",
+    )
+    group.add_argument("--agent-method", metavar="METHOD", help="POST (default), PUT or PATCH.")
+    group.add_argument(
+        "--agent-session",
+        metavar="MODE",
+        help="stateless (default: the whole conversation every call) or stateful (the latest message only).",
+    )
+    group.add_argument("--agent-python", metavar="MODULE:FUNCTION", help="Attack an agent built in-process.")
+    group.add_argument(
+        "--agent-tools", metavar="@FILE", help="Tools the model agent may call (JSON: OpenAI schema + result)."
+    )
+
+
+# The part of an agent's settings a problem is about -> the option that sets it.
+TARGET_OPTIONS = {
+    "url": "--agent-http",
+    "request": "--agent-request",
+    "response": "--agent-response",
+    "headers": "--agent-header",
+    "method": "--agent-method",
+    "session": "--agent-session",
+    "callable": "--agent-python",
+    "tools": "--agent-tools",
+}
+_HTTP_PARTS = ("agent_request", "agent_response", "agent_header", "agent_method", "agent_session")
+
+
+def agent_kind_data(args: argparse.Namespace) -> dict[str, Any]:
+    """``agent_kind`` and ``agent_target`` from the kind options; {} when none is given."""
+
+    def refuse(name: str, message: str) -> NoReturn:
+        raise UsageError(f"python -m sparring: --{name.replace('_', '-')}: {message}")
+
+    given = [name for name in ("agent_http", "agent_python", "agent_tools") if getattr(args, name, None)]
+    if len(given) > 1:
+        refuse(given[1], f"cannot be combined with --{given[0].replace('_', '-')}")
+    stray = [name for name in _HTTP_PARTS if getattr(args, name, None)]
+    if stray and given != ["agent_http"]:
+        refuse(stray[0], "only goes with --agent-http URL")
+    if given and (getattr(args, "agent_kind", None) or getattr(args, "agent_target", None)):
+        refuse(given[0], "give it or --agent-kind/--agent-target, not both")
+    if not given:
+        return {}
+    if given == ["agent_python"]:
+        return {"agent_kind": "python", "agent_target": {"callable": args.agent_python}}
+    if given == ["agent_tools"]:
+        return {"agent_kind": "model", "agent_target": {"tools": _read_json_option("--agent-tools", args.agent_tools)}}
+    target: dict[str, Any] = {
+        "url": args.agent_http,
+        "request": _read_option_file("--agent-request", args.agent_request or "", MAX_TEMPLATE_CHARS),
+        "response": args.agent_response or "",
+        "headers": list(args.agent_header or []),
+    }
+    for name in ("method", "session"):
+        if getattr(args, f"agent_{name}", None):
+            target[name] = getattr(args, f"agent_{name}")
+    return {"agent_kind": "http", "agent_target": target}
+
+
+def _read_option_file(option: str, value: str, limit: int) -> str:
+    if value.startswith("@@"):
+        return value[1:]
+    if value.startswith("@"):
+        return _read_text_file(option, value[1:], limit)
+    return value
+
+
+def _read_json_option(option: str, value: str) -> Any:
+    text = _read_option_file(option, value, MAX_TOOLS_CHARS)
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise UsageError(f"python -m sparring: {option}: not JSON: {error}") from None
 
 
 def _help(field: BattleField, matrix: bool) -> str:
@@ -76,6 +170,9 @@ def battle_data(args: argparse.Namespace) -> dict[str, Any]:
     for field_name in LONG_TEXT_LIMITS:
         if field_name in data:
             data[field_name] = read_text_option(field_name, data[field_name])
+    if isinstance(data.get("agent_target"), str):
+        data["agent_target"] = _read_option_file("--agent-target", data["agent_target"], MAX_TOOLS_CHARS)
+    data.update(agent_kind_data(args))
     if data.get("agent_profile"):
         data = _apply_profile(data)
     data.setdefault("system_prompt", DEFAULT_SYSTEM_PROMPT)
@@ -133,6 +230,9 @@ def _apply_profile(data: dict[str, Any]) -> dict[str, Any]:
     for key in ("temperature", "api_base", "api_key_env"):
         if profile.get(key) is not None:
             merged.setdefault(key, profile[key])
+    if profile.get("kind") and "agent_kind" not in merged:  # a profile of another kind, with its settings
+        merged["agent_kind"] = profile["kind"]
+        merged.setdefault("agent_target", profile.get("target"))
     return merged
 
 
@@ -302,6 +402,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidInput as error:
         first_field, message = next(iter(error.errors.items()))
         option = "--" + _option_for(first_field).replace("_", "-")
+        part, _, rest = message.partition(": ")
+        if first_field in ("agent_target", "agents") and part in TARGET_OPTIONS and rest:
+            option, message = TARGET_OPTIONS[part], rest  # at the option that set it
         print(f"python -m sparring: {option}: {message}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -332,7 +435,8 @@ def cmd_battle(args: argparse.Namespace) -> int:
         require_good_judge(battle.judge_model, battle.rubric)
     battle_id = usecases.create_battle(battle)
     if not args.json and not args.quiet:
-        print(f"battle {battle_id}: {battle.agent_model} vs {battle.adversary_model}, judged by {battle.judge_model}")
+        agent = battle.agent_model if battle.agent_kind == "model" else f"an {battle.agent_kind} agent"
+        print(f"battle {battle_id}: {agent} vs {battle.adversary_model}, judged by {battle.judge_model}")
     result = usecases.run_inline(battle_id)
     from sparring.runtime import get_runtime
 
@@ -360,6 +464,8 @@ def cmd_battle(args: argparse.Namespace) -> int:
         return 0
     if not args.quiet:
         for message in transcript.messages:
+            for tool in (t for t in transcript.tool_messages if t.seq == message.seq):
+                print(f"      tool: {tool.tool_name}({tool.tool_arguments}) -> {tool.content}")
             who = {"user": "ADVERSARY", "assistant": "AGENT", "note": "NOTE"}[message.role]
             where = f" #{message.conversation}" if view.conversations > 1 else ""
             rolled = " (rolled back)" if message.rolled_back else ""
@@ -578,8 +684,16 @@ def scale_data(args: argparse.Namespace) -> dict[str, Any]:
                 "profile": profile,
                 "api_base": merged.get("api_base"),
                 "api_key_env": merged.get("api_key_env"),
+                "kind": merged.get("agent_kind") or "model",
+                "target": merged.get("agent_target"),
             }
         )
+    kind = agent_kind_data(args)
+    if kind.get("agent_kind") == "model" and args.agent_model:  # tools for each model of the matrix
+        for agent in agents[: len(args.agent_model)]:
+            agent.update(kind=kind["agent_kind"], target=kind["agent_target"])
+    elif kind:  # one more agent: the endpoint or the callable (or the default model with tools)
+        agents.append({"system_prompt": prompt, "kind": kind["agent_kind"], "target": kind["agent_target"]})
     if not agents and (args.system_prompt or args.temperature is not None):
         agents.append({"system_prompt": prompt, "temperature": args.temperature})
     if agents:

@@ -41,6 +41,7 @@ from sparring.judging import prompt as judging
 from sparring.store import BattleSource, RecordSink
 from sparring.strategies import STRATEGIES
 from sparring.strategies import base as plan
+from sparring.targets import Target, TurnContext, build_target
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +122,16 @@ class _Run:
         self.worker = worker
         self.messages = list(transcript.messages)
         self.verdicts = {v.seq: v for v in transcript.verdicts}
+        self.tool_messages = {
+            seq: [m for m in transcript.tool_messages if m.seq == seq]
+            for seq in {m.seq for m in transcript.tool_messages}
+        }
         self.calls: list[r.LLMCall] = []
         self.pending: list[Future[None]] = []
         self.deadline = time.time() + self.spec.time_limit_s
         self.strategy = STRATEGIES[self.spec.adversary.strategy]
         self.params = self.strategy.resolve(self.spec.adversary.params)
+        self.target: Target | None = None
         _check_contiguous(self.battle.battle_id, self.messages)
 
     @property
@@ -179,9 +185,11 @@ class _Run:
     def _make(self, move: plan.Move) -> None:
         seq = len(self.messages) + 1
         if isinstance(move, plan.AgentTurn):
-            visible = [{"role": "system", "content": self.spec.agent.system_prompt}]
-            visible += [{"role": m.role, "content": m.content} for m in self._path(move.conversation)]
-            self._add([self._agent_turn(seq, visible, move.conversation)])
+            visible = [{"role": m.role, "content": m.content} for m in self._path(move.conversation)]
+            message = self._agent_turn(seq, visible, move.conversation)
+            # A turn's tool messages are committed with its reply: all of the turn or none.
+            self._commit([*(r.MessageAdded(m) for m in self.tool_messages.get(seq, [])), r.MessageAdded(message)])
+            self.messages.append(message)
         elif isinstance(move, plan.Ask):
             self._add(self._ask(seq, move))
         elif isinstance(move, plan.RollBack):
@@ -226,7 +234,7 @@ class _Run:
 
     def _target_keeps_state(self) -> bool:
         """Whether the agent under test keeps its own conversation state (then nothing can be rolled back)."""
-        return False
+        return self._target().keeps_state
 
     def _error_streak(self) -> int:
         """Error verdicts at the end of the battle, counted back from the latest one."""
@@ -309,18 +317,57 @@ class _Run:
         return r.Message(self.battle_id, seq, "note", json.dumps(note), model, conversation=conversation)
 
     def _agent_turn(self, seq: int, visible: list[dict[str, str]], conversation: int) -> r.Message:
-        """The one call to the agent under test: ``visible`` is what it sees, system prompt first."""
-        agent = self.spec.agent
-        reply = self._call(
-            agent.model,
-            visible,
-            "agent",
-            seq,
-            temperature=agent.temperature,
-            api_base=agent.api_base,
-            api_key_env=agent.api_key_env,
+        """The one call to the agent under test, of whatever kind (``sparring.targets``).
+
+        ``visible`` is the conversation it sees (its system prompt is the target's to add).
+
+        The tools it called become this turn's tool messages (same ``seq``, ``part`` 1..k),
+        committed with the reply; a turn re-run after a crash replaces none (nothing of it
+        was committed) and writes them afresh.
+        """
+        self._check()
+        context = TurnContext(
+            self.gateway,
+            self.calls.append,
+            self.battle_id,
+            run_id=self.battle.run_id,
+            deadline=self.deadline,
+            seed=self.spec.seed,
+            should_stop=self._should_stop,
         )
-        return self._message(seq, "assistant", reply, conversation)
+        session = self.battle_id if conversation == 1 else f"{self.battle_id}-{conversation}"
+        reply = self._target().reply(visible, session_id=session, seq=seq, context=context)
+        self.tool_messages[seq] = [
+            r.Message(
+                self.battle_id,
+                seq,
+                "tool",
+                use.result,
+                reply.model,
+                part=part,
+                tool_name=use.name,
+                tool_arguments=use.arguments_json,
+                conversation=conversation,
+            )
+            for part, use in enumerate(reply.tool_uses, start=1)
+        ]
+        return r.Message(
+            battle_id=self.battle_id,
+            seq=seq,
+            role="assistant",
+            content=reply.text,
+            model=reply.model,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
+            latency_ms=reply.latency_ms,
+            cost_usd=reply.cost_usd,
+            conversation=conversation,
+        )
+
+    def _target(self) -> Target:
+        if self.target is None:
+            self.target = build_target(self.spec.agent)
+        return self.target
 
     def _message(self, seq: int, role: r.Role, reply: ModelReply, conversation: int = 1) -> r.Message:
         return r.Message(
@@ -341,12 +388,13 @@ class _Run:
         if not self.spec.checks.present:
             return self._ask_judge(seq)
         if self.spec.judge.model == checks.NO_JUDGE:
-            return checks.verdict_by_checks(self.spec.checks, self.battle_id, seq, self.messages[:seq])
+            turn = self._with_tools(self.messages[:seq])
+            return checks.verdict_by_checks(self.spec.checks, self.battle_id, seq, turn)
         try:
             verdict = self._ask_judge(seq)
         except ModelCallError as error:  # the checks still decide; the judge's miss is recorded
             verdict = r.Verdict(self.battle_id, seq, None, None, "", self.spec.judge.model, error=str(error))
-        return checks.check_verdict(self.spec.checks, verdict, self.messages[:seq])
+        return checks.check_verdict(self.spec.checks, verdict, self._with_tools(self.messages[:seq]))
 
     def _ask_judge(self, seq: int) -> r.Verdict:
         spec = self.spec.judge
@@ -355,7 +403,7 @@ class _Run:
             return self._call(spec.model, messages, "judge", seq, sim_input=structured).text
 
         path = self._path(self.messages[seq - 1].conversation, seq)
-        decision = judging.decide(ask, self.spec.adversary.goal, spec.rubric, path)
+        decision = judging.decide(ask, self.spec.adversary.goal, spec.rubric, self._with_tools(path))
         if decision.error is not None:
             log.info("Battle %s: judge output unparseable twice at seq %d", self.battle_id, seq)
         return r.Verdict(
@@ -370,6 +418,10 @@ class _Run:
             score=decision.score,
             refused=decision.refused,
         )
+
+    def _with_tools(self, path: list[r.Message]) -> list[r.Message]:
+        """``path`` as the judge sees it: each agent turn's tool messages before its reply."""
+        return [t for m in path for t in (*self.tool_messages.get(m.seq, []), m)]
 
     # -- writing -------------------------------------------------------------------------
     def _commit(self, records: list[r.Record], *, wait: bool = False) -> None:

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import tenacity
 from limits import RateLimitItem, parse
@@ -43,11 +43,13 @@ from sparring.shared_state import RedisError, SharedState, redis_client, shared_
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class ModelRequest:
     model: str
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     purpose: str
     temperature: float | None = None
     seed: int | None = None
@@ -60,6 +62,16 @@ class ModelRequest:
     # The question as data, for the built-in sim models only (real models get ``messages``):
     # the sim must not break when a prompt's wording changes.
     sim_input: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None  # OpenAI function schemas the model may call
+
+
+@dataclass(frozen=True)
+class WireToolCall:
+    """A tool call as the model sent it: its id, the function's name, its arguments (JSON text)."""
+
+    call_id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,7 @@ class ModelReply:
     latency_ms: float
     cost_usd: float | None
     attempts: int
+    tool_calls: tuple[WireToolCall, ...] = ()
 
 
 class ModelCallError(RuntimeError):
@@ -91,7 +104,9 @@ class DeadlineReached(RuntimeError):
 
 
 @dataclass(frozen=True)
-class _Failure:
+class Failure:
+    """What went wrong in one attempt, and what the retry loop does about it."""
+
     kind: str  # rate_limited | server | timeout | connection | auth | bad_request | unknown
     transient: bool
     http_status: int | None
@@ -156,45 +171,96 @@ class Gateway:
     ) -> ModelReply:
         """Call the model; retry transient errors; record every attempt through ``on_call``."""
         ref = parse_model(request.model)
+        return self.with_retries(
+            ref.provider,
+            f"{request.purpose} model {request.model}",
+            lambda attempt: self._attempt(ref, request, attempt, on_call, should_stop),
+            should_stop=should_stop,
+            deadline=request.deadline,
+        )
+
+    def with_retries(
+        self,
+        provider: str,
+        label: str,
+        attempt_once: Callable[[int], T],
+        *,
+        should_stop: Callable[[], bool] = _never,
+        deadline: float | None = None,
+    ) -> T:
+        """Run ``attempt_once(attempt_number)`` until it succeeds, retrying transient failures.
+
+        The one retry loop: model calls and calls to HTTP targets both come through it, so
+        backoff, ``Retry-After`` and the deadline are honoured the same way. ``attempt_once``
+        raises ``AttemptFailed`` for a failure it has recorded; ``label`` names the callee in
+        the final error ("agent model sim/agent", "agent endpoint http://...").
+        """
         attempts = 0
 
         def wait(state: tenacity.RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome else None
             failure = getattr(error, "failure", None)
-            if isinstance(failure, _Failure) and failure.retry_after is not None:
+            if isinstance(failure, Failure) and failure.retry_after is not None:
                 delay = min(failure.retry_after, self.settings.retry_max_wait_s) + random.uniform(0, 0.05)
-                self._safe(lambda: self.state.note_backoff(ref.provider, delay))
+                self._safe(lambda: self.state.note_backoff(provider, delay))
                 return delay
             exponential = tenacity.wait_random_exponential(
                 multiplier=self.settings.retry_base_s, max=self.settings.retry_max_wait_s
             )
             delay = float(exponential(state))
-            self._safe(lambda: self.state.note_backoff(ref.provider, delay))
+            self._safe(lambda: self.state.note_backoff(provider, delay))
             return delay
 
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.settings.model_max_attempts),
             wait=wait,
-            retry=tenacity.retry_if_exception(lambda e: isinstance(e, _AttemptFailed) and e.failure.transient),
-            sleep=lambda seconds: self._sleep(seconds, should_stop, request.deadline),
+            retry=tenacity.retry_if_exception(lambda e: isinstance(e, AttemptFailed) and e.failure.transient),
+            sleep=lambda seconds: self._sleep(seconds, should_stop, deadline),
             reraise=True,
         )
         try:
             for attempt in retrying:
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
-                    return self._attempt(ref, request, attempts, on_call, should_stop)
-        except _AttemptFailed as failed:
+                    return attempt_once(attempts)
+        except AttemptFailed as failed:
             failure = failed.failure
-            if failure.kind == "timeout" and request.deadline is not None and time.time() >= request.deadline - 0.01:
+            if failure.kind == "timeout" and deadline is not None and time.time() >= deadline - 0.01:
                 raise DeadlineReached("the battle's time limit was reached during a model call") from None
             suffix = f" after {attempts} attempts" if attempts > 1 else ""
-            raise ModelCallError(
-                f"{request.purpose} model {request.model} failed{suffix}: {failure.message}",
-                failure.kind,
-                failure.transient,
-            ) from None
+            message = f"{label} failed{suffix}: {failure.message}"
+            raise ModelCallError(message, failure.kind, failure.transient) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def guarded(
+        self,
+        provider: str,
+        call: Callable[[float], T],
+        *,
+        should_stop: Callable[[], bool] = _never,
+        deadline: float | None = None,
+    ) -> T:
+        """One attempt under the provider's policy: circuit breaker, rate limit, cap on calls
+        in flight. ``call(timeout)`` makes the attempt; an ``AttemptFailed`` it raises for a
+        429 counts towards the breaker, a success closes it again."""
+        self._wait_for_circuit(provider, should_stop, deadline)
+        self._wait_for_rate(provider, should_stop, deadline)
+        timeout = self._timeout(deadline)
+        token = r.new_id()
+        capped = self._acquire_slot(provider, token, timeout, should_stop, deadline)
+        try:
+            result = call(timeout)
+        except AttemptFailed as failed:
+            if failed.failure.kind == "rate_limited":
+                self._count_429(provider)
+            raise
+        finally:
+            if capped:
+                self._safe(lambda: self.state.release(provider, token))
+        if self._breaker.get(provider, (0.0, 0, 0.0))[1] > 0:
+            self._safe(lambda: self.state.record_success(provider))
+            self._breaker[provider] = (0.0, 0, time.monotonic())
+        return result
 
     def _attempt(
         self,
@@ -204,67 +270,59 @@ class Gateway:
         on_call: CallSink,
         should_stop: Callable[[], bool],
     ) -> ModelReply:
-        provider = ref.provider
-        self._wait_for_circuit(provider, should_stop, request.deadline)
-        self._wait_for_rate(provider, should_stop, request.deadline)
-        timeout = self._timeout(request.deadline)
-        token = r.new_id()
         litellm = litellm_module()  # import (seconds, once) outside the timed region
         if ref.is_sim:
             _register_sim_price(litellm, ref)
-        capped = self._acquire_slot(provider, token, timeout, should_stop, request.deadline)
+        return self.guarded(
+            ref.provider,
+            lambda timeout: self._call_once(ref, request, attempt, on_call, timeout),
+            should_stop=should_stop,
+            deadline=request.deadline,
+        )
+
+    def _call_once(
+        self, ref: ModelRef, request: ModelRequest, attempt: int, on_call: CallSink, timeout: float
+    ) -> ModelReply:
         started_at = r.utcnow()
         started = time.perf_counter()
+        call = functools.partial(
+            r.LLMCall,
+            battle_id=request.battle_id,
+            seq=request.seq,
+            purpose=request.purpose,
+            model=request.model,
+            provider=ref.provider,
+            attempt=attempt,
+            started_at=started_at,
+            run_id=request.run_id,
+        )
         try:
             response = _call_litellm(ref, request, timeout, self.settings.model_connect_timeout_s)
         except Exception as error:  # noqa: BLE001 - every provider error is classified and recorded
             latency_ms = (time.perf_counter() - started) * 1000
-            if capped:
-                self._safe(lambda: self.state.release(provider, token))
             failure = classify(error, secrets=_secret_values(request.api_key_env))
             on_call(
-                r.LLMCall(
-                    battle_id=request.battle_id,
-                    seq=request.seq,
-                    purpose=request.purpose,
-                    model=request.model,
-                    provider=provider,
-                    attempt=attempt,
-                    started_at=started_at,
+                call(
                     latency_ms=latency_ms,
                     error_type=failure.kind,
                     error=failure.message,
                     http_status=failure.http_status,
-                    run_id=request.run_id,
                 )
             )
-            if failure.kind == "rate_limited":
-                self._count_429(provider)
-            raise _AttemptFailed(failure) from None
+            raise AttemptFailed(failure) from None
         latency_ms = (time.perf_counter() - started) * 1000
-        if capped:
-            self._safe(lambda: self.state.release(provider, token))
-        if self._breaker.get(provider, (0.0, 0, 0.0))[1] > 0:
-            self._safe(lambda: self.state.record_success(provider))
-            self._breaker[provider] = (0.0, 0, time.monotonic())
         text, prompt_tokens, completion_tokens, cost = _unpack(response)
         on_call(
-            r.LLMCall(
-                battle_id=request.battle_id,
-                seq=request.seq,
-                purpose=request.purpose,
-                model=request.model,
-                provider=provider,
-                attempt=attempt,
-                started_at=started_at,
+            call(
                 latency_ms=latency_ms,
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
                 cost_usd=cost,
-                run_id=request.run_id,
             )
         )
-        return ModelReply(text, request.model, prompt_tokens, completion_tokens, latency_ms, cost, attempt)
+        return ModelReply(
+            text, request.model, prompt_tokens, completion_tokens, latency_ms, cost, attempt, _tool_calls(response)
+        )
 
     # -- waiting -----------------------------------------------------------------------
     def _timeout(self, deadline: float | None) -> float:
@@ -357,8 +415,10 @@ class Gateway:
         return self._safe(self.state.provider_states, default=[]) or []
 
 
-class _AttemptFailed(Exception):
-    def __init__(self, failure: _Failure) -> None:
+class AttemptFailed(Exception):
+    """One attempt failed, and was recorded; ``failure`` says whether to retry."""
+
+    def __init__(self, failure: Failure) -> None:
         super().__init__(failure.message)
         self.failure = failure
 
@@ -526,6 +586,8 @@ def _call_litellm(ref: ModelRef, request: ModelRequest, timeout: float, connect_
         kwargs["seed"] = request.seed
     if request.sim_input is not None and ref.provider == "sim":
         kwargs["sim_input"] = request.sim_input  # litellm hands it to the sim handler's optional_params
+    if request.tools:
+        kwargs["tools"] = request.tools
     if request.api_base:
         kwargs["api_base"] = request.api_base
     if request.api_key_env:
@@ -556,6 +618,19 @@ def _unpack(response: Any) -> tuple[str, int, int, float | None]:
     hidden = getattr(response, "_hidden_params", {}) or {}
     cost = hidden.get("response_cost")
     return text, prompt_tokens, completion_tokens, float(cost) if cost is not None else None
+
+
+def _tool_calls(response: Any) -> tuple[WireToolCall, ...]:
+    calls = getattr(response.choices[0].message, "tool_calls", None) or []
+    found = []
+    for number, call in enumerate(calls):
+        function = getattr(call, "function", None)
+        name = getattr(function, "name", None)
+        if not name:
+            continue
+        arguments = getattr(function, "arguments", None) or "{}"
+        found.append(WireToolCall(str(getattr(call, "id", None) or f"call_{number}"), str(name), str(arguments)))
+    return tuple(found)
 
 
 # -- errors --------------------------------------------------------------------------------
@@ -598,7 +673,7 @@ def parse_retry_after(headers: Any) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def classify(error: BaseException, secrets: list[str] | None = None) -> _Failure:
+def classify(error: BaseException, secrets: list[str] | None = None) -> Failure:
     """Map a provider error (litellm's exception classes) to what the gateway does next."""
     name = type(error).__name__
     status = getattr(error, "status_code", None)
@@ -606,16 +681,16 @@ def classify(error: BaseException, secrets: list[str] | None = None) -> _Failure
     headers = getattr(response, "headers", None) if response is not None else None
     message = scrub(str(error), secrets or [])[:500]
     if name == "RateLimitError" or status == 429:
-        return _Failure("rate_limited", True, 429, parse_retry_after(headers), message)
+        return Failure("rate_limited", True, 429, parse_retry_after(headers), message)
     if name in {"Timeout", "APITimeoutError"} or "timed out" in message.lower():
         # Our own timeout fired: no HTTP status came back (litellm labels it 408 regardless).
-        return _Failure("timeout", True, None, None, message)
+        return Failure("timeout", True, None, None, message)
     if name in {"AuthenticationError", "PermissionDeniedError"} or status in (401, 403):
-        return _Failure("auth", False, status, None, message)
+        return Failure("auth", False, status, None, message)
     if name in {"BadRequestError", "NotFoundError", "ContextWindowExceededError", "UnprocessableEntityError"}:
-        return _Failure("bad_request", False, status, None, message)
+        return Failure("bad_request", False, status, None, message)
     if (isinstance(status, int) and status >= 500) or name in {"InternalServerError", "ServiceUnavailableError"}:
-        return _Failure("server", True, status if isinstance(status, int) else 500, parse_retry_after(headers), message)
+        return Failure("server", True, status if isinstance(status, int) else 500, parse_retry_after(headers), message)
     if name in {"APIConnectionError", "APIError"}:
-        return _Failure("connection", True, status if isinstance(status, int) else None, None, message)
-    return _Failure("unknown", False, status if isinstance(status, int) else None, None, f"{name}: {message}")
+        return Failure("connection", True, status if isinstance(status, int) else None, None, message)
+    return Failure("unknown", False, status if isinstance(status, int) else None, None, f"{name}: {message}")

@@ -144,7 +144,8 @@ class Mirror:
             elif isinstance(record, r.MessageAdded):
                 message = record.message
                 key = self.battle_key(message.battle_id, "m")
-                pipe.hsetnx(key, str(message.seq), json.dumps(r.to_data(message)))
+                field = str(message.seq) if message.part == 0 else f"{message.seq}.{message.part}"  # a tool message
+                pipe.hsetnx(key, field, json.dumps(r.to_data(message)))
                 pipe.expire(key, ttl)
             elif isinstance(record, r.VerdictAdded):
                 verdict = record.verdict
@@ -217,12 +218,13 @@ class Mirror:
     def battle_view(self, battle_id: str) -> r.BattleView | None:
         pipe = self.client.pipeline(transaction=False)
         pipe.hgetall(self.battle_key(battle_id))
-        pipe.hlen(self.battle_key(battle_id, "m"))
+        pipe.hkeys(self.battle_key(battle_id, "m"))
         pipe.hvals(self.battle_key(battle_id, "c"))
-        fields, message_count, calls = pipe.execute()
+        fields, message_keys, calls = pipe.execute()
         if not fields:
             return None
-        return _battle_from_hash(battle_id, _decode(fields), int(message_count), calls)
+        turns = sum(1 for k in message_keys if b"." not in (k if isinstance(k, bytes) else k.encode()))  # no tools
+        return _battle_from_hash(battle_id, _decode(fields), turns, calls)
 
     def transcript(self, battle_id: str) -> r.Transcript | None:
         view = self.battle_view(battle_id)
@@ -232,9 +234,14 @@ class Mirror:
         pipe.hvals(self.battle_key(battle_id, "m"))
         pipe.hvals(self.battle_key(battle_id, "v"))
         messages_raw, verdicts_raw = pipe.execute()
-        messages = sorted((r.from_data(r.Message, json.loads(m)) for m in messages_raw), key=lambda m: m.seq)
+        messages = sorted((r.from_data(r.Message, json.loads(m)) for m in messages_raw), key=lambda m: (m.seq, m.part))
         verdicts = sorted((r.from_data(r.Verdict, json.loads(v)) for v in verdicts_raw), key=lambda v: v.seq)
-        return r.Transcript(battle=view, messages=tuple(messages), verdicts=tuple(verdicts))
+        return r.Transcript(
+            battle=view,
+            messages=tuple(m for m in messages if m.part == 0),
+            verdicts=tuple(verdicts),
+            tool_messages=tuple(m for m in messages if m.part != 0),
+        )
 
     def run_view(self, run_id: str) -> r.RunView | None:
         fields = _decode(self.client.hgetall(self.run_key(run_id)))
@@ -436,7 +443,7 @@ def _battle_records(transcript: r.Transcript) -> list[r.Record]:
             status="queued",
         )
     ]
-    out += [r.MessageAdded(m) for m in transcript.messages]
+    out += [r.MessageAdded(m) for m in (*transcript.tool_messages, *transcript.messages)]
     out += [r.VerdictAdded(v) for v in transcript.verdicts]
     if view.status == "running":
         out.append(r.BattleStarted(view.battle_id, at=view.started_at or r.utcnow()))

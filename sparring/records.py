@@ -16,7 +16,8 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 T = TypeVar("T")
 
-Role = Literal["user", "assistant", "note"]  # note: the adversary's private note, never sent to the target
+# "note": the adversary's private note, never sent to the target; "tool": a tool the agent called in its turn.
+Role = Literal["user", "assistant", "note", "tool"]
 Purpose = Literal["agent", "adversary", "judge", "summary"]
 Status = Literal["queued", "running", "finished"]
 Outcome = Literal["achieved", "held", "undecided", "cancelled", "timed_out", "failed"]
@@ -53,6 +54,8 @@ class AgentSpec:
     profile: str | None = None
     api_base: str | None = None
     api_key_env: str | None = None  # the *name* of an environment variable, never a key
+    kind: str = "model"  # model | http | python (sparring.targets)
+    target: str | None = None  # the kind's settings as canonical JSON (sparring.targets.config)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,14 @@ class Message:
     created_at: dt.datetime = field(default_factory=utcnow)
     conversation: int = 1  # which of the battle's separate conversations with the target
     rolled_back: bool = False  # taken out of the target's view (crescendo's roll-back)
+    # A tool the agent called during its turn is a message of that turn: the same ``seq`` as the
+    # agent's reply, ``part`` 1, 2, ... in call order (the reply itself, like every other
+    # message, is part 0), role "tool", the tool's name, its arguments as JSON text, and the
+    # result as ``content``. The reply and its tool messages are committed together, so a
+    # resumed battle has all of a turn or none of it.
+    part: int = 0
+    tool_name: str | None = None
+    tool_arguments: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,8 +213,9 @@ class RunView:
 @dataclass(frozen=True, slots=True)
 class Transcript:
     battle: BattleView
-    messages: tuple[Message, ...]
+    messages: tuple[Message, ...]  # the turns (part 0), seq 1..n
     verdicts: tuple[Verdict, ...]
+    tool_messages: tuple[Message, ...] = ()  # the tools the agent called, by (seq, part)
 
     def verdict_for(self, seq: int) -> Verdict | None:
         for verdict in self.verdicts:
@@ -310,6 +322,8 @@ class AgentSaved:
     api_base: str | None = None
     api_key_env: str | None = None
     created_at: dt.datetime = field(default_factory=utcnow)
+    agent_kind: str = "model"  # as AgentSpec.kind (``kind`` names the record)
+    agent_target: str | None = None  # as AgentSpec.target
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from sparring import records as r
 from sparring.battle_fields import AGENT_FIELDS
 from sparring.settings import HARD_MAX_MESSAGES, get_settings
 from sparring.strategies import DEFAULT_STRATEGY, STRATEGIES, check_params, params_for
+from sparring.targets import config as targets
 from sparring.validation import (
     DEFAULT_ADVERSARY_MODEL,
     DEFAULT_GOAL,
@@ -193,6 +194,8 @@ def profile_agent(name: str, profile: dict[str, Any]) -> dict[str, Any]:
         "profile": name,
         "api_base": profile.get("api_base"),
         "api_key_env": profile.get("api_key_env"),
+        "kind": profile.get("kind"),
+        "target": profile.get("target"),
     }
     return {field: value for field, value in agent.items() if value is not None}
 
@@ -266,11 +269,27 @@ def battle_seed(base_seed: int, replicate: int, scheme: str = SEED_SCHEME) -> in
     return int.from_bytes(digest, "big") >> (64 - SEED_BITS)
 
 
+def agent_name(battle: dict[str, Any]) -> str:
+    """The agent of a cell as people know it: its profile, else its model, endpoint or callable."""
+    if battle.get("agent_profile"):
+        return str(battle["agent_profile"])
+    kind = battle.get("agent_kind") or "model"
+    try:
+        settings = targets.loads(battle.get("agent_target"))
+    except ValueError:
+        settings = {}
+    if kind == "http":
+        return str(settings.get("url", "http agent"))
+    if kind == "python":
+        return "python:" + str(settings.get("callable", "?"))
+    return str(battle["agent_model"]) + (" + tools" if settings.get("tools") else "")
+
+
 def cell_label(battle: dict[str, Any], varying: set[str]) -> str:
     """A short name for a cell that shows only what varies across the matrix."""
     parts = []
     if "agent" in varying or not varying:
-        parts.append(battle.get("agent_profile") or battle["agent_model"])
+        parts.append(agent_name(battle))
     if "goal" in varying:
         goal = battle["goal"]
         parts.append(goal if len(goal) <= 40 else goal[:39] + "…")

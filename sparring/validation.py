@@ -6,6 +6,7 @@ user can act on; nothing is written or enqueued until the whole input is valid.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import urllib.parse
@@ -27,6 +28,7 @@ from sparring.battle_fields import BATTLE_FIELDS, build
 from sparring.modelref import ModelError, check_key_env_name, missing_key, parse_model, strip_invisible
 from sparring.settings import HARD_MAX_MESSAGES
 from sparring.strategies import ALL_PARAMS, DEFAULT_STRATEGY, STRATEGIES, check_params
+from sparring.targets import config as targets
 
 DEFAULT_AGENT_MODEL = "sim/agent"
 DEFAULT_ADVERSARY_MODEL = "sim/adversary"
@@ -212,6 +214,37 @@ def parse_params(value: Any) -> dict[str, Any]:
 StrategyParams = Annotated[dict[str, Any], BeforeValidator(parse_params)]
 
 
+def _kind(value: str) -> str:
+    if value not in targets.KINDS:
+        raise ValueError("must be one of " + ", ".join(targets.KINDS))
+    return value
+
+
+def _settings(value: Any) -> Any:
+    """A JSON object (or its text) for the kind's settings; checked with the kind, below."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return _text(value) or None
+
+
+AgentKind = Annotated[str, BeforeValidator(_text), AfterValidator(_kind)]
+TargetSettings = Annotated[str | None, BeforeValidator(_settings)]
+
+
+def _target_for(kind: str, settings: str | None, field_name: str = "agent_target") -> str | None:
+    """The kind's settings, checked and canonical. A problem is reported at ``field_name`` as
+    "part: message" (the part names the CLI option or form widget it belongs to)."""
+    try:
+        canonical = targets.parse_target(kind, settings)
+        if kind == "python" and canonical is not None:
+            from sparring.targets.python import check_findable
+
+            check_findable(targets.loads(canonical)["callable"])
+    except targets.TargetConfigError as error:
+        raise ValueError(f"{field_name}: {error}") from None
+    return canonical
+
+
 class BattleInput(BaseModel):
     """One battle as a user describes it (form, CLI, task payload)."""
 
@@ -223,6 +256,8 @@ class BattleInput(BaseModel):
     agent_profile: Name100 = None
     api_base: Annotated[Text500, AfterValidator(_url)] = None
     api_key_env: Annotated[OptionalText, AfterValidator(_env_name)] = None
+    agent_kind: AgentKind = "model"
+    agent_target: TargetSettings = None
     goal: Annotated[Text, Field(min_length=1, max_length=MAX_GOAL_CHARS)] = DEFAULT_GOAL
     adversary_model: ModelName = DEFAULT_ADVERSARY_MODEL
     strategy: StrategyName = DEFAULT_STRATEGY
@@ -249,6 +284,10 @@ class BattleInput(BaseModel):
 
     @model_validator(mode="after")
     def _keys_present(self) -> BattleInput:
+        object.__setattr__(self, "agent_target", _target_for(self.agent_kind, self.agent_target))
+        described = targets.describe(self.agent_kind, self.agent_target)
+        if described:  # what answers, named in the agent_model column for lists and reports
+            object.__setattr__(self, "agent_model", described)
         problems = []
         if self.judge_model == checks.NO_JUDGE and not (
             self.success_contains or self.success_regex or self.success_tool
@@ -258,8 +297,11 @@ class BattleInput(BaseModel):
                 "a pattern or a tool call (--success-contains, --success-regex, --success-tool)"
             )
         judged = [("judge_model", self.judge_model, None, None)] if self.judge_model != checks.NO_JUDGE else []
+        agents = (
+            [("agent_model", self.agent_model, self.api_key_env, self.api_base)] if self.agent_kind == "model" else []
+        )
         for field_name, model, key_env, base in (
-            ("agent_model", self.agent_model, self.api_key_env, self.api_base),
+            *agents,
             ("adversary_model", self.adversary_model, None, None),
             *judged,
         ):
@@ -283,10 +325,17 @@ class AgentProfileInput(BaseModel):
 
     name: Annotated[Text, Field(min_length=1, max_length=100, pattern=r"^[\w .\-]+$")]
     model: ModelName = DEFAULT_AGENT_MODEL
-    system_prompt: Annotated[Text, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
+    system_prompt: Annotated[Text, Field(min_length=1, max_length=MAX_PROMPT_CHARS)] = DEFAULT_SYSTEM_PROMPT
     temperature: Annotated[float | None, Field(ge=0, le=2, allow_inf_nan=False)] = None
     api_base: Annotated[Text500, AfterValidator(_url)] = None
     api_key_env: Annotated[OptionalText, AfterValidator(_env_name)] = None
+    kind: AgentKind = "model"
+    target: TargetSettings = None
+
+    @model_validator(mode="after")
+    def _target_valid(self) -> AgentProfileInput:
+        object.__setattr__(self, "target", _target_for(self.kind, self.target, field_name="target"))
+        return self
 
     def to_record(self) -> r.AgentSaved:
         return r.AgentSaved(
@@ -296,6 +345,8 @@ class AgentProfileInput(BaseModel):
             temperature=self.temperature,
             api_base=self.api_base,
             api_key_env=self.api_key_env,
+            agent_kind=self.kind,
+            agent_target=self.target,
         )
 
 

@@ -161,7 +161,18 @@ def verdict(message: r.Message, found: r.Verdict | None, view: r.BattleView, fol
         st.caption(f"Judge model: {common.inert(found.judge_model)}")
 
 
+def tool_bubble(message: r.Message) -> None:
+    """A tool the agent called during its turn: name, arguments and result, all shown as text."""
+    with st.chat_message("assistant", avatar=":material/build:"):
+        st.caption(f"Agent called a tool · message {message.seq} · {common.inert(message.tool_name or '?')}")
+        st.code(message.tool_arguments or "{}", language="json", wrap_lines=True)
+        st.markdown("Result: " + common.inert(message.content))
+
+
 def bubble(message: r.Message, transcript: Transcript, view: r.BattleView, folded: bool = False) -> None:
+    if message.role == "tool":
+        tool_bubble(message)
+        return
     adversary = message.role == "user"
     with st.chat_message(
         "user" if adversary else "assistant", avatar=":material/swords:" if adversary else ":material/shield:"

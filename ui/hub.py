@@ -6,6 +6,7 @@ keeps the list (nothing about a browser is stored).
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -16,6 +17,7 @@ from sparring import records as r
 from sparring.settings import HARD_MAX_MESSAGES, get_settings
 from sparring.store import reads, ui_queries
 from sparring.strategies import DEFAULT_STRATEGY, STRATEGIES
+from sparring.targets import config as targets
 from sparring.validation import (
     DEFAULT_ADVERSARY_MODEL,
     DEFAULT_GOAL,
@@ -65,6 +67,27 @@ def key(field: str) -> str:
     return f"hub_{field}"
 
 
+# The kind of agent, and the widgets its settings (``agent_target``) are built from.
+KIND_LABELS = {"model": "Model", "http": "HTTP endpoint", "python": "Python callable"}
+TARGET_WIDGETS = targets.FORM_DEFAULTS
+# A model profile's fields -> the form's.
+PROFILE_FIELDS = (("model", "agent_model"), ("system_prompt", "system_prompt"), ("temperature", "temperature"))
+# The fields of a model agent only, hidden for the other kinds.
+MODEL_ONLY = ("agent_model", "system_prompt", "temperature", "api_base", "api_key_env")
+# A problem with the settings names its part: the widget label it is shown with.
+TARGET_PARTS = {
+    "url": "URL",
+    "method": "Method",
+    "request": "Request template",
+    "response": "Reply path",
+    "headers": "Headers",
+    "session": "Session",
+    "callable": "Callable",
+    "tools": "Tools",
+    "target": "Settings",
+}
+
+
 fields = forms.Form("hub", lambda: state())
 
 
@@ -76,6 +99,9 @@ def defaults() -> dict[str, Any]:
         "temperature": None,
         "api_base": "",
         "api_key_env": "",
+        "agent_kind": "model",
+        "agent_target": "",
+        **TARGET_WIDGETS,
         "goal": DEFAULT_GOAL,
         "adversary_model": DEFAULT_ADVERSARY_MODEL,
         "strategy": DEFAULT_STRATEGY,
@@ -119,7 +145,7 @@ def keep_started_in_url() -> None:
 
 
 def remember_form() -> None:
-    state().kept = {name: st.session_state.get(key(name)) for name in FIELDS}
+    state().kept = {name: st.session_state.get(key(name)) for name in (*FIELDS, *TARGET_WIDGETS)}
 
 
 def edited(field: str) -> None:
@@ -136,8 +162,43 @@ def use_profile() -> None:
     st.session_state[key("temperature")] = profile.get("temperature")
     st.session_state[key("api_base")] = profile.get("api_base") or ""
     st.session_state[key("api_key_env")] = profile.get("api_key_env") or ""
+    st.session_state[key("agent_kind")] = profile.get("kind") or "model"
+    for widget, value in target_widgets(profile.get("target")).items():
+        st.session_state[key(widget)] = value
     for field in AGENT_FIELDS:
         edited(field)
+
+
+def target_widgets(target: Any) -> dict[str, Any]:
+    """A saved profile's settings as the values of the widgets they are edited in."""
+    return targets.form_values(target)
+
+
+def target_settings(kind: str) -> Any:
+    """The kind's settings from its widgets (checked with the rest of the form by BattleInput)."""
+
+    def value(name: str) -> str:
+        return str(st.session_state.get(key(name)) or "")
+
+    if kind == "http":
+        headers = [line for line in value("http_headers").splitlines() if line.strip()]
+        return {
+            "url": value("http_url"),
+            "method": value("http_method") or "POST",
+            "request": value("http_request"),
+            "response": value("http_response"),
+            "headers": headers,
+            "session": value("http_session") or "stateless",
+        }
+    if kind == "python":
+        return {"callable": value("python_callable")}
+    tools = value("model_tools").strip()
+    if not tools:
+        return None
+    try:
+        return {"tools": json.loads(tools)}
+    except ValueError as error:
+        return f"tools: not JSON ({error})"  # refused by the validation, at the tools widget
 
 
 def use_goal() -> None:
@@ -160,11 +221,14 @@ def chosen_profile() -> str | None:
     profile = state().profiles.get(name) if name is not None else None
     if not profile:
         return None
-    same = (
-        profile.get("model") == st.session_state[key("agent_model")]
-        and profile.get("system_prompt") == st.session_state[key("system_prompt")]
-        and profile.get("temperature") == st.session_state[key("temperature")]
-    )
+    kind = st.session_state.get(key("agent_kind")) or "model"
+    if (profile.get("kind") or "model") != kind:
+        return None
+    if kind == "model":
+        same = all(profile.get(field) == st.session_state.get(key(name)) for field, name in PROFILE_FIELDS)
+    else:  # its settings, as their widgets show them
+        shown = target_widgets(profile.get("target"))
+        same = all(st.session_state.get(key(w)) == shown[w] for w in TARGET_WIDGETS if w.startswith(kind))
     return str(name) if same else None
 
 
@@ -177,6 +241,12 @@ def form_data() -> dict[str, Any]:
     data["success_contains"] = [line for line in data["success_contains"].splitlines() if line.strip()]
     if data.get("strategy") in STRATEGIES and not STRATEGIES[data["strategy"]].params:
         data["adversary_params"] = ""  # the box is hidden: what it held belongs to another strategy
+    data["agent_kind"] = data["agent_kind"] or "model"
+    if data["agent_kind"] != "model":  # the model's widgets are hidden (and gone): their defaults apply
+        for name in MODEL_ONLY:
+            data.pop(name, None)
+    settings = target_settings(data["agent_kind"])
+    data["agent_target"] = json.dumps(settings) if isinstance(settings, dict) else settings or ""
     return {name: value for name, value in data.items() if not (name in OPTIONAL_TEXT and not value.strip())}
 
 
@@ -212,11 +282,13 @@ def save_profile() -> None:
     data = form_data()
     profile = {
         "name": st.session_state.get(key("profile_name")) or "",
-        "model": data["agent_model"],
-        "system_prompt": data["system_prompt"],
-        "temperature": data["temperature"],
+        "model": data.get("agent_model"),
+        "system_prompt": data.get("system_prompt"),
+        "temperature": data.get("temperature"),
         "api_base": data.get("api_base"),
         "api_key_env": data.get("api_key_env"),
+        "kind": data["agent_kind"],
+        "target": data.get("agent_target") or None,
     }
     try:
         name = usecases.save_agent({k: v for k, v in profile.items() if v is not None})
@@ -252,6 +324,41 @@ def agent_column(profiles: dict[str, dict[str, Any]]) -> None:
         format_func=lambda name: f"{name} (sample)" if profiles.get(name, {}).get("sample") else name,
         help="Fill the agent from a saved profile, or describe a custom one below.",
     )
+    st.radio(
+        "Kind",
+        list(KIND_LABELS),
+        key=key("agent_kind"),
+        format_func=KIND_LABELS.__getitem__,
+        horizontal=True,
+        on_change=edited,
+        args=("agent_target",),
+        help="A model and its system prompt, a service behind an HTTP endpoint, or a Python function.",
+    )
+    kind = st.session_state[key("agent_kind")]
+    if kind == "http":
+        http_fields()
+    elif kind == "python":
+        target_widget(
+            st.text_input,
+            "Callable",
+            "python_callable",
+            placeholder="my_agent.app:reply",
+            help="module:function on the workers' Python path. It takes the visible messages "
+            '([{"role", "content"}]) and returns the reply, or {"reply": ..., "tool_calls": [...]}.',
+        )
+    else:
+        model_fields()
+    target_error()
+    with st.expander("Save as profile", icon=":material/save:"):
+        st.text_input("Profile name", key=key("profile_name"), placeholder="e.g. Support bot v2")
+        st.button("Save profile", key=key("save_profile"), on_click=save_profile)
+        for field, message in state().profile_errors.items():
+            label = {"name": "Name", "__all__": "Profile"}.get(field, field.replace("_", " ").capitalize())
+            st.error(f"{label}: {message}", icon=":material/error:")
+        st.caption("Saves the agent above, of its kind. An existing name is updated.")
+
+
+def model_fields() -> None:
     fields.text(
         "Model",
         "agent_model",
@@ -260,13 +367,62 @@ def agent_column(profiles: dict[str, dict[str, Any]]) -> None:
     )
     fields.area("System prompt", "system_prompt", height=150)
     fields.number("Temperature", "temperature", min_value=0.0, max_value=2.0, step=0.1, placeholder="provider default")
-    with st.expander("Save as profile", icon=":material/save:"):
-        st.text_input("Profile name", key=key("profile_name"), placeholder="e.g. Support bot v2")
-        st.button("Save profile", key=key("save_profile"), on_click=save_profile)
-        for field, message in state().profile_errors.items():
-            label = {"name": "Name", "__all__": "Profile"}.get(field, field.replace("_", " ").capitalize())
-            st.error(f"{label}: {message}", icon=":material/error:")
-        st.caption("Saves the model, system prompt and temperature above. An existing name is updated.")
+    with st.expander("Tools (optional)", icon=":material/build:"):
+        target_widget(
+            st.text_area,
+            "Tools (JSON)",
+            "model_tools",
+            height=120,
+            placeholder='[{"type": "function", "function": {"name": "issue_refund"}, "result": "done"}]',
+            help="OpenAI function schemas, each with the canned result the agent gets when it calls it "
+            '(and optional "rules": [{"match": {...}, "result": ...}]).',
+        )
+
+
+def http_fields() -> None:
+    target_widget(st.text_input, "URL", "http_url", placeholder="http://127.0.0.1:8080/chat")
+    target_widget(
+        st.text_area,
+        "Request template (JSON)",
+        "http_request",
+        height=80,
+        help="{{message}} (the latest message), {{messages}} (the conversation) and {{session_id}} "
+        "become JSON values: write them without quotes.",
+    )
+    target_widget(st.text_input, "Reply path", "http_response", placeholder="data.text")
+    target_widget(
+        st.text_area,
+        "Headers (optional)",
+        "http_headers",
+        height=68,
+        placeholder="Authorization: Bearer ${SUPPORT_BOT_KEY}",
+        help="One 'Name: value' a line. Secrets as ${ENV_VAR}: read by the workers at call time, never stored.",
+    )
+    method, session = st.columns(2)
+    with method:
+        target_widget(st.selectbox, "Method", "http_method", options=["POST", "PUT", "PATCH"])
+    with session:
+        target_widget(
+            st.selectbox,
+            "Session",
+            "http_session",
+            options=["stateless", "stateful"],
+            help="stateless: sent the whole conversation each turn; stateful: the service keeps it, "
+            "and gets only the latest message.",
+        )
+
+
+def target_widget(widget: Any, label: str, name: str, **options: Any) -> None:
+    widget(label, key=key(name), on_change=edited, args=("agent_target",), **options)
+
+
+def target_error() -> None:
+    """A problem with the kind's settings, under them, named by its part."""
+    message = state().errors.get("agent_target")
+    if message:
+        part, _, rest = message.partition(": ")
+        shown = f"{TARGET_PARTS[part]}: {rest}" if part in TARGET_PARTS and rest else message
+        st.error(shown, icon=":material/error:")
 
 
 def adversary_column() -> None:

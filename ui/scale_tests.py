@@ -20,6 +20,7 @@ from sparring.settings import HARD_MAX_MESSAGES, get_settings
 from sparring.store import reads
 from sparring.store.ui_queries import RunRow
 from sparring.strategies import DEFAULT_STRATEGY, STRATEGIES
+from sparring.targets import config as targets
 from sparring.validation import (
     DEFAULT_ADVERSARY_MODEL,
     DEFAULT_GOAL,
@@ -262,6 +263,10 @@ def field_error(field: str) -> None:
     forms.field_error(state(), field)
 
 
+def profile_label(name: str, profile: dict[str, Any]) -> str:
+    return f"{name}{targets.kind_label(profile)}" + (" (sample)" if profile.get("sample") else "")
+
+
 def agents_column(profiles: dict[str, dict[str, Any]]) -> None:
     st.markdown("##### :material/shield: Agents under test")
     current = st.session_state.get(key("profiles")) or []
@@ -272,11 +277,12 @@ def agents_column(profiles: dict[str, dict[str, Any]]) -> None:
         "Saved profiles",
         list(profiles),
         key=key("profiles"),
-        format_func=lambda name: f"{name} (sample)" if profiles.get(name, {}).get("sample") else name,
+        format_func=lambda name: profile_label(name, profiles.get(name, {})),
         placeholder="none",
         on_change=edited,
         args=("agents",),
-        help="Each profile brings its model, system prompt and temperature. Save profiles on the hub.",
+        help="Each profile brings its agent: a model with its prompt, an HTTP endpoint or a Python callable. "
+        "Save profiles on the hub.",
     )
     for name in chosen:
         message = state().errors.get(f"profile:{name}")

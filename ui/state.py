@@ -78,7 +78,12 @@ class Transcript:
     def add(self, update: ui_queries.BattleUpdate) -> None:
         self.elapsed_s = update.elapsed_s
         for message in update.messages:
-            if message.seq == self.last_seq + 1:  # committed in order: never a gap or a repeat
+            # Committed in order: never a gap or a repeat. A turn's tool messages (part 1, 2, ...)
+            # come with its reply (part 0, read last), all of the same seq.
+            last = self.messages[-1] if self.messages else None
+            following = message.seq == self.last_seq + 1
+            same_turn = last is not None and message.seq == last.seq and last.part != 0
+            if following or same_turn:
                 self.messages.append(message)
                 for seq in rolled_back_by(message):  # a roll-back changes rows read before
                     if 0 < seq <= len(self.messages):

@@ -77,6 +77,9 @@ class VerdictParseError(ValueError):
 def format_transcript(messages: Sequence[r.Message]) -> str:
     lines = []
     for message in messages:
+        if message.role == "tool":  # a tool the agent called in its turn, and what it returned
+            lines.append(f"AGENT CALLED TOOL {message.tool_name}({message.tool_arguments}) -> {message.content}")
+            continue
         speaker = "USER" if message.role == "user" else "AGENT"
         lines.append(f"{speaker}: {message.content}")
     return "\n".join(lines)

@@ -53,6 +53,9 @@ MESSAGE_SCHEMA: Schema = (
     ("created_at", _utc),
     ("conversation", int),
     ("rolled_back", bool),
+    ("part", int),
+    ("tool_name", str),
+    ("tool_arguments", str),
 )
 
 VERDICT_SCHEMA: Schema = (
@@ -185,11 +188,13 @@ DELETE FROM scale_runs WHERE run_id = ? AND NOT EXISTS (SELECT 1 FROM battles WH
 """
 
 UPSERT_AGENT = """
-INSERT INTO agents (name, model, system_prompt, temperature, api_base, api_key_env, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO agents (name, model, system_prompt, temperature, api_base, api_key_env, created_at, updated_at,
+                    kind, target)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (name) DO UPDATE SET model = excluded.model, system_prompt = excluded.system_prompt,
     temperature = excluded.temperature, api_base = excluded.api_base,
-    api_key_env = excluded.api_key_env, updated_at = excluded.updated_at
+    api_key_env = excluded.api_key_env, updated_at = excluded.updated_at,
+    kind = excluded.kind, target = excluded.target
 """
 
 INSERT_RUN = """
@@ -342,6 +347,8 @@ def _apply_create(con: Connection, record: r.BattleCreated | r.RunCreated | r.Ag
                 record.api_key_env,
                 record.created_at,
                 record.created_at,
+                record.agent_kind,
+                record.agent_target,
             ],
         )
 
@@ -374,7 +381,7 @@ def _bulk_insert(con: Connection, statement: str, schema: Schema, rows: list[tup
 def _insert_messages(con: Connection, messages: list[r.Message], safe: bool, counters: _Counters) -> None:
     if not messages:
         return
-    messages = _dedupe(messages, lambda m: (m.battle_id, m.seq))
+    messages = _dedupe(messages, lambda m: (m.battle_id, m.seq, m.part))
     rows = [
         (
             m.battle_id,
@@ -389,6 +396,9 @@ def _insert_messages(con: Connection, messages: list[r.Message], safe: bool, cou
             m.created_at,
             m.conversation,
             m.rolled_back,
+            m.part,
+            m.tool_name,
+            m.tool_arguments,
         )
         for m in messages
     ]

@@ -23,8 +23,8 @@ LIST_RUN_BATTLES = f"SELECT {BATTLE_FIELDS} FROM battles WHERE run_id = ? ORDER 
 
 GET_MESSAGES = """
 SELECT battle_id, seq, role, content, model, prompt_tokens, completion_tokens, latency_ms, cost_usd, created_at,
-       conversation, rolled_back
-FROM messages WHERE battle_id = ? AND seq > ? ORDER BY seq
+       conversation, rolled_back, part, tool_name, tool_arguments
+FROM messages WHERE battle_id = ? AND seq > ? ORDER BY seq, part = 0, part
 """
 
 GET_VERDICTS = """
@@ -34,7 +34,7 @@ FROM verdicts WHERE battle_id = ? AND seq > ? ORDER BY seq
 """
 
 LIST_AGENTS = """
-SELECT name, model, system_prompt, temperature, api_base, api_key_env FROM agents ORDER BY name
+SELECT name, model, system_prompt, temperature, api_base, api_key_env, kind, target FROM agents ORDER BY name
 """
 
 
@@ -63,6 +63,8 @@ def list_run_battles(con: Connection, run_id: str) -> list[r.BattleView]:
 
 
 def get_messages(con: Connection, battle_id: str, after_seq: int = 0) -> list[r.Message]:
+    """The battle's messages after ``after_seq``: each turn's tool messages (in call order),
+    then the turn's own message."""
     return [r.Message(*row) for row in con.execute(GET_MESSAGES, [battle_id, after_seq]).fetchall()]
 
 
@@ -74,10 +76,12 @@ def get_transcript(con: Connection, battle_id: str) -> r.Transcript | None:
     battle = get_battle(con, battle_id)
     if battle is None:
         return None
+    messages = get_messages(con, battle_id)
     return r.Transcript(
         battle=battle,
-        messages=tuple(get_messages(con, battle_id)),
+        messages=tuple(m for m in messages if m.part == 0),
         verdicts=tuple(get_verdicts(con, battle_id)),
+        tool_messages=tuple(m for m in messages if m.part != 0),
     )
 
 

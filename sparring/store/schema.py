@@ -856,6 +856,42 @@ FROM cells;
 """
 
 
+# Kinds of agent (sparring.targets): the battle's and the profile's kind and settings; a
+# tool the agent called is a message of its turn, so a turn's messages are keyed by
+# (battle_id, seq, part) with part 0 the turn's own message. DuckDB cannot change a primary
+# key in place, so the messages table is rebuilt (its rows keep their values, part 0).
+M012_AGENT_KINDS = """
+ALTER TABLE battles ADD COLUMN IF NOT EXISTS agent_kind TEXT DEFAULT 'model';
+ALTER TABLE battles ADD COLUMN IF NOT EXISTS agent_target JSON;
+ALTER TABLE agents ADD COLUMN IF NOT EXISTS kind TEXT DEFAULT 'model';
+ALTER TABLE agents ADD COLUMN IF NOT EXISTS target JSON;
+CREATE TABLE messages_m012 (
+    battle_id         TEXT NOT NULL,
+    seq               INTEGER NOT NULL,
+    role              TEXT NOT NULL,
+    content           TEXT NOT NULL,
+    model             TEXT NOT NULL,
+    prompt_tokens     INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    latency_ms        DOUBLE NOT NULL,
+    cost_usd          DOUBLE,
+    created_at        TIMESTAMPTZ NOT NULL,
+    conversation      INTEGER DEFAULT 1,
+    rolled_back       BOOLEAN DEFAULT false,
+    part              INTEGER NOT NULL DEFAULT 0,
+    tool_name         TEXT,
+    tool_arguments    TEXT,
+    PRIMARY KEY (battle_id, seq, part)
+);
+INSERT INTO messages_m012
+SELECT battle_id, seq, role, content, model, prompt_tokens, completion_tokens, latency_ms, cost_usd, created_at,
+       conversation, rolled_back, 0, NULL, NULL
+FROM messages;
+DROP TABLE messages;
+ALTER TABLE messages_m012 RENAME TO messages;
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -880,6 +916,7 @@ MIGRATIONS: list[Migration] = [
     Migration(VERDICT_COUNTS_SINCE, "m007_verdict_counts", _sql(M007_VERDICT_COUNTS)),
     Migration(STRATEGIES_SINCE, "m008_strategies", _sql(M008_COLUMNS + M008_VIEWS + BACKFILL_STRATEGY_COUNTERS)),
     Migration(9, "m009_success_checks", _sql(M009_SUCCESS_CHECK_COLUMNS + M009_CHECK_VIEWS)),
+    Migration(12, "m012_agent_kinds", _sql(M012_AGENT_KINDS)),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

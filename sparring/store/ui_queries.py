@@ -228,14 +228,14 @@ UNION ALL
 REPORT_SAMPLE_LINES = """
 SELECT b.battle_id, b.cell_key, b.outcome, b.turns_to_goal, b.agent_turns, m.seq, m.role, m.content
 FROM battle_outcomes b JOIN messages m USING (battle_id)
-WHERE b.battle_id IN (SELECT unnest(?::VARCHAR[])) AND m.role <> 'note' AND NOT m.rolled_back
+WHERE b.battle_id IN (SELECT unnest(?::VARCHAR[])) AND m.role <> 'note' AND NOT m.rolled_back AND m.part = 0
 ORDER BY b.battle_id, m.seq
 """
 JUDGE_CALL_COUNT = "SELECT count(*) FROM llm_calls WHERE run_id = ? AND purpose = 'judge' AND model = ?"
 TRANSCRIPT_FRAME = """
 SELECT m.seq, m.role, m.content, v.achieved, v.confidence, v.rationale
-FROM messages m LEFT JOIN verdicts v USING (battle_id, seq)
-WHERE m.battle_id = ? ORDER BY m.seq
+FROM messages m LEFT JOIN verdicts v ON v.battle_id = m.battle_id AND v.seq = m.seq AND m.part = 0
+WHERE m.battle_id = ? ORDER BY m.seq, m.part = 0, m.part
 """
 RUN_BATTLES_AMONG = "SELECT battle_id FROM battles WHERE run_id = ? AND list_contains(?, battle_id)"
 # Both sides of a comparison: the finished battles of a run, or of one of its cells.

@@ -28,7 +28,7 @@ def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
     assert store.migrate() == SCHEMA_VERSION
     applied = store.read(lambda con: con.execute("SELECT version, name FROM schema_migrations").fetchall())
     assert applied[0] == (1, "m001_initial")
-    assert sorted(version for version, _ in applied) == [m.version for m in MIGRATIONS]
+    assert sorted(v for v, _ in applied) == [m.version for m in MIGRATIONS]  # each once
 
 
 def test_rewriting_records_changes_nothing(tmp_path: Path) -> None:

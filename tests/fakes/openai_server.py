@@ -11,7 +11,9 @@ over a real socket. A test scripts what the next requests get::
 - ``"<status>"`` or ``"<status>:<seconds>"``: that HTTP status with an OpenAI-style JSON
   error body, and ``Retry-After: <seconds>`` when given (``"429:0.2"``, ``"503:1"``);
   a 401's message echoes the key it was sent (some providers do), to test scrubbing;
-- ``"hang:<seconds>"``: wait that long, then answer ``ok`` (to make clients time out).
+- ``"hang:<seconds>"``: wait that long, then answer ``ok`` (to make clients time out);
+- ``"tool:<name>:<JSON arguments>"``: a chat completion that calls that tool (``tool_calls``
+  on the wire, ``finish_reason`` "tool_calls"), as a model given ``tools`` does.
 
 ``FakeOpenAIServer(latency_s=1.0)`` makes every completion take that long (as a provider
 would), and ``server.peak_in_flight`` is the most completions it was answering at once.
@@ -76,7 +78,7 @@ class RecordedRequest:
 
 @dataclass
 class _Step:
-    kind: str  # ok | text | error | hang
+    kind: str  # ok | text | error | hang | tool
     status: int = 200
     seconds: float | None = None
     text: str | None = None
@@ -91,6 +93,9 @@ def parse_step(step: str) -> _Step:
         return _Step("text", text=arg)
     if head == "hang":
         return _Step("hang", seconds=float(arg))
+    if head == "tool":
+        json.loads(arg.partition(":")[2] or "{}")  # a bad script fails where it is written
+        return _Step("tool", text=step.removeprefix("tool:"))
     if head.isdigit() and 400 <= int(head) <= 599:
         return _Step("error", status=int(head), seconds=float(arg) if arg else None)
     raise ValueError(f"unknown fake-server step {step!r}: use ok, text:..., <status>[:<retry-after>] or hang:<s>")
@@ -132,6 +137,15 @@ def completion(body: Any, content: str, number: int) -> dict[str, Any]:
             "total_tokens": prompt_tokens + completion_tokens,
         },
     }
+
+
+def tool_completion(body: Any, name: str, arguments: str, number: int) -> dict[str, Any]:
+    """A completion whose message calls the tool ``name`` with ``arguments`` (JSON text)."""
+    answer = completion(body, "", number)
+    call = {"id": f"call_fake_{number}", "type": "function", "function": {"name": name, "arguments": arguments}}
+    answer["choices"][0]["message"] = {"role": "assistant", "content": None, "tool_calls": [call]}
+    answer["choices"][0]["finish_reason"] = "tool_calls"
+    return answer
 
 
 def error_body(status: int, message: str | None = None) -> dict[str, Any]:
@@ -268,6 +282,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(step.status, error_body(step.status, self._error_message(step.status)), headers, record)
         elif not isinstance(body, dict):
             self._send(400, error_body(400), {}, record)
+        elif step.kind == "tool" and step.text is not None:
+            name, _, arguments = step.text.partition(":")
+            self._send(200, tool_completion(body, name, arguments or "{}", number), {}, record)
         else:
             content = step.text if step.kind == "text" and step.text is not None else default_content(body)
             self._send(200, completion(body, content, number), {}, record)

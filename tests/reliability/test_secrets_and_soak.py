@@ -15,6 +15,7 @@ import redis
 from jobs import runs, submit
 from sparring import runtime
 from sparring.store import export
+from tests.fakes.agent_server import FakeAgentServer
 from tests.helpers import WorkerProcess, scalar, wait_finished, wait_for_worker, wait_until
 from tests.reliability.conftest import free_port, report
 
@@ -48,7 +49,7 @@ def scan_redis(url: str, namespace: str) -> str:
 def test_api_keys_appear_nowhere(
     redis_url: str, isolated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    keys = {"OPENAI_API_KEY": SECRET, "ANTHROPIC_API_KEY": OTHER, "MY_GATEWAY_KEY": SECRET}
+    keys = {"OPENAI_API_KEY": SECRET, "ANTHROPIC_API_KEY": OTHER, "MY_GATEWAY_KEY": SECRET, "MY_AGENT_KEY": OTHER}
     for name, value in keys.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("SPARRING_MODEL_MAX_ATTEMPTS", "2")
@@ -57,6 +58,14 @@ def test_api_keys_appear_nowhere(
     log_path = tmp_path / "worker.log"
     worker = WorkerProcess(threads=4, log_path=str(log_path), env={"SPARRING_LOG_LEVEL": "DEBUG"})
     dead_port = free_port()
+    service, echoing = FakeAgentServer().__enter__(), FakeAgentServer().__enter__()
+    echoing.script(["401"])  # answers with the Authorization header it got, as some services do
+
+    def http_agent(url: str) -> dict[str, object]:
+        settings = {"url": url, "request": '{"conversation": {{messages}}, "sid": {{session_id}}}'}
+        settings |= {"response": "data.text", "headers": {"Authorization": "Bearer ${MY_AGENT_KEY}"}}
+        return {"agent_kind": "http", "agent_target": settings, "max_messages": 4}
+
     try:
         wait_for_worker(worker)
         ids = [
@@ -73,12 +82,18 @@ def test_api_keys_appear_nowhere(
             submit.submit_battle(
                 {"agent_model": "anthropic/claude-3-5-haiku-latest", "max_messages": 2, "time_limit_s": 20}
             ),
+            # an HTTP agent whose header takes the key from the environment, and one that echoes it back
+            submit.submit_battle(http_agent(service.url)),
+            submit.submit_battle(http_agent(echoing.url)),
         ]
         run_id = runs.submit_run({"runs": 6, "max_messages": 6, "agents": [{"model": "sim/agent?concede=0.2"}]})
         wait_finished(ids, 120)
         wait_until(lambda: scalar("SELECT status FROM scale_runs WHERE run_id = ?", [run_id]) in TERMINAL, 120)
     finally:
         worker.stop()
+        service.__exit__()
+        echoing.__exit__()
+    assert service.requests and service.requests[0].headers["authorization"] == f"Bearer {OTHER}"
     exports = tmp_path / "exports"
     for args in (
         ["export", "--all", "--out", str(exports / "all")],
@@ -109,8 +124,9 @@ def test_api_keys_appear_nowhere(
     expected = {name: 0 for name in haystacks}
     report("a fake key in the environment of the app and the worker", expected, found)
     assert found == expected
-    assert scalar("SELECT count(*) FROM battles WHERE outcome = 'failed'") == 2  # the real providers did fail
+    assert scalar("SELECT count(*) FROM battles WHERE outcome = 'failed'") == 3  # the real providers, the 401 did fail
     assert b"MY_GATEWAY_KEY" in haystacks["DuckDB rows"]  # the key's name is kept, its value never
+    assert b"${MY_AGENT_KEY}" in haystacks["DuckDB rows"]
 
 
 def rss_mb(pid: int) -> float:
