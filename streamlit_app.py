@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from jobs import dispatch
+from sparring import access
 from sparring.settings import get_settings
 
 if TYPE_CHECKING:
@@ -47,6 +48,13 @@ dispatch.wire()  # the pages launch, cancel and retry through the use cases, whi
 settings = get_settings()
 if settings.mode == "embedded":
     _in_process_consumer(str(settings.data_dir.resolve()), settings.namespace)
+
+if settings.allow_anonymous and not access.signin_configured(access.secrets_files()):
+    st.warning(
+        "**No sign-in**: SPARRING_ALLOW_ANONYMOUS=1 is set, so anyone who reaches this app can launch battles "
+        "and read every transcript.",
+        icon=":material/lock_open:",
+    )
 
 PAGES = [
     st.Page("ui/hub.py", title="Hub", icon=":material/stadium:", default=True),

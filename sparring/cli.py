@@ -233,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--address",
         type=_address,
-        help="Address to listen on, e.g. 127.0.0.1 for this machine only (default: Streamlit's, every interface).",
+        default="127.0.0.1",
+        help="Address to listen on (default 127.0.0.1: this machine only). Any other address, e.g. 0.0.0.0, "
+        "needs sign-in configured ([auth] in .streamlit/secrets.toml) or SPARRING_ALLOW_ANONYMOUS=1.",
     )
 
     migrate = sub.add_parser("migrate", help="Create or upgrade the database schema.")
@@ -516,8 +518,13 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from sparring import usecases
+    from sparring import access, usecases
+    from sparring.settings import get_settings
 
+    signin = access.signin_configured(access.secrets_files())
+    refusal = access.serve_refusal(args.address, signin=signin, allow_anonymous=get_settings().allow_anonymous)
+    if refusal:
+        raise UsageError(refusal)
     return usecases.dispatcher().serve(args.port, args.address)
 
 
