@@ -186,6 +186,24 @@ def signed_in_actor(email: str, groups: Iterable[str], roles: Roles) -> Actor:
     return Actor(email.strip().lower(), roles.role_of(email, groups))
 
 
+# The actor of use cases called without one: ``cli:<user>`` unless the entry point says otherwise
+# (the app, once sign-in is on, sets one with no role, so a page that forgot its actor is refused).
+_default: list[Actor] = []
+
+
+def set_default_actor(actor: Actor | None) -> None:
+    _default[:] = [actor] if actor else []
+
+
+def default_actor() -> Actor:
+    return _default[0] if _default else cli_actor()
+
+
+def given(actor: Actor | None) -> Actor:
+    """The actor a use case acts for: the one given, else the process's default."""
+    return actor or default_actor()
+
+
 # -- serving securely ----------------------------------------------------------------------
 
 

@@ -149,6 +149,7 @@ class BattleView:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     model_calls: int = 0
+    launched_by: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -165,6 +166,7 @@ class RunView:
     config: dict[str, Any]
     budget_usd: float | None
     status: str
+    launched_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +198,7 @@ class BattleCreated:
     cell_index: int | None = None
     replicate: int | None = None
     status: Status = "queued"
+    launched_by: str | None = None  # who launched it (sparring.access); None inside a scale test: its run's
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +271,7 @@ class AgentSaved:
     api_base: str | None = None
     api_key_env: str | None = None
     created_at: dt.datetime = field(default_factory=utcnow)
+    saved_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +284,7 @@ class RunCreated:
     total_battles: int
     budget_usd: float | None = None
     created_at: dt.datetime = field(default_factory=utcnow)
+    launched_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +344,7 @@ class JudgeRunCreated:
     rubric: str | None = None
     created_at: dt.datetime = field(default_factory=utcnow)
     prompt_version: int = 1  # the judge prompt its verdicts are asked with (part of its id)
+    requested_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +372,21 @@ class JudgeRunStatusChanged:
     at: dt.datetime = field(default_factory=utcnow)
 
 
+@dataclass(frozen=True, slots=True)
+class Audited:
+    """One entry of the audit trail: who did (or was refused) what, to what, and how it ended."""
+
+    kind: ClassVar[str] = "audit"
+    actor: str
+    role: str | None
+    action: str
+    target: str | None
+    outcome: str  # "ok", "refused: ...", "failed: ..."
+    detail: str | None = None
+    audit_id: str = field(default_factory=new_id)
+    at: dt.datetime = field(default_factory=utcnow)
+
+
 Record = (
     BattleCreated
     | BattleStarted
@@ -384,6 +405,7 @@ Record = (
     | JudgeRunCreated
     | JudgeVerdictAdded
     | JudgeRunStatusChanged
+    | Audited
 )
 
 RECORD_TYPES: dict[str, type[Any]] = {
@@ -406,6 +428,7 @@ RECORD_TYPES: dict[str, type[Any]] = {
         JudgeRunCreated,
         JudgeVerdictAdded,
         JudgeRunStatusChanged,
+        Audited,
     )
 }
 

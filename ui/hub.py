@@ -25,7 +25,7 @@ from sparring.validation import (
     InvalidInput,
     validate_battle,
 )
-from ui import common, forms
+from ui import common, forms, session
 from ui.state import HubState
 
 log = logging.getLogger(__name__)
@@ -205,9 +205,12 @@ def save_profile() -> None:
         "api_key_env": data.get("api_key_env"),
     }
     try:
-        name = usecases.save_agent({k: v for k, v in profile.items() if v is not None})
+        name = usecases.save_agent({k: v for k, v in profile.items() if v is not None}, actor=session.actor())
     except InvalidInput as error:
         hub.profile_errors.update(error.errors)
+        return
+    except usecases.AccessRefused as error:
+        hub.profile_errors["__all__"] = str(error)
         return
     except Exception as error:  # a bug must not show a traceback; it is logged in full
         log.exception("Saving a profile failed")

@@ -85,7 +85,7 @@ def list_agents(con: Connection) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-GET_RUN = "SELECT run_id, name, runs_per_cell, config, budget_usd, status FROM scale_runs WHERE run_id = ?"
+GET_RUN = "SELECT run_id, name, runs_per_cell, config, budget_usd, status, launched_by FROM scale_runs WHERE run_id = ?"
 RUN_BATTLE_STATUSES = "SELECT battle_id, status FROM battles WHERE run_id = ?"
 RUN_COST = "SELECT coalesce(sum(cost_usd), 0) FROM battles WHERE run_id = ?"
 
@@ -94,8 +94,8 @@ def get_run(con: Connection, run_id: str) -> r.RunView | None:
     rows = con.execute(GET_RUN, [run_id]).fetchall()
     if not rows:
         return None
-    run_id, name, runs_per_cell, config, budget_usd, status = rows[0]
-    return r.RunView(run_id, name, runs_per_cell, json.loads(config), budget_usd, status)
+    run_id, name, runs_per_cell, config, budget_usd, status, launched_by = rows[0]
+    return r.RunView(run_id, name, runs_per_cell, json.loads(config), budget_usd, status, launched_by)
 
 
 def run_battle_statuses(con: Connection, run_id: str) -> dict[str, str]:

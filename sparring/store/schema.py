@@ -692,6 +692,30 @@ ALTER TABLE judge_runs ADD COLUMN IF NOT EXISTS prompt_version INTEGER DEFAULT 1
 """
 
 
+# Who did what (sparring.access): the launcher of each battle and scale test, who asked for
+# each re-judge and saved each profile (NULL for rows written before sign-in existed, and for
+# the battles of a scale test, which belong to their run's launcher); and the audit trail,
+# append-only: sign-ins, launches, cancels, retries, labels, re-judges, SQL box queries and
+# refused actions.
+M011_ACCESS = """
+ALTER TABLE battles ADD COLUMN IF NOT EXISTS launched_by TEXT;
+ALTER TABLE scale_runs ADD COLUMN IF NOT EXISTS launched_by TEXT;
+ALTER TABLE judge_runs ADD COLUMN IF NOT EXISTS requested_by TEXT;
+ALTER TABLE agents ADD COLUMN IF NOT EXISTS saved_by TEXT;
+CREATE TABLE IF NOT EXISTS audit (
+    audit_id TEXT PRIMARY KEY,
+    occurred_at TIMESTAMPTZ NOT NULL,
+    actor    TEXT NOT NULL,
+    role     TEXT,
+    action   TEXT NOT NULL,
+    target   TEXT,
+    outcome  TEXT NOT NULL,
+    detail   TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_occurred_at ON audit (occurred_at);
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -713,6 +737,7 @@ MIGRATIONS: list[Migration] = [
     Migration(UNDECIDED_SINCE, "m004_undecided", _sql(RECLASSIFY_UNDECIDED + M004_VIEWS)),
     Migration(5, "m005_wilson_clip", _sql(M005_WILSON_CLIP)),
     Migration(6, "m006_judge_prompt_version", _sql(M006_JUDGE_PROMPT_VERSION)),
+    Migration(11, "m011_access", _sql(M011_ACCESS)),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
