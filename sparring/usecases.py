@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
-from sparring import access
+from sparring import access, spend
 from sparring import records as r
 from sparring.access import AccessRefused, Actor
 from sparring.engine import BattleControl, BattleResult, run_battle
@@ -78,6 +78,10 @@ FIRST_SUBMIT_WAIT_S = 30.0
 
 class SubmitError(RuntimeError):
     """The queue cannot take the job right now; the message says what to do."""
+
+
+class SpendLimitReached(SubmitError):
+    """The launch could cost more than is left of a daily spend limit; the message has the numbers."""
 
 
 class NoWorkerError(SubmitError):
@@ -226,6 +230,9 @@ def guarded(
             except AccessRefused as refused:
                 audit(actor, action, target, f"refused: needs {refused.needs}", detail or str(refused))
                 raise
+            except SpendLimitReached as refused:
+                audit(actor, action, target, "refused: spend limit", str(refused))
+                raise
             except Exception as error:
                 audit(actor, action, target, f"failed: {type(error).__name__}", detail or str(error)[:500])
                 raise
@@ -324,6 +331,10 @@ def launch_battle(
             f"{queue.heartbeat_ttl_s():.0f} s), so the battle would wait. Start one with: "
             f"{queue.worker_command()}"
         )
+    bound = spend.battle_bound(
+        battle.agent_model, battle.system_prompt, battle.adversary_model, battle.judge_model, battle.max_messages
+    )
+    _check_spend(actor, bound, "This battle")
     battle_id = battle_id or r.new_id()
     if token and (first := launched_before(queue, "battle", token, battle_id, _battle_recorded)):
         return first  # this form was submitted already: its battle, not a second one
@@ -449,6 +460,7 @@ def launch_scale(
             f"No worker is running, so the scale test would wait. Start one with: {queue.worker_command()}"
         )
     plan = plan_run(scale)
+    _check_spend(actor, _scale_bound(scale, plan.total), "This scale test")
     if token and (first := launched_before(queue, "run", token, plan.run_id, _run_recorded)):
         return first  # this form was submitted already: its run, not a second one
     try:
@@ -457,6 +469,29 @@ def launch_scale(
         release_submission(queue, "run", token)
         raise
     return plan.run_id
+
+
+def _scale_bound(scale: ScaleInput, total: int) -> float | None:
+    """The most the scale test may cost: every battle run to its cap, or its budget if smaller."""
+    from sparring.plan import cost_bound
+
+    bound = cost_bound(scale.model_dump(), total)
+    if scale.budget_usd is None:
+        return bound
+    return scale.budget_usd if bound is None else min(bound, scale.budget_usd)
+
+
+def _check_spend(actor: Actor | None, bound: float | None, what: str) -> None:
+    """``SpendLimitReached`` when a launch costing up to ``bound`` would pass a daily limit."""
+    allowance = spend.allowance(get_runtime().store, _who(actor))
+    refusal = spend.refusal(allowance, bound, what)
+    if refusal:
+        raise SpendLimitReached(refusal)
+
+
+def spend_left(*, actor: Actor | None = None) -> spend.Allowance:
+    """What the actor, and the deployment, may still spend today (the hub shows it)."""
+    return spend.allowance(get_runtime().store, _who(actor))
 
 
 def _run_recorded(run_id: str) -> bool:

@@ -14,7 +14,7 @@ import streamlit as st
 from sparring import battle_fields, usecases
 from sparring import records as r
 from sparring.settings import HARD_MAX_MESSAGES, get_settings
-from sparring.store import reads, ui_queries
+from sparring.store import StoreBusy, StoreMissing, reads, ui_queries
 from sparring.strategies import DEFAULT_STRATEGY, STRATEGIES
 from sparring.validation import (
     DEFAULT_ADVERSARY_MODEL,
@@ -354,6 +354,18 @@ def is_active(rows: ui_queries.HubRows | None) -> bool:
     return rows is not None and rows.active
 
 
+def spend_left() -> None:
+    """What this person may still spend today, when a daily spend limit applies (sparring.spend)."""
+    try:
+        allowance = usecases.spend_left(actor=session.actor())
+    except (StoreBusy, StoreMissing):
+        return
+    if allowance.limited:
+        sentence = allowance.sentence()
+        with st.container(key="hub_spend_left"):
+            st.caption(f":material/savings: Spend limit: {sentence[0].upper()}{sentence[1:]}.")
+
+
 def render_lists(rows: ui_queries.HubRows | None) -> None:
     at = common.now()
     if rows is None:
@@ -404,6 +416,7 @@ st.caption(
     "Attack your own LLM agents before users do: an adversary model pursues a goal against your agent, "
     "and a judge checks every reply. The sim/... models need no key and no network."
 )
+spend_left()
 launch_form()
 keep_started_in_url()
 common.live(load_rows, is_active, render_lists)

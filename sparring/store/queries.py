@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -105,3 +106,21 @@ def run_battle_statuses(con: Connection, run_id: str) -> dict[str, str]:
 def run_cost(con: Connection, run_id: str) -> float:
     (row,) = con.execute(RUN_COST, [run_id]).fetchall()
     return float(row[0])
+
+
+# Spend since a time: each model call counts for whoever launched its battle (or the battle's
+# scale test); a re-judge's calls, which name only the run, count for the run's launcher.
+SPENT_SQL = """
+SELECT coalesce(sum(c.cost_usd) FILTER (WHERE coalesce(b.launched_by, s.launched_by) = ?), 0),
+       coalesce(sum(c.cost_usd), 0)
+FROM llm_calls c
+LEFT JOIN battles b ON b.battle_id = c.battle_id
+LEFT JOIN scale_runs s ON s.run_id = coalesce(c.run_id, b.run_id)
+WHERE c.started_at >= ?
+"""
+
+
+def spent_since(con: Connection, identity: str, since: dt.datetime) -> tuple[float, float]:
+    """Dollars spent since ``since`` by ``identity``, and by everyone."""
+    row = con.execute(SPENT_SQL, [identity, since]).fetchone()
+    return (float(row[0]), float(row[1])) if row else (0.0, 0.0)
