@@ -49,7 +49,7 @@ def _warm_up_models() -> bool:
 def _providers() -> list[str | None]:
     """The sign-in providers in Streamlit's secrets: ``[auth.<name>]`` tables, or the one in ``[auth]``."""
     auth = st.secrets.get("auth", {})
-    named = [name for name, value in auth.items() if hasattr(value, "items")]
+    named = [name for name, value in auth.items() if hasattr(value, "items") and "client_id" in value]
     return list(named) or [None]
 
 
