@@ -14,6 +14,8 @@ import pytest
 
 from sparring import access, usecases
 from sparring.access import AccessRefused, Actor
+from sparring.runtime import get_runtime
+from sparring.store import reads
 from tests.helpers import new_battle, rows, scalar
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,6 +71,7 @@ def test_a_launch_records_who_launched_it() -> None:
     run_id = usecases.launch_scale({"runs": 2, "max_messages": 4}, require_worker=False, actor=LAUNCHER)
     assert scalar("SELECT launched_by FROM battles WHERE battle_id = ?", [battle_id]) == "lena@example.com"
     assert scalar("SELECT launched_by FROM scale_runs WHERE run_id = ?", [run_id]) == "lena@example.com"
+    assert [row.launched_by for row in reads.run_rows(get_runtime().store)] == ["lena@example.com"]  # the list
     assert audit_log() == [
         ("lena@example.com", "launch_battle", battle_id, "ok"),
         ("lena@example.com", "launch_scale", run_id, "ok"),
