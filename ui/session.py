@@ -33,8 +33,11 @@ def actor() -> access.Actor:
 
 
 def _email() -> str:
+    """The e-mail the roles file matches; a provider that says it is unverified gets no say in it."""
     email = st.user.get("email")
-    return str(email) if email else f"sub:{st.user.get('sub')}"
+    if not email or st.user.get("email_verified") is False:
+        return f"sub:{st.user.get('sub')}"
+    return str(email)
 
 
 def _groups(claim: str) -> list[str]:
