@@ -301,6 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except JudgeUnavailable as error:
         print(str(error).splitlines()[0], file=sys.stderr)
         return 1
+    except PermissionError as error:  # sparring.access.AccessRefused: the roles file gives cli:<user> less
+        print(f"python -m sparring: {error}", file=sys.stderr)
+        return 1
     except InvalidInput as error:
         first_field, message = next(iter(error.errors.items()))
         option = "--" + _option_for(first_field).replace("_", "-")
@@ -737,7 +740,7 @@ def cmd_rejudge(args: argparse.Namespace) -> int:
 
     before = judge_calls()
     try:
-        result = usecases.dispatcher().rejudge_here(record, threads=args.threads)
+        result = usecases.rejudge_here(record, threads=args.threads)
     except usecases.SubmitError as error:
         print(f"python -m sparring: {error}", file=sys.stderr)
         return 1

@@ -247,6 +247,8 @@ def guarded(
 def _target(argument: object) -> str | None:
     if isinstance(argument, str):
         return argument[:200]
+    if isinstance(argument, r.JudgeRunCreated):
+        return argument.judge_run_id
     if isinstance(argument, dict):
         named = argument.get("battle_id") or argument.get("run_id") or argument.get("name")
         return str(named)[:200] if named else None
@@ -546,6 +548,12 @@ def request_rejudge(data: dict[str, Any], *, require_worker: bool = True, actor:
         )
     queue.enqueue_rejudge(record)
     return record.judge_run_id
+
+
+@guarded("rejudge_here", "admin")
+def rejudge_here(record: r.JudgeRunCreated, *, threads: int, actor: Actor | None = None) -> RejudgeResult:
+    """Judge a run again in this thread (the command line's foreground re-judge), attributed."""
+    return dispatcher().rejudge_here(dataclasses.replace(record, requested_by=_who(actor)), threads)
 
 
 @guarded("rejudge_here", "admin")
