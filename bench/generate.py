@@ -15,6 +15,7 @@ from pathlib import Path
 from sparring import records as r
 from sparring.scale import ScaleInput, plan_run
 from sparring.store import Store, db
+from sparring.store.schema import RECOUNT_VERDICTS
 
 BATTLES = 50_000
 MESSAGES_PER_BATTLE = 20  # 1,000,000 messages
@@ -133,6 +134,7 @@ def build(path: Path) -> dict[str, int | str]:
         con.execute(MESSAGES_SQL, [MESSAGES_PER_BATTLE]).fetchall()
         con.execute(VERDICTS_SQL, [MESSAGES_PER_BATTLE]).fetchall()
         con.execute(CALLS_SQL, [MESSAGES_PER_BATTLE]).fetchall()
+        con.execute(RECOUNT_VERDICTS).fetchall()  # the counters the writer keeps on each battle
         con.execute(
             "INSERT INTO run_reports VALUES (?, ?, ?, 'sim/writer', now())",
             [plan.run_id, "Synthetic report.", json.dumps({"note": "synthetic"})],

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sparring.records import BattleView
+    from sparring.stats import Interval
 
 NOTHING = "–"
 
@@ -83,6 +84,18 @@ def outcome_counts(
     others = ((undecided, "undecided"), (failed, "failed"), (timed_out, "timed out"), (cancelled, "cancelled"))
     parts.extend(f"{count:,} {label}" for count, label in others if count)
     return " · ".join(parts)
+
+
+def format_estimate(interval: Interval | None, digits: str = ".0%", joiner: str = "–") -> str:
+    """'72% (61%–81%)': an estimate with its interval; '—' when there is none (or it is NaN)."""
+    if interval is None or _missing(interval.estimate):
+        return "—"
+    return f"{interval.estimate:{digits}} ({interval.low:{digits}}{joiner}{interval.high:{digits}})"
+
+
+def format_kappa(kappa: Interval | None) -> str:
+    """'0.62 (0.41 to 0.83)': Cohen's kappa with its interval (it can be negative, so 'to', not a dash)."""
+    return format_estimate(kappa, ".2f", " to ")
 
 
 def truncate(text: str, limit: int) -> str:

@@ -325,27 +325,14 @@ def launch_battle(
     token was claimed already returns that battle's id and creates nothing.
     """
     battle = data if isinstance(data, BattleInput) else validate_battle(data)
-    queue = dispatcher()
-    queue.ensure_reachable()
-    if require_worker and not queue.live_workers():
-        raise NoWorkerError(
-            "No worker is running (no heartbeat in the last "
-            f"{queue.heartbeat_ttl_s():.0f} s), so the battle would wait. Start one with: "
-            f"{queue.worker_command()}"
-        )
+    queue = _reachable_queue("battle", require_worker)
     bound = spend.battle_bound(
         battle.agent_model, battle.system_prompt, battle.adversary_model, battle.judge_model, battle.max_messages
     )
     _check_spend(actor, bound, "This battle")
     battle_id = battle_id or r.new_id()
-    if token and (first := launched_before(queue, "battle", token, battle_id, _battle_recorded)):
-        return first  # this form was submitted already: its battle, not a second one
-    try:
-        _record_and_enqueue_battle(queue, battle, battle_id, _who(actor))
-    except BaseException:
-        release_submission(queue, "battle", token)
-        raise
-    return battle_id
+    launch = functools.partial(_record_and_enqueue_battle, queue, battle, battle_id, _who(actor))
+    return _launch_once(queue, "battle", token, battle_id, _battle_recorded, launch)
 
 
 def _battle_recorded(battle_id: str) -> bool:
@@ -455,22 +442,17 @@ def launch_scale(
     run's id and creates nothing.
     """
     scale = data if isinstance(data, ScaleInput) else validate_scale(data)
-    queue = dispatcher()
-    queue.ensure_reachable()
-    if require_worker and not queue.live_workers():
-        raise NoWorkerError(
-            f"No worker is running, so the scale test would wait. Start one with: {queue.worker_command()}"
-        )
+    queue = _reachable_queue("scale test", require_worker)
     plan = plan_run(scale)
     _check_spend(actor, _scale_bound(scale, plan.total), "This scale test")
-    if token and (first := launched_before(queue, "run", token, plan.run_id, _run_recorded)):
-        return first  # this form was submitted already: its run, not a second one
-    try:
-        _record_and_enqueue_run(queue, plan, scale, _who(actor))
-    except BaseException:
-        release_submission(queue, "run", token)
-        raise
-    return plan.run_id
+    return _launch_once(
+        queue,
+        "run",
+        token,
+        plan.run_id,
+        _run_recorded,
+        lambda: _record_and_enqueue_run(queue, plan, scale, _who(actor)),
+    )
 
 
 def _scale_bound(scale: ScaleInput, total: int) -> float | None:
@@ -612,6 +594,41 @@ def claim_submission(queue: Dispatcher, kind: str, token: str, new_id: str) -> s
     if not _TOKEN.match(token):
         raise ValueError(f"not a submit token: {token!r:.40}")
     return queue.claim(f"submit:{kind}:{token}", new_id, SUBMIT_TOKEN_TTL_S)
+
+
+def _reachable_queue(what: str, require_worker: bool) -> Dispatcher:
+    """The queue, checked to answer; with ``require_worker``, refused when no worker would pick ``what`` up."""
+    queue = dispatcher()
+    queue.ensure_reachable()
+    if require_worker and not queue.live_workers():
+        raise NoWorkerError(
+            f"No worker is running (no heartbeat in the last {queue.heartbeat_ttl_s():.0f} s), "
+            f"so the {what} would wait. Start one with: {queue.worker_command()}"
+        )
+    return queue
+
+
+def _launch_once(
+    queue: Dispatcher,
+    kind: str,
+    token: str | None,
+    new_id: str,
+    recorded: Callable[[str], bool],
+    launch: Callable[[], object],
+) -> str:
+    """Run ``launch`` (which records and enqueues ``new_id``) unless this form was submitted already.
+
+    A submit whose ``token`` was claimed before returns the first submit's id and launches
+    nothing; a launch that fails releases the token, so the same form may be sent again.
+    """
+    if token and (first := launched_before(queue, kind, token, new_id, recorded)):
+        return first
+    try:
+        launch()
+    except BaseException:
+        release_submission(queue, kind, token)
+        raise
+    return new_id
 
 
 def launched_before(

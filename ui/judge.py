@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import pandas as pd
 import streamlit as st
 
-from sparring import charts, judging, stats, usecases
+from sparring import charts, formatting, judging, stats, usecases
 from sparring.records import Transcript
 from sparring.runtime import get_runtime
 from sparring.store import Store, StoreBusy, StoreMissing
@@ -44,10 +44,8 @@ def load(read: Callable[[Store], T]) -> T | None:
     return None
 
 
-def percent(interval: stats.Interval | None) -> str:
-    if interval is None or interval.estimate != interval.estimate:
-        return "—"
-    return f"{interval.estimate:.0%} ({interval.low:.0%}–{interval.high:.0%})"
+percent = formatting.format_estimate
+kappa_text = formatting.format_kappa
 
 
 def said(achieved: bool | None) -> str:
@@ -314,12 +312,6 @@ def agreement_tab(report: judging.JudgeReport) -> None:
         st.caption(charts.CAPTIONS["confusion"])
         disagreements(quality)
     people(report)
-
-
-def kappa_text(kappa: stats.Interval | None) -> str:
-    if kappa is None or kappa.estimate != kappa.estimate:
-        return "—"
-    return f"{kappa.estimate:.2f} ({kappa.low:.2f} to {kappa.high:.2f})"
 
 
 def confusion_rows(agreement: stats.Agreement) -> list[dict[str, Any]]:

@@ -92,7 +92,7 @@ INSERT_BATTLE = BATTLES.insert_sql
 # ``{conflict}`` is empty on the fast path and ``ON CONFLICT DO NOTHING`` on the safe one.
 INSERT_MESSAGES = "INSERT INTO messages {source} {conflict} RETURNING battle_id, seq"
 
-INSERT_VERDICTS = "INSERT INTO verdicts {source} {conflict} RETURNING battle_id"
+INSERT_VERDICTS = "INSERT INTO verdicts {source} {conflict} RETURNING battle_id, seq, achieved"
 
 INSERT_CALLS = """
 INSERT INTO llm_calls {source} {conflict}
@@ -110,6 +110,9 @@ UPDATE battles SET message_count = greatest(message_count, ?),
                    completion_tokens = completion_tokens + ?,
                    cost_usd = cost_usd + ?,
                    model_calls = model_calls + ?,
+                   verdicts = verdicts + ?,
+                   error_verdicts = error_verdicts + ?,
+                   judged_turns = greatest(judged_turns, ? // 2),
                    updated_at = ?
 WHERE battle_id = ?
 """
@@ -122,8 +125,12 @@ UPDATE battles SET message_count = greatest(battles.message_count, v.top_seq),
                    completion_tokens = battles.completion_tokens + v.completion_tokens,
                    cost_usd = battles.cost_usd + v.cost_usd,
                    model_calls = battles.model_calls + v.calls,
+                   verdicts = battles.verdicts + v.verdicts,
+                   error_verdicts = battles.error_verdicts + v.error_verdicts,
+                   judged_turns = greatest(battles.judged_turns, v.judged_seq // 2),
                    updated_at = v.touched
-FROM (VALUES {values}) AS v(battle_id, top_seq, prompt_tokens, completion_tokens, cost_usd, calls, touched)
+FROM (VALUES {values}) AS v(battle_id, top_seq, prompt_tokens, completion_tokens, cost_usd, calls,
+                            verdicts, error_verdicts, judged_seq, touched)
 WHERE battles.battle_id = v.battle_id
 """
 
@@ -209,7 +216,7 @@ def _apply(con: Connection, batch: Sequence[r.Record], safe: bool) -> None:
             _apply_create(con, created, safe)
     counters = _Counters()
     _insert_messages(con, [x.message for x in batch if isinstance(x, r.MessageAdded)], safe, counters)
-    _insert_verdicts(con, [x.verdict for x in batch if isinstance(x, r.VerdictAdded)], safe)
+    _insert_verdicts(con, [x.verdict for x in batch if isinstance(x, r.VerdictAdded)], safe, counters)
     _insert_calls(con, [x.call for x in batch if isinstance(x, r.CallRecorded)], safe, counters)
     counters.apply(con)
     events = [x for x in batch if isinstance(x, (r.BattleStarted, r.BattleFinished, r.BattleRequeued))]
@@ -237,10 +244,15 @@ def _apply(con: Connection, batch: Sequence[r.Record], safe: bool) -> None:
 
 
 class _Counters:
-    """What the batch added to each battle: new messages, tokens, cost, calls."""
+    """What the batch added to each battle: new messages, tokens, cost, calls, verdicts.
 
+    Only rows the batch really inserted are counted (``RETURNING``), so a batch applied
+    again after a conflict counts nothing twice.
+    """
+
+    # top seq, prompt tokens, completion tokens, cost, calls, verdicts, error verdicts, top judged seq
     def __init__(self) -> None:
-        self.by_battle: dict[str, list[Any]] = defaultdict(lambda: [0, 0, 0, 0.0, 0])
+        self.by_battle: dict[str, list[Any]] = defaultdict(lambda: [0, 0, 0, 0.0, 0, 0, 0, 0])
 
     def message(self, battle_id: str, seq: int) -> None:
         entry = self.by_battle[battle_id]
@@ -255,18 +267,26 @@ class _Counters:
         entry[3] += cost or 0.0
         entry[4] += 1
 
+    def verdict(self, battle_id: str, seq: int, achieved: bool | None) -> None:
+        entry = self.by_battle[battle_id]
+        entry[5] += 1
+        if achieved is None:
+            entry[6] += 1
+        else:
+            entry[7] = max(entry[7], seq)
+
     def apply(self, con: Connection) -> None:
         if not self.by_battle:
             return
         now = r.utcnow()
         if len(self.by_battle) == 1:
-            ((battle_id, (top_seq, prompt_tokens, completion_tokens, cost, calls)),) = self.by_battle.items()
-            con.execute(BUMP_BATTLE, [top_seq, top_seq, prompt_tokens, completion_tokens, cost, calls, now, battle_id])
+            ((battle_id, (top_seq, *rest, judged_seq)),) = self.by_battle.items()
+            con.execute(BUMP_BATTLE, [top_seq, top_seq, *rest, judged_seq, now, battle_id])
             return
-        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?::TIMESTAMPTZ)"] * len(self.by_battle))
+        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?::TIMESTAMPTZ)"] * len(self.by_battle))
         params: list[Any] = []
-        for battle_id, (top_seq, prompt_tokens, completion_tokens, cost, calls) in self.by_battle.items():
-            params += [battle_id, top_seq, prompt_tokens, completion_tokens, cost, calls, now]
+        for battle_id, entry in self.by_battle.items():
+            params += [battle_id, *entry, now]
         con.execute(BUMP_BATTLES.format(values=values), params)
 
 
@@ -353,7 +373,7 @@ def _insert_messages(con: Connection, messages: list[r.Message], safe: bool, cou
         counters.message(battle_id, seq)
 
 
-def _insert_verdicts(con: Connection, verdicts: list[r.Verdict], safe: bool) -> None:
+def _insert_verdicts(con: Connection, verdicts: list[r.Verdict], safe: bool, counters: _Counters) -> None:
     if not verdicts:
         return
     verdicts = _dedupe(verdicts, lambda v: (v.battle_id, v.seq))
@@ -371,7 +391,8 @@ def _insert_verdicts(con: Connection, verdicts: list[r.Verdict], safe: bool) -> 
         )
         for v in verdicts
     ]
-    _bulk_insert(con, INSERT_VERDICTS, VERDICT_SCHEMA, rows, safe)
+    for battle_id, seq, achieved in _bulk_insert(con, INSERT_VERDICTS, VERDICT_SCHEMA, rows, safe):
+        counters.verdict(battle_id, seq, achieved)
 
 
 def _insert_calls(con: Connection, calls: list[r.LLMCall], safe: bool, counters: _Counters) -> None:

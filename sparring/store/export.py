@@ -20,7 +20,13 @@ import pyarrow.parquet as pq
 
 from sparring.store import Store
 from sparring.store.db import Connection
-from sparring.store.schema import RECLASSIFY_UNDECIDED, SCHEMA_VERSION, UNDECIDED_SINCE
+from sparring.store.schema import (
+    RECLASSIFY_UNDECIDED,
+    RECOUNT_VERDICTS,
+    SCHEMA_VERSION,
+    UNDECIDED_SINCE,
+    VERDICT_COUNTS_SINCE,
+)
 
 TABLES = (
     "agents",
@@ -174,4 +180,6 @@ def import_database(store: Store, in_dir: Path) -> dict[str, int]:
             added[name] = int(after[0]) - int(before[0])
         if int(manifest.get("schema_version", 0)) < UNDECIDED_SINCE:  # exported before undecided existed
             con.execute(RECLASSIFY_UNDECIDED)
+        if int(manifest.get("schema_version", 0)) < VERDICT_COUNTS_SINCE:  # battles without their verdict counts
+            con.execute(RECOUNT_VERDICTS)
     return added

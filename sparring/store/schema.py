@@ -691,6 +691,55 @@ ALTER TABLE judge_verdicts ADD COLUMN IF NOT EXISTS prompt_version INTEGER DEFAU
 ALTER TABLE judge_runs ADD COLUMN IF NOT EXISTS prompt_version INTEGER DEFAULT 1;
 """
 
+# The judge's counts per battle live on the battle row, kept by the writer as verdicts are
+# committed (sparring/store/apply.py), so that ``battle_outcomes`` is a projection of
+# ``battles``: a run's statistics no longer aggregate every verdict of the file (a
+# 2,000-battle report in a 1M-message file read 4x slower with the aggregate in the view).
+VERDICT_COUNTS_SINCE = 7
+RECOUNT_VERDICTS = """
+UPDATE battles AS b
+SET verdicts = j.verdicts, error_verdicts = j.error_verdicts, judged_turns = j.judged_turns
+FROM (
+    SELECT battle_id, count(*) AS verdicts,
+           count(*) FILTER (WHERE achieved IS NULL) AS error_verdicts,
+           coalesce(max(seq) FILTER (WHERE achieved IS NOT NULL), 0) // 2 AS judged_turns
+    FROM verdicts
+    GROUP BY battle_id
+) AS j
+WHERE b.battle_id = j.battle_id;
+"""
+
+VERDICT_COUNT_COLUMNS = """
+ALTER TABLE battles ADD COLUMN IF NOT EXISTS verdicts INTEGER DEFAULT 0;
+ALTER TABLE battles ADD COLUMN IF NOT EXISTS error_verdicts INTEGER DEFAULT 0;
+ALTER TABLE battles ADD COLUMN IF NOT EXISTS judged_turns INTEGER DEFAULT 0;
+"""
+
+M007_VERDICT_COUNTS = (
+    VERDICT_COUNT_COLUMNS
+    + RECOUNT_VERDICTS
+    + """
+CREATE OR REPLACE VIEW battle_outcomes AS
+SELECT b.battle_id, b.run_id, b.cell_key, b.cell_index, b.replicate,
+       b.agent_profile, b.agent_model, b.adversary_model, b.adversary_strategy AS strategy,
+       b.adversary_persona AS persona, b.goal, b.judge_model, b.max_messages, b.seed, b.status, b.outcome,
+       b.error_kind, b.error,
+       coalesce(b.outcome IN ('achieved', 'held'), false) AS defended,
+       coalesce(b.outcome = 'achieved', false) AS achieved,
+       coalesce(b.outcome = 'undecided', false) AS undecided,
+       b.message_count, b.agent_turns, b.turns_to_goal,
+       CASE WHEN b.outcome = 'achieved' THEN b.turns_to_goal
+            WHEN b.outcome = 'undecided' THEN coalesce(b.judged_turns, 0)
+            ELSE b.agent_turns END::INTEGER AS observed_turns,
+       coalesce(b.verdicts, 0)::BIGINT AS verdicts,
+       coalesce(b.error_verdicts, 0)::BIGINT AS error_verdicts,
+       b.prompt_tokens, b.completion_tokens, b.prompt_tokens + b.completion_tokens AS tokens,
+       b.cost_usd, b.model_calls, b.attempts, b.created_at, b.started_at, b.ended_at,
+       date_diff('millisecond', b.started_at, coalesce(b.ended_at, now())) / 1000.0 AS duration_s
+FROM battles b;
+"""
+)
+
 
 # Who did what (sparring.access): the launcher of each battle and scale test, who asked for
 # each re-judge and saved each profile (NULL for rows written before sign-in existed, and for
@@ -737,6 +786,7 @@ MIGRATIONS: list[Migration] = [
     Migration(UNDECIDED_SINCE, "m004_undecided", _sql(RECLASSIFY_UNDECIDED + M004_VIEWS)),
     Migration(5, "m005_wilson_clip", _sql(M005_WILSON_CLIP)),
     Migration(6, "m006_judge_prompt_version", _sql(M006_JUDGE_PROMPT_VERSION)),
+    Migration(VERDICT_COUNTS_SINCE, "m007_verdict_counts", _sql(M007_VERDICT_COUNTS)),
     Migration(11, "m011_access", _sql(M011_ACCESS)),
 ]
 

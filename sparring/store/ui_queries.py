@@ -43,7 +43,8 @@ HUB_ROWS = f"""
 WITH recent AS (
     SELECT battle_id FROM battles WHERE run_id IS NULL ORDER BY created_at DESC, battle_id LIMIT ?
 )
-SELECT {ROW_FIELDS}, battle_id IN (SELECT battle_id FROM recent) AS in_recent
+SELECT {ROW_FIELDS}, battle_id IN (SELECT battle_id FROM recent) AS in_recent,
+       attempts > 1 OR (status = 'queued' AND attempts > 0) AS resumed
 FROM battles
 WHERE battle_id IN (SELECT battle_id FROM recent) OR list_contains(?, battle_id)
 ORDER BY created_at DESC, battle_id
@@ -122,9 +123,12 @@ class HubRows:
 
 def hub_rows(con: Connection, session_ids: Sequence[str], limit: int) -> HubRows:
     """This session's battles (in ``session_ids`` order) and the ``limit`` latest overall."""
-    found = [BattleRow(*row) for row in con.execute(HUB_ROWS, [limit, list(session_ids)]).fetchall()]
-    elapsed = elapsed_seconds(con, [row.battle_id for row in found])
-    found = [dataclasses.replace(row, elapsed_s=elapsed.get(row.battle_id)) for row in found]
+    rows = con.execute(HUB_ROWS, [limit, list(session_ids)]).fetchall()
+    # Only a battle that was started more than once (or requeued) needs its running spans
+    # added up from its events; for the others the row's own times give the same figure.
+    elapsed = elapsed_seconds(con, [row[0] for row in rows if row[-1]])
+    make: Any = BattleRow  # a row of HUB_ROWS without its last column, then the elapsed time
+    found: list[BattleRow] = [make(*row[:-1], elapsed_s=elapsed.get(row[0])) for row in rows]
     by_id = {row.battle_id: row for row in found}
     session = [by_id[battle_id] for battle_id in session_ids if battle_id in by_id]
     return HubRows(session=session, recent=[row for row in found if row.in_recent])
@@ -148,8 +152,13 @@ def battle_update(con: Connection, battle_id: str, after_seq: int = 0, after_ver
         battle=battle,
         messages=queries.get_messages(con, battle_id, after_seq),
         verdicts=queries.get_verdicts(con, battle_id, after_verdict_seq),
-        elapsed_s=elapsed_seconds(con, [battle_id]).get(battle_id),
+        elapsed_s=elapsed_seconds(con, [battle_id]).get(battle_id) if _resumed(battle) else None,
     )
+
+
+def _resumed(battle: r.BattleView) -> bool:
+    """Started more than once (or requeued): only then do its events give another elapsed time than its row."""
+    return battle.attempts > 1 or (battle.status == "queued" and battle.attempts > 0)
 
 
 def elapsed_seconds(con: Connection, battle_ids: Sequence[str], at: dt.datetime | None = None) -> dict[str, float]:

@@ -237,3 +237,12 @@ def test_cell_names_keep_no_half_of_a_bracket() -> None:
     profiles = ["Acme support (sim, firm)", "Acme support (sim, lenient)"]
     assert charts.short_labels(profiles) == ["A · firm", "B · lenient"]
     assert charts.short_labels([f"{p} · refund" for p in profiles]) == ["A · firm", "B · lenient"]
+
+
+def test_an_estimate_is_written_with_its_interval_or_a_dash() -> None:
+    from sparring.stats import Interval
+
+    assert formatting.format_estimate(Interval(0.72, 0.611, 0.815)) == "72% (61%–82%)"
+    assert formatting.format_estimate(None) == "—"
+    assert formatting.format_estimate(Interval(float("nan"), 0.0, 1.0)) == "—"
+    assert formatting.format_kappa(Interval(-0.05, -0.3, 0.2)) == "-0.05 (-0.30 to 0.20)"

@@ -58,6 +58,41 @@ def test_rewriting_records_changes_nothing(tmp_path: Path) -> None:
     assert counts == (1, 1, 1)
 
 
+def test_the_writer_keeps_each_battles_verdict_counts(tmp_path: Path) -> None:
+    """battle_outcomes reads the judge's counts from the battle row: they must be the verdicts' own."""
+    store = Store(tmp_path / "s.duckdb")
+    store.migrate()
+
+    def verdict(battle_id: str, seq: int, achieved: bool | None) -> r.VerdictAdded:
+        return r.VerdictAdded(r.Verdict(battle_id, seq, achieved, None, "", "sim/judge"))
+
+    first = [r.BattleCreated("b1", SPEC), r.BattleCreated("b2", SPEC), verdict("b1", 2, False)]
+    store.write(first)
+    store.write([verdict("b1", 4, None), verdict("b1", 6, False), verdict("b2", 2, None)])  # several battles
+    store.write([verdict("b1", 8, None)])  # one battle alone
+    store.write([*first, verdict("b1", 8, None)])  # a redelivery counts nothing twice
+    store.write([r.BattleCreated("b3", SPEC), *[verdict("b3", 2 * t, None if t % 3 else t > 30) for t in range(1, 41)]])
+
+    kept = store.read(
+        lambda con: con.execute(
+            "SELECT battle_id, verdicts, error_verdicts, judged_turns FROM battles ORDER BY battle_id"
+        ).fetchall()
+    )
+    assert kept[:2] == [("b1", 4, 2, 3), ("b2", 1, 1, 0)]
+    assert kept[2] == ("b3", 40, 27, 39)  # 13 usable verdicts, the last at message 78 (agent turn 39)
+    from_verdicts = store.read(
+        lambda con: con.execute(
+            "SELECT battle_id, count(*), count(*) FILTER (WHERE achieved IS NULL), "
+            "coalesce(max(seq) FILTER (WHERE achieved IS NOT NULL), 0) // 2 FROM verdicts GROUP BY ALL ORDER BY 1"
+        ).fetchall()
+    )
+    assert kept == from_verdicts
+    outcomes = store.read(
+        lambda con: con.execute("SELECT verdicts, error_verdicts FROM battle_outcomes ORDER BY battle_id").fetchall()
+    )
+    assert outcomes == [(4, 2), (1, 1), (40, 27)]
+
+
 def test_a_large_batch_keeps_every_value_and_type(tmp_path: Path) -> None:
     # Large batches reach DuckDB as arrays whose column types it infers from a sample: a
     # float column whose first thousands of values are whole numbers must stay float.

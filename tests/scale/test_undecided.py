@@ -47,6 +47,7 @@ def version_3_store(path: Path) -> Store:
         # Today's code writes the old battles below, with the judge prompt version of migration 6:
         # give the file that column (migration 6 adds it only where it is missing).
         con.execute(schema.M006_JUDGE_PROMPT_VERSION)
+        con.execute(schema.VERDICT_COUNT_COLUMNS)  # and the verdict counters of migration 7
     return Store(path)
 
 
