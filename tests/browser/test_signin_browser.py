@@ -164,15 +164,16 @@ def test_sign_in_roles_spend_limit_and_audit(signin_app: str, browser: Browser) 
     launcher = sign_in(browser, signin_app, LAUNCHER)
     expect(launcher.get_by_text("Spend limit: You have")).to_be_visible()
     launcher.get_by_role("button", name="Start battle").click()
-    expect(launcher.get_by_text("started.")).to_be_visible(timeout=30_000)
+    expect(launcher.get_by_text("started.")).to_be_visible(timeout=60_000)
     wait_for(
         lambda: scalar("SELECT count(*) FROM battles WHERE launched_by = ? AND status = 'finished'", [LAUNCHER]),
         90,
         "the launcher's battle to finish",
     )
+    expect(launcher.locator(".st-key-hub_agent_model input")).not_to_have_value("", timeout=30_000)
     launcher.get_by_role("button", name="Start battle").click()
     refusal = launcher.get_by_text("This battle could cost up to $")
-    expect(refusal).to_be_visible(timeout=30_000)
+    expect(refusal).to_be_visible(timeout=60_000)
     expect(refusal).to_contain_text("left today (spent $")
     launcher.screenshot(path=str(ARTIFACTS / "signin-spend-limit.png"))
     assert scalar("SELECT count(*) FROM battles") == 1
