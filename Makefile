@@ -5,12 +5,13 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
+ADDRESS ?= 127.0.0.1
 WORKERS ?= 4
 
 .PHONY: run worker test test-reliability test-all test-fast lint typecheck bench clean-data help
 
 help:
-	@echo "make run      start the app (embedded mode unless REDIS_URL is set) on http://localhost:$(PORT)"
+	@echo "make run      start the app (embedded mode unless REDIS_URL is set) on http://$(ADDRESS):$(PORT) (this machine only)"
 	@echo "make worker   start a queue worker (needs REDIS_URL), WORKERS=$(WORKERS) threads"
 	@echo "make test     run the test suite (starts redis-server if none answers)"
 	@echo "make test-reliability  the reliability scenarios (crashes, outages, faults, soak); CI runs both"
@@ -29,7 +30,7 @@ $(VENV)/.deps-test: requirements.txt requirements-test.txt | $(BIN)/python
 	touch $(VENV)/.deps-run $@
 
 run: $(VENV)/.deps-run
-	$(BIN)/python -m sparring serve --port $(PORT)
+	$(BIN)/python -m sparring serve --port $(PORT) --address $(ADDRESS)
 
 worker: $(VENV)/.deps-run
 	$(BIN)/python -m jobs.worker --workers $(WORKERS)

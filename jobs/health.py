@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import time
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from jobs import runner
 from jobs.queue import get_queue
@@ -37,6 +38,7 @@ def health_report(errors_limit: int = 10) -> dict[str, Any]:
         }
         reachable = False
     report["reachable"] = reachable
+    report["access"] = access_report(settings.redis_url, settings.allow_anonymous)
     now = time.time()
     workers: list[dict[str, Any]] = []
     if reachable:
@@ -72,6 +74,37 @@ def health_report(errors_limit: int = 10) -> dict[str, Any]:
     else:
         report.update(_store_part(errors_limit))
     return report
+
+
+def access_report(redis_url: str | None, allow_anonymous: bool) -> dict[str, Any]:
+    """Whether sign-in is configured, anonymous serving allowed, and Redis demands a password."""
+    from sparring import access
+
+    return {
+        "signin": access.signin_configured(access.secrets_files()),
+        "allow_anonymous": allow_anonymous,
+        "redis_requires_password": redis_requires_password(redis_url) if redis_url else None,
+    }
+
+
+def redis_requires_password(url: str) -> bool | None:
+    """Ask Redis without the URL's credentials: True when it refuses, None when it does not answer."""
+    import redis
+
+    parts = urlsplit(url)
+    anonymous = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    client = redis.Redis.from_url(anonymous, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.AuthenticationError:
+        return True
+    except redis.ResponseError as error:
+        return "NOAUTH" in str(error) or None
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
+    return False
 
 
 def battles_in_hand() -> list[str]:

@@ -17,6 +17,7 @@ import logging
 
 from jobs.queue import Queue, get_queue
 from sparring import records as r
+from sparring import spend
 from sparring.runtime import get_runtime
 from sparring.scale import plan_from_config
 from sparring.usecases import UnknownRunError
@@ -87,13 +88,33 @@ def maybe_summarise(queue: Queue, run_id: str) -> bool:
 
 def check_budget(queue: Queue, run_id: str) -> None:
     source = get_runtime().source
-    budget = _run(run_id).budget_usd
+    run = _run(run_id)
+    budget = run.budget_usd
     if budget is None:
+        check_spend_limit(queue, run)
         return
     cost = source.run_cost(run_id)
     if cost >= budget and queue.coord.claim(f"budget:{run_id}", CLAIM_TTL_S):
         log.warning("Run %s reached its budget ($%.4f of $%.4f): stopping the rest", run_id, cost, budget)
         stop_run(run_id, f"budget of ${budget:g} reached", status="stopping", queue=queue)
+        return
+    check_spend_limit(queue, run)
+
+
+def check_spend_limit(queue: Queue, run: r.RunView) -> None:
+    """Stop the run, like at its budget, once its launcher or the team reached a daily spend limit.
+
+    Read from the database, so only where this process writes it (not with the stream sink)."""
+    runtime = get_runtime()
+    if not run.launched_by or runtime.settings.record_sink != "duckdb":
+        return
+    allowance = spend.allowance(runtime.store, run.launched_by)
+    if allowance.left is None or allowance.left > 0:
+        return
+    if queue.coord.claim(f"budget:{run.run_id}", CLAIM_TTL_S):
+        log.warning("Run %s: %s; stopping the rest", run.run_id, allowance.sentence())
+        reason = f"budget of today's spend limit reached ({allowance.sentence()})"
+        stop_run(run.run_id, reason, status="stopping", queue=queue)
 
 
 def stop_run(run_id: str, reason: str, *, status: str = "cancelling", queue: Queue | None = None) -> int:

@@ -23,11 +23,15 @@ log = logging.getLogger(__name__)
 APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 
 
+LOOPBACK = "127.0.0.1"
+
+
 def streamlit_args(port: int, address: str | None) -> list[str]:
-    """``streamlit run`` arguments; no ``--server.address`` keeps Streamlit's own default."""
+    """``streamlit run`` arguments. Always an address: Streamlit's own default is every interface,
+    and whether another address is allowed was decided before (``sparring.access.serve_refusal``)."""
     args = ["run", str(APP), "--server.port", str(port), "--server.headless", "true"]
     args += ["--browser.gatherUsageStats", "false"]
-    return args + (["--server.address", address] if address else [])
+    return [*args, "--server.address", address or LOOPBACK]
 
 
 def _start_consumer() -> None:

@@ -333,7 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--address",
         type=_address,
-        help="Address to listen on, e.g. 127.0.0.1 for this machine only (default: Streamlit's, every interface).",
+        default="127.0.0.1",
+        help="Address to listen on (default 127.0.0.1: this machine only). Any other address, e.g. 0.0.0.0, "
+        "needs sign-in configured ([auth] in .streamlit/secrets.toml) or SPARRING_ALLOW_ANONYMOUS=1.",
     )
 
     migrate = sub.add_parser("migrate", help="Create or upgrade the database schema.")
@@ -398,6 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except JudgeUnavailable as error:
         print(str(error).splitlines()[0], file=sys.stderr)
+        return 1
+    except PermissionError as error:  # sparring.access.AccessRefused: the roles file gives cli:<user> less
+        print(f"python -m sparring: {error}", file=sys.stderr)
         return 1
     except InvalidInput as error:
         first_field, message = next(iter(error.errors.items()))
@@ -632,8 +637,13 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from sparring import usecases
+    from sparring import access, usecases
+    from sparring.settings import get_settings
 
+    signin = access.signin_configured(access.secrets_files())
+    refusal = access.serve_refusal(args.address, signin=signin, allow_anonymous=get_settings().allow_anonymous)
+    if refusal:
+        raise UsageError(refusal)
     return usecases.dispatcher().serve(args.port, args.address)
 
 
@@ -861,7 +871,7 @@ def cmd_rejudge(args: argparse.Namespace) -> int:
 
     before = judge_calls()
     try:
-        result = usecases.dispatcher().rejudge_here(record, threads=args.threads)
+        result = usecases.rejudge_here(record, threads=args.threads)
     except usecases.SubmitError as error:
         print(f"python -m sparring: {error}", file=sys.stderr)
         return 1

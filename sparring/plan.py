@@ -100,6 +100,15 @@ def _models(battles: Sequence[Mapping[str, Any]]) -> set[str]:
     return {battle[field] for battle in battles for field in ("agent_model", "adversary_model", "judge_model")}
 
 
+def cost_bound(data: Mapping[str, Any], total: int) -> float | None:
+    """The most ``total`` battles of the form may cost, in dollars; None when a price is unknown."""
+    battles = _battles(data)
+    if not battles or not total:
+        return 0.0
+    per_round = pricing.estimate_cost(battles)
+    return None if per_round.usd is None else per_round.usd * total / len(battles)
+
+
 def cost_estimate(data: Mapping[str, Any], total: int) -> Estimate:
     """The most ``total`` battles of the form may cost: every battle running to max messages."""
     if not data["agents"] or not total:

@@ -192,6 +192,7 @@ class BattleView:
     target_queries: int = 0  # calls to the agent under test
     rolled_back: int = 0  # agent messages taken out of the target's view
     conversations: int = 0  # separate conversations with the target
+    launched_by: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -208,6 +209,7 @@ class RunView:
     config: dict[str, Any]
     budget_usd: float | None
     status: str
+    launched_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +242,7 @@ class BattleCreated:
     cell_index: int | None = None
     replicate: int | None = None
     status: Status = "queued"
+    launched_by: str | None = None  # who launched it (sparring.access); None inside a scale test: its run's
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +327,7 @@ class AgentSaved:
     created_at: dt.datetime = field(default_factory=utcnow)
     agent_kind: str = "model"  # as AgentSpec.kind (``kind`` names the record)
     agent_target: str | None = None  # as AgentSpec.target
+    saved_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +340,7 @@ class RunCreated:
     total_battles: int
     budget_usd: float | None = None
     created_at: dt.datetime = field(default_factory=utcnow)
+    launched_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,6 +400,7 @@ class JudgeRunCreated:
     rubric: str | None = None
     created_at: dt.datetime = field(default_factory=utcnow)
     prompt_version: int = 1  # the judge prompt its verdicts are asked with (part of its id)
+    requested_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,6 +428,21 @@ class JudgeRunStatusChanged:
     at: dt.datetime = field(default_factory=utcnow)
 
 
+@dataclass(frozen=True, slots=True)
+class Audited:
+    """One entry of the audit trail: who did (or was refused) what, to what, and how it ended."""
+
+    kind: ClassVar[str] = "audit"
+    actor: str
+    role: str | None
+    action: str
+    target: str | None
+    outcome: str  # "ok", "refused: ...", "failed: ..."
+    detail: str | None = None
+    audit_id: str = field(default_factory=new_id)
+    at: dt.datetime = field(default_factory=utcnow)
+
+
 Record = (
     BattleCreated
     | BattleStarted
@@ -441,6 +462,7 @@ Record = (
     | JudgeRunCreated
     | JudgeVerdictAdded
     | JudgeRunStatusChanged
+    | Audited
 )
 
 RECORD_TYPES: dict[str, type[Any]] = {
@@ -464,6 +486,7 @@ RECORD_TYPES: dict[str, type[Any]] = {
         JudgeRunCreated,
         JudgeVerdictAdded,
         JudgeRunStatusChanged,
+        Audited,
     )
 }
 

@@ -86,6 +86,22 @@ class Settings(BaseSettings):
         description="Keep battle state in Redis for remote workers (always on with the stream sink).",
     )
 
+    # Access: sign-in itself is Streamlit's ([auth] in .streamlit/secrets.toml).
+    allow_anonymous: bool = Field(
+        default=False,
+        description="Serve without sign-in on a non-loopback address, on purpose (every page says so).",
+    )
+    roles_file: Path = Field(
+        default=Path("roles.toml"),
+        description="Who gets which role, and spend limits (TOML; roles.example.toml shows the format).",
+    )
+    person_daily_usd: Annotated[float | None, Field(ge=0)] = Field(
+        default=None, description="What one person may spend per UTC day, in dollars (the roles file may override)."
+    )
+    deployment_daily_usd: Annotated[float | None, Field(ge=0)] = Field(
+        default=None, description="What everyone together may spend per UTC day, in dollars."
+    )
+
     @field_validator("redis_url")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:

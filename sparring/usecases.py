@@ -9,6 +9,12 @@ Order of operations on a launch: check the queue answers, refuse when no worker 
 the job, claim the form's token, commit the row, enqueue. If the queue fails after the row was
 committed, the row is discarded and the token released, so a failed launch leaves nothing.
 
+Who may do it: each use case takes the ``actor`` (``sparring.access``) and is wrapped in
+``guarded``, which checks the actor's role before anything is done, and records the action,
+its target and its outcome (refusals included) in the audit trail. A launcher may cancel and
+retry only their own battles and scale tests; an admin anyone's. An actor left out is the
+process's default (``access.default_actor``): ``cli:<user>`` in a shell.
+
 A form carries a token minted when it is drawn, and a launch claims it atomically through the
 dispatcher (Redis ``SET NX``, or one SQLite transaction), which every process on the queue
 shares: a second submit of the same form (a double click, a rerun racing the first, another
@@ -17,15 +23,18 @@ app process) gets the first battle back instead of starting another one.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import re
 import secrets
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
+from sparring import access, spend
 from sparring import records as r
+from sparring.access import AccessRefused, Actor
 from sparring.engine import BattleControl, BattleResult, run_battle
 from sparring.runtime import get_runtime
 from sparring.scale import Plan, ScaleInput, plan_run, run_created, validate_scale
@@ -39,6 +48,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "AccessRefused",
+    "Actor",
     "Dispatcher",
     "InvalidInput",
     "JudgeRefused",
@@ -67,6 +78,10 @@ FIRST_SUBMIT_WAIT_S = 30.0
 
 class SubmitError(RuntimeError):
     """The queue cannot take the job right now; the message says what to do."""
+
+
+class SpendLimitReached(SubmitError):
+    """The launch could cost more than is left of a daily spend limit; the message has the numbers."""
 
 
 class NoWorkerError(SubmitError):
@@ -185,6 +200,98 @@ class Dispatcher(Protocol):
         """Serve the app (with its consumer, in embedded mode) until stopped; the exit code."""
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def guarded(
+    action: str, needs: access.Role, *, argument_is_detail: bool = False
+) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """Check the ``actor`` keyword's role before the use case runs, and audit what happened.
+
+    ``actor`` left out (or None) is the process's default actor, and the use case receives it.
+    The audit entry's target is the first argument (a battle, run or judge run id, or the id a
+    dict names) or, for a launch, the id it returns; ``argument_is_detail``: the first argument
+    is kept as the entry's detail instead (the SQL box's query).
+    """
+
+    def decorate(use_case: Callable[P, T]) -> Callable[P, T]:
+        @functools.wraps(use_case)
+        def checked(*args: P.args, **kwargs: P.kwargs) -> T:
+            given = kwargs.get("actor")
+            actor = given if isinstance(given, Actor) else access.default_actor()
+            kwargs["actor"] = actor
+            first = args[0] if args else None
+            detail = str(first)[:4000] if argument_is_detail else None
+            target = None if argument_is_detail else _target(first)
+            try:
+                access.require(actor, needs, _ACTIONS.get(action, action))
+                result = use_case(*args, **kwargs)
+            except AccessRefused as refused:
+                audit(actor, action, target, f"refused: needs {refused.needs}", detail or str(refused))
+                raise
+            except SpendLimitReached as refused:
+                audit(actor, action, target, "refused: spend limit", str(refused))
+                raise
+            except Exception as error:
+                audit(actor, action, target, f"failed: {type(error).__name__}", detail or str(error)[:500])
+                raise
+            audit(actor, action, target or (result if isinstance(result, str) else None), "ok", detail)
+            return result
+
+        return checked
+
+    return decorate
+
+
+def _target(argument: object) -> str | None:
+    if isinstance(argument, str):
+        return argument[:200]
+    if isinstance(argument, r.JudgeRunCreated):
+        return argument.judge_run_id
+    if isinstance(argument, dict):
+        named = argument.get("battle_id") or argument.get("run_id") or argument.get("name")
+        return str(named)[:200] if named else None
+    return None
+
+
+_ACTIONS = {  # how a refusal names the action
+    "launch_battle": "Launching a battle",
+    "create_battle": "Launching a battle",
+    "launch_scale": "Launching a scale test",
+    "cancel_battle": "Cancelling a battle",
+    "retry_battle": "Retrying a battle",
+    "cancel_run": "Cancelling a scale test",
+    "request_rejudge": "Re-judging a scale test",
+    "cancel_rejudge": "Cancelling a re-judge",
+    "save_agent": "Saving an agent profile",
+    "save_label": "Labelling a battle",
+    "sql_query": "The SQL box",
+    "rejudge_here": "Re-judging a scale test",
+}
+
+
+def audit(actor: Actor, action: str, target: str | None, outcome: str, detail: str | None = None) -> None:
+    """Append one entry to the audit trail (a failure to write it is logged, never hidden)."""
+    record = r.Audited(actor.identity, actor.role, action, target, outcome, detail)
+    try:
+        get_runtime().sink.write([record])
+    except Exception:
+        log.exception("Could not write the audit entry %s %s %s", actor.identity, action, outcome)
+        raise
+
+
+def _require_owner(actor: Actor, owner: str | None, action: str) -> None:
+    """A launcher acts on their own work; someone else's (or work from before sign-in) needs an admin."""
+    if owner != actor.identity:
+        access.require(actor, "admin", f"{action} launched by {owner or 'someone else'}")
+
+
+def record_sign_in(actor: Actor, action: str = "sign_in") -> None:
+    """A sign-in (or sign-out) in the audit trail; the app calls it once per session."""
+    audit(actor, action, None, "ok" if actor.role else "refused: no role", None)
+
+
 _wired: list[Dispatcher] = []
 
 
@@ -202,12 +309,14 @@ def dispatcher() -> Dispatcher:
 # -- battles -------------------------------------------------------------------------------
 
 
+@guarded("launch_battle", "launcher")
 def launch_battle(
     data: dict[str, Any] | BattleInput,
     *,
     require_worker: bool = True,
     battle_id: str | None = None,
     token: str | None = None,
+    actor: Actor | None = None,
 ) -> str:
     """Validate, record and enqueue one battle; return its id.
 
@@ -217,8 +326,12 @@ def launch_battle(
     """
     battle = data if isinstance(data, BattleInput) else validate_battle(data)
     queue = _reachable_queue("battle", require_worker)
+    bound = spend.battle_bound(
+        battle.agent_model, battle.system_prompt, battle.adversary_model, battle.judge_model, battle.max_messages
+    )
+    _check_spend(actor, bound, "This battle")
     battle_id = battle_id or r.new_id()
-    launch = functools.partial(_record_and_enqueue_battle, queue, battle, battle_id)
+    launch = functools.partial(_record_and_enqueue_battle, queue, battle, battle_id, _who(actor))
     return _launch_once(queue, "battle", token, battle_id, _battle_recorded, launch)
 
 
@@ -226,9 +339,13 @@ def _battle_recorded(battle_id: str) -> bool:
     return get_runtime().source.get_battle(battle_id) is not None
 
 
-def _record_and_enqueue_battle(queue: Dispatcher, battle: BattleInput, battle_id: str) -> None:
+def _who(actor: Actor | None) -> str:
+    return (actor or access.default_actor()).identity
+
+
+def _record_and_enqueue_battle(queue: Dispatcher, battle: BattleInput, battle_id: str, launched_by: str) -> None:
     sink = get_runtime().sink
-    sink.write([r.BattleCreated(battle_id, battle.to_spec())])
+    sink.write([r.BattleCreated(battle_id, battle.to_spec(), launched_by=launched_by)])
     try:
         queue.enqueue_battle(battle_id)
     except Exception as error:  # noqa: BLE001 - undo, then report plainly
@@ -242,9 +359,11 @@ def _record_and_enqueue_battle(queue: Dispatcher, battle: BattleInput, battle_id
         ) from None
 
 
-def cancel_battle(battle_id: str) -> str:
+@guarded("cancel_battle", "launcher")
+def cancel_battle(battle_id: str, *, actor: Actor | None = None) -> str:
     """Cancel a battle: dequeue it if it waits, flag it if it runs. Returns what happened."""
     view = _battle(battle_id)
+    _require_owner(access.given(actor), _owner(view), "Cancelling a battle")
     if view.finished:
         return f"already finished ({view.outcome})"
     queue = dispatcher()
@@ -258,7 +377,8 @@ def cancel_battle(battle_id: str) -> str:
     return "cancelling"
 
 
-def retry_battle(battle_id: str, *, check_judge: bool = True) -> str:
+@guarded("retry_battle", "launcher")
+def retry_battle(battle_id: str, *, check_judge: bool = True, actor: Actor | None = None) -> str:
     """Re-enqueue a failed, timed-out, cancelled or undecided battle; it resumes where it stopped.
 
     An undecided battle ended because its judge gave no usable verdict: its judge is checked
@@ -266,6 +386,7 @@ def retry_battle(battle_id: str, *, check_judge: bool = True) -> str:
     ``check_judge=False`` when the caller checked it, or skips it on purpose.
     """
     view = _battle(battle_id)
+    _require_owner(access.given(actor), _owner(view), "Retrying a battle")
     if not view.finished or view.outcome not in RETRYABLE:
         state = view.outcome or view.status
         raise SubmitError(
@@ -289,6 +410,14 @@ def retry_battle(battle_id: str, *, check_judge: bool = True) -> str:
     return "requeued"
 
 
+def _owner(view: r.BattleView) -> str | None:
+    """Who launched the battle: its own launcher, or its scale test's."""
+    if view.launched_by or not view.run_id:
+        return view.launched_by
+    run = get_runtime().source.get_run(view.run_id)
+    return run.launched_by if run else None
+
+
 def _battle(battle_id: str) -> r.BattleView:
     view = get_runtime().source.get_battle(battle_id) if r.is_id(battle_id) else None
     if view is None:
@@ -299,7 +428,14 @@ def _battle(battle_id: str) -> r.BattleView:
 # -- scale tests ---------------------------------------------------------------------------
 
 
-def launch_scale(data: dict[str, Any] | ScaleInput, *, require_worker: bool = True, token: str | None = None) -> str:
+@guarded("launch_scale", "launcher")
+def launch_scale(
+    data: dict[str, Any] | ScaleInput,
+    *,
+    require_worker: bool = True,
+    token: str | None = None,
+    actor: Actor | None = None,
+) -> str:
     """Validate and record a scale test, and queue its fan-out; return the run id.
 
     ``token``: the form's submit token; a submit whose token was claimed already returns that
@@ -308,18 +444,47 @@ def launch_scale(data: dict[str, Any] | ScaleInput, *, require_worker: bool = Tr
     scale = data if isinstance(data, ScaleInput) else validate_scale(data)
     queue = _reachable_queue("scale test", require_worker)
     plan = plan_run(scale)
+    _check_spend(actor, _scale_bound(scale, plan.total), "This scale test")
     return _launch_once(
-        queue, "run", token, plan.run_id, _run_recorded, lambda: _record_and_enqueue_run(queue, plan, scale)
+        queue,
+        "run",
+        token,
+        plan.run_id,
+        _run_recorded,
+        lambda: _record_and_enqueue_run(queue, plan, scale, _who(actor)),
     )
+
+
+def _scale_bound(scale: ScaleInput, total: int) -> float | None:
+    """The most the scale test may cost: every battle run to its cap, or its budget if smaller."""
+    from sparring.plan import cost_bound
+
+    bound = cost_bound(scale.model_dump(), total)
+    if scale.budget_usd is None:
+        return bound
+    return scale.budget_usd if bound is None else min(bound, scale.budget_usd)
+
+
+def _check_spend(actor: Actor | None, bound: float | None, what: str) -> None:
+    """``SpendLimitReached`` when a launch costing up to ``bound`` would pass a daily limit."""
+    allowance = spend.allowance(get_runtime().store, _who(actor))
+    refusal = spend.refusal(allowance, bound, what)
+    if refusal:
+        raise SpendLimitReached(refusal)
+
+
+def spend_left(*, actor: Actor | None = None) -> spend.Allowance:
+    """What the actor, and the deployment, may still spend today (the hub shows it)."""
+    return spend.allowance(get_runtime().store, _who(actor))
 
 
 def _run_recorded(run_id: str) -> bool:
     return get_runtime().source.get_run(run_id) is not None
 
 
-def _record_and_enqueue_run(queue: Dispatcher, plan: Plan, scale: ScaleInput) -> None:
+def _record_and_enqueue_run(queue: Dispatcher, plan: Plan, scale: ScaleInput, launched_by: str) -> None:
     sink = get_runtime().sink
-    sink.write([run_created(plan, scale)])
+    sink.write([dataclasses.replace(run_created(plan, scale), launched_by=launched_by)])
     try:
         queue.enqueue_fan_out(plan.run_id)
     except Exception as error:  # noqa: BLE001 - undo, then report plainly
@@ -327,13 +492,15 @@ def _record_and_enqueue_run(queue: Dispatcher, plan: Plan, scale: ScaleInput) ->
         raise SubmitError(f"The job queue failed ({type(error).__name__}); the scale test was not submitted.") from None
 
 
-def cancel_run(run_id: str) -> str:
+@guarded("cancel_run", "launcher")
+def cancel_run(run_id: str, *, actor: Actor | None = None) -> str:
     """Stop a scale test at the request of a person; return what happened."""
     queue = dispatcher()
     queue.ensure_reachable()
     run = get_runtime().source.get_run(run_id)
     if run is None:
         raise UnknownRunError(f"unknown run id {run_id!r}")
+    _require_owner(access.given(actor), run.launched_by, "Cancelling a scale test")
     if run.status in ("finished", "cancelled", "stopped"):
         return f"already {run.status}"
     queue.stop_run(run_id, "cancelled by request")
@@ -343,7 +510,8 @@ def cancel_run(run_id: str) -> str:
 # -- re-judging ----------------------------------------------------------------------------
 
 
-def request_rejudge(data: dict[str, Any], *, require_worker: bool = True) -> str:
+@guarded("request_rejudge", "admin")
+def request_rejudge(data: dict[str, Any], *, require_worker: bool = True, actor: Actor | None = None) -> str:
     """Validate, record and queue a re-judge of a finished run; return the judge run id.
 
     Raises ``InvalidInput`` for bad input (nothing written), ``NoWorkerError`` when no
@@ -352,7 +520,7 @@ def request_rejudge(data: dict[str, Any], *, require_worker: bool = True) -> str
     """
     from sparring import judging  # statistics (scipy): loaded only when a re-judge is asked for
 
-    record = judging.plan_rejudge(get_runtime().store, data)
+    record = dataclasses.replace(judging.plan_rejudge(get_runtime().store, data), requested_by=_who(actor))
     queue = dispatcher()
     queue.ensure_reachable()
     if require_worker and not any(w.get("sink") != "stream" for w in queue.live_workers()):
@@ -364,7 +532,20 @@ def request_rejudge(data: dict[str, Any], *, require_worker: bool = True) -> str
     return record.judge_run_id
 
 
-def cancel_rejudge(judge_run_id: str) -> str:
+@guarded("rejudge_here", "admin")
+def rejudge_here(record: r.JudgeRunCreated, *, threads: int, actor: Actor | None = None) -> RejudgeResult:
+    """Judge a run again in this thread (the command line's foreground re-judge), attributed."""
+    return dispatcher().rejudge_here(dataclasses.replace(record, requested_by=_who(actor)), threads)
+
+
+@guarded("rejudge_here", "admin")
+def rejudge_in_background(data: dict[str, Any], *, actor: Actor | None = None) -> str:
+    """Judge a run again in a thread of this process (no worker); return the judge run id."""
+    return dispatcher().rejudge_in_background(data)
+
+
+@guarded("cancel_rejudge", "admin")
+def cancel_rejudge(judge_run_id: str, *, actor: Actor | None = None) -> str:
     """Cancel a queued or running re-judge. Returns what happened, in a few words.
 
     Raises ``UnknownJudgeRunError`` for an unknown id, ``SubmitError`` when the queue is
@@ -489,11 +670,14 @@ def release_submission(queue: Dispatcher, kind: str, token: str | None) -> None:
 # -- in this process (no queue) ------------------------------------------------------------
 
 
-def create_battle(data: dict[str, Any] | BattleInput, *, battle_id: str | None = None) -> str:
+@guarded("create_battle", "launcher")
+def create_battle(
+    data: dict[str, Any] | BattleInput, *, battle_id: str | None = None, actor: Actor | None = None
+) -> str:
     """Validate ``data`` and record a new queued battle; return its id."""
     battle = data if isinstance(data, BattleInput) else validate_battle(data)
     battle_id = battle_id or r.new_id()
-    get_runtime().sink.write([r.BattleCreated(battle_id, battle.to_spec())])
+    get_runtime().sink.write([r.BattleCreated(battle_id, battle.to_spec(), launched_by=_who(actor))])
     return battle_id
 
 
@@ -510,7 +694,8 @@ def run_inline(battle_id: str, control: BattleControl | None = None, worker: str
     )
 
 
-def save_agent(data: dict[str, Any]) -> str:
+@guarded("save_agent", "admin")
+def save_agent(data: dict[str, Any], *, actor: Actor | None = None) -> str:
     """Validate and record an agent profile; return its name."""
     from pydantic import ValidationError
 
@@ -518,5 +703,34 @@ def save_agent(data: dict[str, Any]) -> str:
         profile = AgentProfileInput.model_validate(data)
     except ValidationError as error:
         raise InvalidInput(field_errors(error)) from None
-    get_runtime().sink.write([profile.to_record()])
+    get_runtime().sink.write([dataclasses.replace(profile.to_record(), saved_by=_who(actor))])
     return profile.name
+
+
+@guarded("save_label", "launcher")
+def save_label(data: dict[str, Any], *, actor: Actor | None = None) -> r.LabelSaved:
+    """Record a person's label of a finished battle. The labeller is the signed-in person; only
+    an app without sign-in (one ``anonymous`` actor for everybody) keeps the typed name."""
+    from sparring import judging
+
+    who = access.given(actor)
+    if who.identity != access.ANONYMOUS or not data.get("labeller"):
+        data = {**data, "labeller": who.identity}
+    runtime = get_runtime()
+    return judging.save_label(data, store=runtime.store, sink=runtime.sink)
+
+
+@guarded("sql_query", "admin", argument_is_detail=True)
+def run_sql(sql: str, *, limit: int = 10_000, actor: Actor | None = None) -> Any:
+    """Run one read-only query from the SQL box (a pandas frame); the query is in the audit trail."""
+    from sparring.store.sqlbox import run_query
+
+    return run_query(get_runtime().store, sql, limit=limit)
+
+
+def audit_trail(*, limit: int = 500, actor: Actor | None = None) -> list[dict[str, Any]]:
+    """The newest entries of the audit trail, newest first. Admins only; reading it is not audited."""
+    from sparring.store.reads import audit_rows
+
+    access.require(access.given(actor), "admin", "Reading the audit trail")
+    return audit_rows(get_runtime().store, limit)

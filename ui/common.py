@@ -19,6 +19,7 @@ from sparring.render import inert_markdown
 from sparring.runtime import get_runtime
 from sparring.store import Store, StoreBusy, StoreMissing, reads
 from sparring.store.ui_queries import BattleRow
+from ui import session
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,9 @@ def show_flashes() -> None:
 
 def cancel(battle_id: str) -> None:
     cancel_and_flash(
-        f"Battle {short_id(battle_id)}", lambda: usecases.cancel_battle(battle_id), usecases.UnknownBattleError
+        f"Battle {short_id(battle_id)}",
+        lambda: usecases.cancel_battle(battle_id, actor=session.actor()),
+        usecases.UnknownBattleError,
     )
 
 
@@ -203,7 +206,7 @@ def retry(battle_id: str) -> None:
     what = f"Battle {short_id(battle_id)}"
 
     def queue_again() -> str:
-        usecases.retry_battle(battle_id)
+        usecases.retry_battle(battle_id, actor=session.actor())
         return f"{what} queued again; it resumes where it stopped."
 
     act_and_flash(what, queue_again, usecases.UnknownBattleError, ":material/replay:")
@@ -215,7 +218,7 @@ def act_and_flash(what: str, act: Callable[[], str], unknown: type[Exception], i
         said = act()
     except unknown:
         flash(f"{what} no longer exists.", ":material/error:")
-    except usecases.SubmitError as error:
+    except (usecases.SubmitError, usecases.AccessRefused) as error:
         flash(str(error), ":material/error:")
     except usecases.JudgeRefused as refused:  # retrying an undecided battle checks its judge first
         flash(f"Not retried: the judge check failed: {inert(str(refused))}", ":material/gavel:")

@@ -14,11 +14,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from sparring import formatting, schema_doc
-from sparring.runtime import get_runtime
+from sparring import formatting, schema_doc, usecases
 from sparring.store import StoreBusy, StoreMissing, reads, ui_queries
-from sparring.store.sqlbox import EXAMPLE_SQL, QueryFailed, UnsafeQuery, run_query
-from ui import common
+from sparring.store.sqlbox import EXAMPLE_SQL, QueryFailed, UnsafeQuery
+from ui import common, session
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +146,9 @@ def run_sql() -> None:
     """The "Run query" button: keep the result (or the refusal) for the render."""
     sql = st.session_state.get("data_sql") or ""
     try:
-        frame = run_query(get_runtime().store, sql, limit=QUERY_ROWS)
+        frame = usecases.run_sql(sql, limit=QUERY_ROWS, actor=session.actor())
+    except usecases.AccessRefused as error:
+        st.session_state[RESULT] = {"sql": sql, "kind": "refused", "error": str(error)}
     except UnsafeQuery as error:
         st.session_state[RESULT] = {"sql": sql, "kind": "refused", "error": str(error)}
     except QueryFailed as error:  # valid and allowed, but it failed (a typo in a column name)
@@ -201,6 +202,27 @@ def sql_section() -> None:
     )
 
 
+# -- the audit trail (admins) -----------------------------------------------------------------------------
+
+ADMIN_ONLY = ("audit",)  # browsed only by admins: who did what is not every viewer's business
+
+
+def audit_section() -> None:
+    st.caption(
+        "Sign-ins, launches, cancels, retries, labels, re-judges, profile saves, SQL box queries and refused "
+        "actions, newest first. Append-only (docs/data.md, table `audit`)."
+    )
+    try:
+        rows = usecases.audit_trail(limit=PREVIEW_ROWS, actor=session.actor())
+    except (StoreBusy, StoreMissing) as error:
+        st.warning(str(error), icon=":material/hourglass_top:")
+        return
+    if not rows:
+        st.info("Nothing recorded yet.", icon=":material/history:")
+        return
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="data_audit")
+
+
 # -- page --------------------------------------------------------------------------------------------------
 
 
@@ -213,8 +235,12 @@ def main() -> None:
         "is US dollars, latencies are milliseconds."
     )
     text = schema_doc.read_doc()
-    browse_tab, sql_tab, schema_tab = st.tabs(["Browse", "SQL", "Schema reference"])
+    admin = session.actor().may("admin")
+    names = ["Browse", "SQL", "Schema reference"] + (["Audit trail"] if admin else [])
+    browse_tab, sql_tab, schema_tab, *audit_tab = st.tabs(names)
     objects = common.read(reads.schema_objects)
+    if objects and not admin:
+        objects = {name: obj for name, obj in objects.items() if name not in ADMIN_ONLY}
     with browse_tab:
         if objects:
             browse_section(objects, schema_doc.object_docs(text))
@@ -224,6 +250,9 @@ def main() -> None:
         sql_section()
     with schema_tab:
         schema_reference(text)
+    for tab in audit_tab:
+        with tab:
+            audit_section()
 
 
 main()

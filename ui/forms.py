@@ -20,8 +20,9 @@ from typing import Any, Protocol, TypeVar
 import streamlit as st
 
 from sparring import usecases
+from sparring.access import Actor
 from sparring.validation import InvalidInput
-from ui import common
+from ui import common, session
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def as_given(error: InvalidInput) -> dict[str, str]:
 
 
 class Launch(Protocol[T_contra]):
-    def __call__(self, data: T_contra, *, require_worker: bool, token: str) -> str: ...
+    def __call__(self, data: T_contra, *, require_worker: bool, token: str, actor: Actor | None = None) -> str: ...
 
 
 class Judged(Protocol):
@@ -95,11 +96,11 @@ def launched(
             page, checked_input.judge_model, checked_input.rubric, skip=skip, require_worker=require_worker
         ):
             return None
-        launched_id = launch(checked_input, require_worker=require_worker, token=token)
+        launched_id = launch(checked_input, require_worker=require_worker, token=token, actor=session.actor())
     except usecases.NoWorkerError:
         page.pending, page.notice = checked_input, ("no_worker", "")
         return None
-    except usecases.SubmitError as error:
+    except (usecases.SubmitError, usecases.AccessRefused) as error:
         page.notice = ("error", str(error))
         return None
     page.form_token = usecases.new_submit_token()

@@ -53,6 +53,25 @@ def overview(report: dict[str, Any]) -> None:
         st.warning(f"Queue details unavailable: {common.inert(report['queue_error'])}", icon=":material/warning:")
 
 
+def access_section(report: dict[str, Any]) -> None:
+    """Sign-in and the Redis password: what keeps people who reach the port or Redis out."""
+    access = report.get("access") or {}
+    signin, password = st.columns(2)
+    signin.metric(
+        "Sign-in",
+        "on" if access.get("signin") else ("off (anonymous allowed)" if access.get("allow_anonymous") else "off"),
+        help="On when .streamlit/secrets.toml has an [auth] section (README: Running for a team).",
+    )
+    needs = access.get("redis_requires_password")
+    shown = {True: "required", False: "not required", None: "–"}[needs]
+    password.metric("Redis password", shown, help="Asked of Redis without the password in REDIS_URL.")
+    if needs is False:
+        st.warning(
+            "Redis answers without a password: anyone who reaches it can read and change the queue.",
+            icon=":material/lock_open:",
+        )
+
+
 def table(rows: list[dict[str, Any]]) -> None:
     st.dataframe(rows, hide_index=True, width="stretch")
 
@@ -186,6 +205,7 @@ def render(report: dict[str, Any]) -> None:
         st.error(f"The health report failed: {common.inert(report['failed'])}", icon=":material/error:")
         return
     overview(report)
+    access_section(report)
     worker_section(report)
     battle_section(report)
     ingest_section(report)

@@ -15,7 +15,7 @@ import streamlit as st
 from sparring import battle_fields, usecases
 from sparring import records as r
 from sparring.settings import HARD_MAX_MESSAGES, get_settings
-from sparring.store import reads, ui_queries
+from sparring.store import StoreBusy, StoreMissing, reads, ui_queries
 from sparring.strategies import DEFAULT_STRATEGY, STRATEGIES
 from sparring.targets import config as targets
 from sparring.validation import (
@@ -27,7 +27,7 @@ from sparring.validation import (
     InvalidInput,
     validate_battle,
 )
-from ui import common, forms
+from ui import common, forms, session
 from ui.state import HubState
 
 log = logging.getLogger(__name__)
@@ -291,9 +291,12 @@ def save_profile() -> None:
         "target": data.get("agent_target") or None,
     }
     try:
-        name = usecases.save_agent({k: v for k, v in profile.items() if v is not None})
+        name = usecases.save_agent({k: v for k, v in profile.items() if v is not None}, actor=session.actor())
     except InvalidInput as error:
         hub.profile_errors.update(error.errors)
+        return
+    except usecases.AccessRefused as error:
+        hub.profile_errors["__all__"] = str(error)
         return
     except Exception as error:  # a bug must not show a traceback; it is logged in full
         log.exception("Saving a profile failed")
@@ -531,6 +534,18 @@ def is_active(rows: ui_queries.HubRows | None) -> bool:
     return rows is not None and rows.active
 
 
+def spend_left() -> None:
+    """What this person may still spend today, when a daily spend limit applies (sparring.spend)."""
+    try:
+        allowance = usecases.spend_left(actor=session.actor())
+    except (StoreBusy, StoreMissing):
+        return
+    if allowance.limited:
+        sentence = allowance.sentence()
+        with st.container(key="hub_spend_left"):
+            st.caption(f":material/savings: Spend limit: {sentence[0].upper()}{sentence[1:]}.")
+
+
 def render_lists(rows: ui_queries.HubRows | None) -> None:
     at = common.now()
     if rows is None:
@@ -581,6 +596,7 @@ st.caption(
     "Attack your own LLM agents before users do: an adversary model pursues a goal against your agent, "
     "and a judge checks every reply. The sim/... models need no key and no network."
 )
+spend_left()
 launch_form()
 keep_started_in_url()
 common.live(load_rows, is_active, render_lists)

@@ -19,7 +19,7 @@ from sparring.records import Transcript
 from sparring.runtime import get_runtime
 from sparring.store import Store, StoreBusy, StoreMissing
 from sparring.validation import DEFAULT_JUDGE_MODEL, InvalidInput
-from ui import common
+from ui import common, session
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,9 @@ def sample_settings() -> tuple[int, int]:
 
 
 def label_tab(run: judging.RunInfo, per_verdict: int, seed: int) -> None:
-    labeller = ask_name()
+    # Signed in: the labeller is the person. Without sign-in everyone is "anonymous", so the
+    # typed name keeps several people's labels apart.
+    labeller = ask_name() if not session.signin_on() else session.actor().identity
     if not labeller:
         st.info("Enter your name to start labelling.", icon=":material/badge:")
         return
@@ -239,12 +241,14 @@ def label_form(battle: judging.SampledBattle, previous: judging.LabelRow | None,
         st.error("Choose achieved, not achieved or unsure first.", icon=":material/error:")
         return
     data = {"battle_id": battle.battle_id, "labeller": labeller, "label": choice, "note": note or None}
-    runtime = get_runtime()
     try:
-        judging.save_label(data, store=runtime.store, sink=runtime.sink)
+        usecases.save_label(data, actor=session.actor())
     except InvalidInput as error:
         for name, message in error.errors.items():
             st.error(f"{name}: {common.inert(message)}", icon=":material/error:")
+        return
+    except usecases.AccessRefused as error:
+        st.error(str(error), icon=":material/lock:")
         return
     st.rerun()
 
@@ -441,7 +445,9 @@ def compare_judges(report: judging.JudgeReport) -> None:
 
 def request_rejudge(data: dict[str, Any]) -> None:
     try:
-        judge_run_id = usecases.request_rejudge(data)
+        judge_run_id = usecases.request_rejudge(data, actor=session.actor())
+    except usecases.AccessRefused as error:
+        st.session_state[NOTICE] = ("error", str(error), None)
     except InvalidInput as error:
         st.session_state[NOTICE] = ("error", "; ".join(f"{k}: {v}" for k, v in error.errors.items()), None)
     except usecases.NoWorkerError as error:
@@ -457,7 +463,10 @@ def judge_here() -> None:
     if kind != "no_worker" or data is None:
         return
     try:
-        judge_run_id = usecases.dispatcher().rejudge_in_background(data)
+        judge_run_id = usecases.rejudge_in_background(data, actor=session.actor())
+    except usecases.AccessRefused as error:
+        st.session_state[NOTICE] = ("error", str(error), None)
+        return
     except InvalidInput as error:
         st.session_state[NOTICE] = ("error", "; ".join(f"{k}: {v}" for k, v in error.errors.items()), None)
         return
@@ -482,7 +491,7 @@ def show_notice() -> None:
 def cancel_rejudge(judge_run_id: str) -> None:
     common.cancel_and_flash(
         f"Re-judge {common.short_id(judge_run_id)}",
-        lambda: usecases.cancel_rejudge(judge_run_id),
+        lambda: usecases.cancel_rejudge(judge_run_id, actor=session.actor()),
         usecases.UnknownJudgeRunError,
         note=" What it has judged is kept.",
     )

@@ -20,7 +20,7 @@ from sparring.runtime import get_runtime
 from sparring.shared_state import read_provider_states
 from sparring.store import reads, ui_queries
 from sparring.strategies import STRATEGIES
-from ui import common
+from ui import common, session
 
 SUCCESS_RATE = (
     "**Success rate**: share of defended battles (achieved or held) in which the adversary reached its goal. "
@@ -35,7 +35,9 @@ def key(field: str) -> str:
 
 def cancel_run(run_id: str) -> None:
     common.cancel_and_flash(
-        f"Scale test {common.short_id(run_id)}", lambda: usecases.cancel_run(run_id), usecases.UnknownRunError
+        f"Scale test {common.short_id(run_id)}",
+        lambda: usecases.cancel_run(run_id, actor=session.actor()),
+        usecases.UnknownRunError,
     )
 
 

@@ -480,7 +480,8 @@ def run_line(run: RunRow, at: Any) -> None:
     with st.container(key=f"run-{run.run_id}"):
         what, progress, outcomes, cost, created = st.columns(RUN_WIDTHS, vertical_alignment="center")
         name = common.inert(common.truncate(run.name, 80))
-        what.markdown(f"**{name}**  \n{common.run_badge(run.status)} `{common.short_id(run.run_id)}`")
+        by = f" · by {common.inert(run.launched_by)}" if run.launched_by else ""
+        what.markdown(f"**{name}**  \n{common.run_badge(run.status)} `{common.short_id(run.run_id)}`{by}")
         what.page_link(common.SCALE_PAGE, label="Open", icon=":material/open_in_new:", query_params={"run": run.run_id})
         progress.progress(run.fraction_done, text=f"{run.finished:,} / {run.total_battles:,} battles")
         rate = common.format_rate(run.rate, run.ci_low, run.ci_high)

@@ -8,6 +8,7 @@ worker can swap the sink for a Redis Stream without the engine noticing.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
@@ -111,6 +112,10 @@ class Store:
 
     def run_cost(self, run_id: str) -> float:
         return self.read(lambda con: queries.run_cost(con, run_id))
+
+    def spent_since(self, identity: str, since: dt.datetime) -> tuple[float, float]:
+        """Dollars spent since ``since`` by ``identity`` (what they launched), and by everyone."""
+        return self.read(lambda con: queries.spent_since(con, identity, since))
 
 
 _stores: dict[Path, Store] = {}

@@ -189,18 +189,18 @@ DELETE FROM scale_runs WHERE run_id = ? AND NOT EXISTS (SELECT 1 FROM battles WH
 
 UPSERT_AGENT = """
 INSERT INTO agents (name, model, system_prompt, temperature, api_base, api_key_env, created_at, updated_at,
-                    kind, target)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    kind, target, saved_by)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (name) DO UPDATE SET model = excluded.model, system_prompt = excluded.system_prompt,
     temperature = excluded.temperature, api_base = excluded.api_base,
     api_key_env = excluded.api_key_env, updated_at = excluded.updated_at,
-    kind = excluded.kind, target = excluded.target
+    kind = excluded.kind, target = excluded.target, saved_by = excluded.saved_by
 """
 
 INSERT_RUN = """
 INSERT INTO scale_runs (run_id, name, config, runs_per_cell, total_battles, budget_usd, status,
-                        created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)
+                        created_at, updated_at, launched_by)
+VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)
 """
 
 UPDATE_RUN_STATUS = """
@@ -333,6 +333,7 @@ def _apply_create(con: Connection, record: r.BattleCreated | r.RunCreated | r.Ag
                 record.budget_usd,
                 record.created_at,
                 record.created_at,
+                record.launched_by,
             ],
         )
     else:
@@ -349,6 +350,7 @@ def _apply_create(con: Connection, record: r.BattleCreated | r.RunCreated | r.Ag
                 record.created_at,
                 record.agent_kind,
                 record.agent_target,
+                record.saved_by,
             ],
         )
 
@@ -528,8 +530,15 @@ VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
 """
 
 INSERT_JUDGE_RUN = """
-INSERT INTO judge_runs (judge_run_id, run_id, judge_model, rubric, status, created_at, updated_at, prompt_version)
-VALUES (?, ?, ?, ?, 'queued', ?, ?, ?) ON CONFLICT DO NOTHING
+INSERT INTO judge_runs (judge_run_id, run_id, judge_model, rubric, status, created_at, updated_at, prompt_version,
+                        requested_by)
+VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?) ON CONFLICT DO NOTHING
+"""
+
+# The audit trail is append-only: rows are inserted, never updated or deleted.
+INSERT_AUDIT = """
+INSERT INTO audit (audit_id, occurred_at, actor, role, action, target, outcome, detail)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
 """
 
 INSERT_JUDGE_VERDICTS = "INSERT INTO judge_verdicts {source} {conflict} RETURNING battle_id"
@@ -562,6 +571,20 @@ def _apply_judging(con: Connection, batch: Sequence[r.Record], safe: bool) -> No
                 INSERT_LABEL,
                 [record.label_id, record.battle_id, record.labeller, record.label, record.note, record.created_at],
             )
+        elif isinstance(record, r.Audited):
+            con.execute(
+                INSERT_AUDIT,
+                [
+                    record.audit_id,
+                    record.at,
+                    record.actor,
+                    record.role,
+                    record.action,
+                    record.target,
+                    record.outcome,
+                    record.detail,
+                ],
+            )
         elif isinstance(record, r.JudgeRunCreated):
             con.execute(
                 INSERT_JUDGE_RUN,
@@ -573,6 +596,7 @@ def _apply_judging(con: Connection, batch: Sequence[r.Record], safe: bool) -> No
                     record.created_at,
                     record.created_at,
                     record.prompt_version,
+                    record.requested_by,
                 ],
             )
     verdicts = _dedupe(

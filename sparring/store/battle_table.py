@@ -67,6 +67,7 @@ _IDENTITY = (
     Column("cell_key", "cell_key"),
     Column("cell_index", "cell_index", read=False),
     Column("replicate", "replicate", read=False),
+    Column("launched_by", "launched_by"),
 )
 
 _LIFECYCLE = (

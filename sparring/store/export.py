@@ -42,6 +42,7 @@ TABLES = (
     "judge_labels",
     "judge_runs",
     "judge_verdicts",
+    "audit",
 )
 
 RUN_QUERIES = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -91,7 +92,7 @@ def list_agents(con: Connection) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-GET_RUN = "SELECT run_id, name, runs_per_cell, config, budget_usd, status FROM scale_runs WHERE run_id = ?"
+GET_RUN = "SELECT run_id, name, runs_per_cell, config, budget_usd, status, launched_by FROM scale_runs WHERE run_id = ?"
 RUN_BATTLE_STATUSES = "SELECT battle_id, status FROM battles WHERE run_id = ?"
 RUN_COST = "SELECT coalesce(sum(cost_usd), 0) FROM battles WHERE run_id = ?"
 
@@ -100,8 +101,8 @@ def get_run(con: Connection, run_id: str) -> r.RunView | None:
     rows = con.execute(GET_RUN, [run_id]).fetchall()
     if not rows:
         return None
-    run_id, name, runs_per_cell, config, budget_usd, status = rows[0]
-    return r.RunView(run_id, name, runs_per_cell, json.loads(config), budget_usd, status)
+    run_id, name, runs_per_cell, config, budget_usd, status, launched_by = rows[0]
+    return r.RunView(run_id, name, runs_per_cell, json.loads(config), budget_usd, status, launched_by)
 
 
 def run_battle_statuses(con: Connection, run_id: str) -> dict[str, str]:
@@ -111,3 +112,21 @@ def run_battle_statuses(con: Connection, run_id: str) -> dict[str, str]:
 def run_cost(con: Connection, run_id: str) -> float:
     (row,) = con.execute(RUN_COST, [run_id]).fetchall()
     return float(row[0])
+
+
+# Spend since a time: each model call counts for whoever launched its battle (or the battle's
+# scale test); a re-judge's calls, which name only the run, count for the run's launcher.
+SPENT_SQL = """
+SELECT coalesce(sum(c.cost_usd) FILTER (WHERE coalesce(b.launched_by, s.launched_by) = ?), 0),
+       coalesce(sum(c.cost_usd), 0)
+FROM llm_calls c
+LEFT JOIN battles b ON b.battle_id = c.battle_id
+LEFT JOIN scale_runs s ON s.run_id = coalesce(c.run_id, b.run_id)
+WHERE c.started_at >= ?
+"""
+
+
+def spent_since(con: Connection, identity: str, since: dt.datetime) -> tuple[float, float]:
+    """Dollars spent since ``since`` by ``identity``, and by everyone."""
+    row = con.execute(SPENT_SQL, [identity, since]).fetchone()
+    return (float(row[0]), float(row[1])) if row else (0.0, 0.0)

@@ -127,3 +127,22 @@ def browse(store: Store, name: str, filters: BrowseFilters, limit: int = 500) ->
 
 
 # The health and recovery sets are in ``upkeep``: workers read them without pandas.
+
+
+# -- access: the audit trail and what was spent ----------------------------------------------------
+
+AUDIT_SQL = """
+SELECT occurred_at, actor, role, action, target, outcome, detail
+FROM audit ORDER BY occurred_at DESC, audit_id LIMIT ?
+"""
+
+
+def audit_rows(store: Store, limit: int = 500) -> list[dict[str, object]]:
+    """The newest entries of the audit trail, newest first."""
+
+    def query(con: Connection) -> list[dict[str, object]]:
+        cursor = con.execute(AUDIT_SQL, [limit])
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    return store.read(query)

@@ -892,6 +892,30 @@ ALTER TABLE messages_m012 RENAME TO messages;
 """
 
 
+# Who did what (sparring.access): the launcher of each battle and scale test, who asked for
+# each re-judge and saved each profile (NULL for rows written before sign-in existed, and for
+# the battles of a scale test, which belong to their run's launcher); and the audit trail,
+# append-only: sign-ins, launches, cancels, retries, labels, re-judges, SQL box queries and
+# refused actions.
+M011_ACCESS = """
+ALTER TABLE battles ADD COLUMN IF NOT EXISTS launched_by TEXT;
+ALTER TABLE scale_runs ADD COLUMN IF NOT EXISTS launched_by TEXT;
+ALTER TABLE judge_runs ADD COLUMN IF NOT EXISTS requested_by TEXT;
+ALTER TABLE agents ADD COLUMN IF NOT EXISTS saved_by TEXT;
+CREATE TABLE IF NOT EXISTS audit (
+    audit_id TEXT PRIMARY KEY,
+    occurred_at TIMESTAMPTZ NOT NULL,
+    actor    TEXT NOT NULL,
+    role     TEXT,
+    action   TEXT NOT NULL,
+    target   TEXT,
+    outcome  TEXT NOT NULL,
+    detail   TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_occurred_at ON audit (occurred_at);
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -916,6 +940,7 @@ MIGRATIONS: list[Migration] = [
     Migration(VERDICT_COUNTS_SINCE, "m007_verdict_counts", _sql(M007_VERDICT_COUNTS)),
     Migration(STRATEGIES_SINCE, "m008_strategies", _sql(M008_COLUMNS + M008_VIEWS + BACKFILL_STRATEGY_COUNTERS)),
     Migration(9, "m009_success_checks", _sql(M009_SUCCESS_CHECK_COLUMNS + M009_CHECK_VIEWS)),
+    Migration(11, "m011_access", _sql(M011_ACCESS)),
     Migration(12, "m012_agent_kinds", _sql(M012_AGENT_KINDS)),
 ]
 

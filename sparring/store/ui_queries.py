@@ -186,8 +186,10 @@ run_id, name, status, runs_per_cell, total_battles, budget_usd, error, created_a
 battles, queued, running, finished, achieved, held, undecided, failed, timed_out, cancelled, n, rate, ci_low, ci_high,
 cost_usd, tokens
 """
-RUN_LIST = f"SELECT {RUN_FIELDS} FROM run_summary ORDER BY created_at DESC, run_id LIMIT ?"
-RUN_ROW = f"SELECT {RUN_FIELDS} FROM run_summary WHERE run_id = ?"
+# Who launched it (sparring.access), from the run's row: run_summary is shared by notebooks.
+RUN_LAUNCHER = "(SELECT s.launched_by FROM scale_runs s WHERE s.run_id = run_summary.run_id) AS launched_by"
+RUN_LIST = f"SELECT {RUN_FIELDS}, {RUN_LAUNCHER} FROM run_summary ORDER BY created_at DESC, run_id LIMIT ?"
+RUN_ROW = f"SELECT {RUN_FIELDS}, {RUN_LAUNCHER} FROM run_summary WHERE run_id = ?"
 RUN_CONFIG = "SELECT config FROM scale_runs WHERE run_id = ?"
 RUN_SUMMARY = "SELECT * FROM run_summary WHERE run_id = ?"  # every column: what the report's stats keep
 RUN_SUMMARIES = "SELECT * FROM run_summary ORDER BY created_at DESC"
@@ -274,6 +276,7 @@ class RunRow:
     ci_high: float | None
     cost_usd: float
     tokens: int
+    launched_by: str | None = None
 
     @property
     def active(self) -> bool:

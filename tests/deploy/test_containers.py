@@ -44,7 +44,7 @@ def test_compose_file_parses_and_runs_redis_the_app_and_two_workers() -> None:
     assert set(services) == {"redis", "app", "worker-1", "worker-2"}
     for name in ("app", "worker-1", "worker-2"):
         service = services[name]
-        assert service["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+        assert service["environment"]["REDIS_URL"].endswith("@redis:6379/0")  # with its password
         assert "sparring-data:/data" in service["volumes"]  # one shared data volume
         assert service["depends_on"]["redis"]["condition"] == "service_healthy"
         for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import math
 import subprocess
@@ -503,6 +504,7 @@ def test_cli_rejudge_and_judge_report(capsys: pytest.CaptureFixture[str]) -> Non
     assert payload["status"] == "finished" and payload["battles"] == 14
     assert payload["judge_calls"] == scalar("SELECT count(*) FROM judge_verdicts")
     assert (payload["achieved"], payload["original_achieved"]) == (6, 8)  # the sim judge sees the 2 false alarms
+    assert scalar("SELECT requested_by FROM judge_runs") == f"cli:{getpass.getuser()}"  # attributed to the shell
 
     done = subprocess.run(
         [sys.executable, "-m", "sparring", "judge-report", run_id, "--json"],

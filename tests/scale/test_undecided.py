@@ -51,6 +51,7 @@ def version_3_store(path: Path) -> Store:
         con.execute(schema.VERDICT_COUNT_COLUMNS)  # and the verdict counters of migration 7
         con.execute(schema.M008_COLUMNS)  # the strategies' columns of migration 8
         con.execute(schema.M009_SUCCESS_CHECK_COLUMNS)  # the success checks of migration 9
+        con.execute(schema.M011_ACCESS)  # the attribution of migration 11
         con.execute(schema.M012_AGENT_KINDS)  # and the kinds of agent of migration 12
     return Store(path)
 
