@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from jobs import health
-from sparring import charts, formatting, providers, report, usecases
+from sparring import charts, formatting, providers, report, stopping, usecases
 from sparring.runtime import get_runtime
 from sparring.shared_state import read_provider_states
 from sparring.store import reads, ui_queries
@@ -207,6 +207,34 @@ def cell_table(detail: ui_queries.RunDetail) -> None:
     st.caption("Read from the `run_cells` view: the numbers a notebook or `python -m sparring scale --json` gets.")
 
 
+def stopping_section(detail: ui_queries.RunDetail) -> None:
+    """A run with a stopping rule: each cell's conclusion in words, what stopping saved, the intervals narrowing."""
+    rule = stopping.StoppingRule.of(detail.config.get("input", {}))
+    if rule is None or detail.cells.empty:
+        return
+    st.markdown("#### :material/front_hand: Stopping rule")
+    cells = [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+        for row in detail.cells.to_dict("records")
+    ]
+    facts = report.stopping_facts(rule, cells, detail.run.runs_per_cell)
+    assert facts is not None  # a rule was found above
+    st.caption(f"This run's rule: {facts['rule']}; at most {detail.run.runs_per_cell:,} battles per cell.")
+    with st.container(key="scale_stopping"):
+        for cell in cells:
+            sentence = cell.get("stop_sentence") or "still running: its rule has not answered yet."
+            st.markdown(f"**{common.inert(str(cell['label']))}**: {sentence}")  # the sentence: numbers and our words
+    saved_battles, saved_usd, _ = st.columns([1, 1, 2])
+    saved_battles.metric("Battles not run", f"{facts['saved_battles']:,} of {facts['planned_battles']:,}")
+    saved_usd.metric(
+        "Saved (estimated)", "–" if facts["saved_usd"] is None else common.format_money(facts["saved_usd"])
+    )
+    st.caption(f"Against running every cell to {detail.run.runs_per_cell:,} battles: {facts['saved_basis']}.")
+    stops = {str(c["cell_key"]): int(last) for c in cells if (last := c.get("stop_replicate")) is not None}
+    paths = charts.interval_paths(detail.battles, stops)
+    chart("narrowing", charts.interval_narrowing(paths, detail.labels, rule.threshold), height=300)
+
+
 def judge_warnings(cells: pd.DataFrame) -> None:
     """Say in words when a cell's rate rests on a judge that often could not answer."""
     for warning in report.judge_warnings(cells.to_dict("records")):
@@ -381,6 +409,7 @@ def results(run_id: str) -> None:
         return
     written_report(detail)
     cell_table(detail)
+    stopping_section(detail)
     corrected_rates(detail)
     chart_section(detail)
     comparisons_section(detail)

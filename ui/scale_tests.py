@@ -51,6 +51,8 @@ FIELDS = (
     "time_limit_s",
     "seed",
     "budget_usd",
+    "stop_at_halfwidth",
+    "stop_at_threshold",
     "summary_model",
 )
 OPTIONAL_TEXT = ("persona", "rubric")
@@ -90,6 +92,8 @@ def defaults() -> dict[str, Any]:
         "time_limit_s": round(settings.default_time_limit_s),
         "seed": None,
         "budget_usd": None,
+        "stop_at_halfwidth": None,
+        "stop_at_threshold": None,
         "summary_model": DEFAULT_WRITER_MODEL,
         model: "sim/agent?concede=0.1",
         prompt: DEFAULT_SYSTEM_PROMPT,
@@ -159,7 +163,7 @@ def form_data(profiles: dict[str, dict[str, Any]]) -> dict[str, Any]:
     for name in OPTIONAL_TEXT:
         if not (data[name] or "").strip():
             del data[name]
-    for name in ("seed", "budget_usd"):
+    for name in ("seed", "budget_usd", "stop_at_halfwidth", "stop_at_threshold"):
         if data[name] is None:
             del data[name]
     return data
@@ -366,6 +370,26 @@ def models_column() -> None:
         placeholder="no cap",
         help="The remaining battles are cancelled once the run has cost this much.",
     )
+    st.markdown("###### :material/front_hand: Stop a cell early (optional)")
+    fields.number(
+        "Stop at threshold (rate)",
+        "stop_at_threshold",
+        step=0.01,
+        format="%.3f",
+        placeholder="off",
+        help="A cell stops as soon as its 95% interval lies wholly below or above this success rate (e.g. 0.05 for "
+        "5%) and records the answer. The interval stays valid however often it is looked at (a confidence "
+        "sequence), so stopping early does not inflate the error rate.",
+    )
+    fields.number(
+        "Stop at halfwidth (±)",
+        "stop_at_halfwidth",
+        step=0.01,
+        format="%.3f",
+        placeholder="off",
+        help="A cell stops once its 95% interval is at most ± this wide (e.g. 0.05 for ±5 points).",
+    )
+    st.caption("With a rule, Runs per cell is the most a cell runs; the queued rest of a stopped cell is cancelled.")
 
 
 def plan_preview(data: dict[str, Any]) -> None:

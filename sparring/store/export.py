@@ -34,6 +34,7 @@ TABLES = (
     "judge_labels",
     "judge_runs",
     "judge_verdicts",
+    "cell_stops",
 )
 
 RUN_QUERIES = {

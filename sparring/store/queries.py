@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sparring import records as r
+from sparring.stopping import CellBattle
 from sparring.store.battle_table import BATTLES
 from sparring.store.db import Connection
 
@@ -88,6 +89,9 @@ def list_agents(con: Connection) -> list[dict[str, Any]]:
 GET_RUN = "SELECT run_id, name, runs_per_cell, config, budget_usd, status FROM scale_runs WHERE run_id = ?"
 RUN_BATTLE_STATUSES = "SELECT battle_id, status FROM battles WHERE run_id = ?"
 RUN_COST = "SELECT coalesce(sum(cost_usd), 0) FROM battles WHERE run_id = ?"
+CELL_BATTLES = """
+SELECT battle_id, replicate, status, outcome FROM battles WHERE run_id = ? AND cell_key = ? ORDER BY replicate
+"""
 
 
 def get_run(con: Connection, run_id: str) -> r.RunView | None:
@@ -105,3 +109,8 @@ def run_battle_statuses(con: Connection, run_id: str) -> dict[str, str]:
 def run_cost(con: Connection, run_id: str) -> float:
     (row,) = con.execute(RUN_COST, [run_id]).fetchall()
     return float(row[0])
+
+
+def cell_battles(con: Connection, run_id: str, cell_key: str) -> list[CellBattle]:
+    """One cell's battles in replicate order, as its stopping rule reads them."""
+    return [CellBattle(*row) for row in con.execute(CELL_BATTLES, [run_id, cell_key]).fetchall()]

@@ -692,6 +692,74 @@ ALTER TABLE judge_runs ADD COLUMN IF NOT EXISTS prompt_version INTEGER DEFAULT 1
 """
 
 
+# Stopping rules (issue 21): a cell of a run with ``--stop-at-halfwidth`` or ``--stop-at-threshold``
+# stops once its confidence sequence (``sparring.sequential``) answers the question; the row says
+# why and where, with the interval there. Written once per cell (the first row wins): when the
+# rule holds, or by the summary for cells the run's end stopped (cap, budget, cancel). ``run_cells``
+# gains these columns, and the fixed-N Wilson interval of the same battles (``stop_ci_*``).
+M010_CELL_STOPS = """
+CREATE TABLE IF NOT EXISTS cell_stops (
+    run_id         TEXT NOT NULL,
+    cell_key       TEXT NOT NULL,
+    stopped        TEXT NOT NULL,
+    last_replicate INTEGER NOT NULL,
+    n              INTEGER NOT NULL,
+    achieved       INTEGER NOT NULL,
+    cs_low         DOUBLE NOT NULL,
+    cs_high        DOUBLE NOT NULL,
+    decision       TEXT,
+    created_at     TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (run_id, cell_key)
+);
+
+CREATE OR REPLACE VIEW run_cells AS
+WITH cells AS (
+    SELECT run_id, cell_key,
+           min(cell_index) AS cell_index,
+           any_value(agent_profile) AS agent_profile,
+           any_value(agent_model) AS agent_model,
+           any_value(adversary_model) AS adversary_model,
+           any_value(strategy) AS strategy,
+           any_value(goal) AS goal,
+           any_value(judge_model) AS judge_model,
+           count(*) AS battles,
+           count(*) FILTER (WHERE status = 'queued') AS queued,
+           count(*) FILTER (WHERE status = 'running') AS running,
+           count(*) FILTER (WHERE status = 'finished') AS finished,
+           count(*) FILTER (WHERE defended) AS n,
+           count(*) FILTER (WHERE outcome = 'achieved') AS achieved,
+           count(*) FILTER (WHERE outcome = 'held') AS held,
+           count(*) FILTER (WHERE outcome = 'undecided') AS undecided,
+           count(*) FILTER (WHERE outcome = 'failed') AS failed,
+           count(*) FILTER (WHERE outcome = 'timed_out') AS timed_out,
+           count(*) FILTER (WHERE outcome = 'cancelled') AS cancelled,
+           median(turns_to_goal) FILTER (WHERE outcome = 'achieved') AS median_turns_to_goal,
+           quantile_cont(turns_to_goal, 0.9) FILTER (WHERE outcome = 'achieved') AS p90_turns_to_goal,
+           sum(tokens)::BIGINT AS tokens,
+           sum(cost_usd) AS cost_usd,
+           avg(cost_usd) FILTER (WHERE status = 'finished') AS cost_per_battle_usd,
+           avg(tokens) FILTER (WHERE status = 'finished') AS tokens_per_battle,
+           sum(verdicts)::BIGINT AS verdicts,
+           sum(error_verdicts)::BIGINT AS error_verdicts
+    FROM battle_outcomes
+    WHERE run_id IS NOT NULL
+    GROUP BY run_id, cell_key
+)
+SELECT c.*,
+       CASE WHEN c.n > 0 THEN c.achieved / c.n END AS rate,
+       wilson_low(c.achieved, c.n) AS ci_low,
+       wilson_high(c.achieved, c.n) AS ci_high,
+       CASE WHEN c.finished > 0 THEN c.failed / c.finished END AS error_rate,
+       CASE WHEN c.finished > 0 THEN c.undecided / c.finished END AS undecided_rate,
+       CASE WHEN c.verdicts > 0 THEN c.error_verdicts / c.verdicts END AS error_verdict_rate,
+       s.stopped, s.last_replicate AS stop_replicate, s.n AS stop_n, s.achieved AS stop_achieved,
+       s.cs_low, s.cs_high, s.decision,
+       wilson_low(s.achieved, s.n) AS stop_ci_low,
+       wilson_high(s.achieved, s.n) AS stop_ci_high
+FROM cells c LEFT JOIN cell_stops s ON s.run_id = c.run_id AND s.cell_key = c.cell_key;
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -713,6 +781,7 @@ MIGRATIONS: list[Migration] = [
     Migration(UNDECIDED_SINCE, "m004_undecided", _sql(RECLASSIFY_UNDECIDED + M004_VIEWS)),
     Migration(5, "m005_wilson_clip", _sql(M005_WILSON_CLIP)),
     Migration(6, "m006_judge_prompt_version", _sql(M006_JUDGE_PROMPT_VERSION)),
+    Migration(10, "m010_cell_stops", _sql(M010_CELL_STOPS)),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
