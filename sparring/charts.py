@@ -31,6 +31,8 @@ CAPTIONS = {
     "narrowing": "Each cell's 95% confidence sequence after each decided battle, counted in replicate order "
     "(undecided and failed battles skipped): it is valid however often it is looked at, so the cell could stop as "
     "soon as it answered the question (the dot). The dashed line is the threshold, when the rule has one.",
+    "judges": "Each cell's success rate under each judge of the run (the original and every re-judge of the same "
+    "transcripts), with 95% Wilson intervals: where the dots of a cell spread apart, its rate depends on the judge.",
     "corrected": "Raw: the share of battles the judge called achieved (95% Wilson interval). Corrected: the same "
     "rate corrected for the judge's error measured against the labels (Rogan–Gladen, 95% delta-method interval).",
 }
@@ -451,3 +453,38 @@ def interval_narrowing(
         rule = alt.Chart(pd.DataFrame({"threshold": [threshold]})).mark_rule(strokeDash=[4, 4], color="black")
         layers = layers + rule.encode(y="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", format=".1%")])
     return layers.properties(height=260, title="Each cell's interval narrowing over its battles")
+
+
+def rates_by_judge(
+    rows: Sequence[dict[str, Any]] | pd.DataFrame, labels: dict[str, str], judges: dict[str, str]
+) -> alt.Chart:
+    """``run_cells_by_judge`` rows: a dot per cell and judge, with its interval; ``judges``: judge_id -> name."""
+    frame = _frame(rows)
+    if frame.empty:
+        return _empty("No judge has rated a battle yet.")
+    frame = _named_cells(frame, labels)
+    frame["judge"] = frame["judge_id"].map(judges).fillna(frame["judge_id"])
+    tooltip = [
+        alt.Tooltip("cell:N"),
+        alt.Tooltip("configuration:N", title="configuration"),
+        alt.Tooltip("judge:N"),
+        alt.Tooltip("rate:Q", title="success rate", format=".1%"),
+        alt.Tooltip("ci_low:Q", title="95% CI low", format=".1%"),
+        alt.Tooltip("ci_high:Q", title="95% CI high", format=".1%"),
+        alt.Tooltip("n:Q", title="battles judged"),
+        alt.Tooltip("spread:Q", title="spread across judges", format=".1%"),
+    ]
+    base = alt.Chart(frame).encode(
+        y=alt.Y("cell:N", title=None, axis=alt.Axis(labelLimit=LABEL_LIMIT_PX)),
+        yOffset=alt.YOffset("judge:N"),
+        color=alt.Color("judge:N", title="judge", legend=alt.Legend(labelLimit=LABEL_LIMIT_PX)),
+    )
+    share = alt.X(
+        "rate:Q", title="success rate (goal reached)", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])
+    )
+    dots = base.mark_point(filled=True, size=70).encode(x=share, tooltip=tooltip)
+    intervals = base.mark_rule(strokeWidth=2).encode(x="ci_low:Q", x2="ci_high:Q", tooltip=tooltip)
+    cells = frame["cell"].nunique()
+    return (intervals + dots).properties(
+        height=max(80, 24 * cells * len(judges)), title="Success rate per cell and judge"
+    )

@@ -738,6 +738,7 @@ def run_payload(run_id: str) -> dict[str, Any]:
         "comparisons": computed["comparisons"],
         "warnings": judge_warnings(computed["cells"]),
         "stopping": computed["stopping"],
+        "judges": computed["judges"],
         "report": report,
     }
 

@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sparring import formatting, stats, stopping
+from sparring import formatting, judge_sensitivity, stats, stopping
 from sparring import records as r
 from sparring.gateway import Gateway, ModelCallError, ModelRequest
 from sparring.store import Store, reads
@@ -57,6 +57,9 @@ def run_stats(store: Store, run_id: str) -> dict[str, Any]:
             "calls": facts.calls,
             "comparisons": comparisons(facts.cells, facts.pairs),
             "stopping": stopping_facts(rule, facts.cells, int(facts.run["runs_per_cell"])),
+            "judges": judge_sensitivity.as_json(
+                judge_sensitivity.sensitivity(reads.cells_by_judge(store, run_id), labels)
+            ),
         }
     )
     return result

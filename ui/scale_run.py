@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from jobs import health
-from sparring import charts, formatting, providers, report, stopping, usecases
+from sparring import charts, formatting, judge_sensitivity, providers, report, stopping, usecases
 from sparring.runtime import get_runtime
 from sparring.shared_state import read_provider_states
 from sparring.store import reads, ui_queries
@@ -235,6 +235,36 @@ def stopping_section(detail: ui_queries.RunDetail) -> None:
     chart("narrowing", charts.interval_narrowing(paths, detail.labels, rule.threshold), height=300)
 
 
+def judge_sensitivity_section(detail: ui_queries.RunDetail) -> None:
+    """A run judged by several judges: each cell's rate under each, how the orderings agree, what changes."""
+    rows = common.read(reads.cells_by_judge, detail.run.run_id)
+    found = judge_sensitivity.sensitivity(rows or [], detail.labels)
+    if found is None:
+        return
+    st.markdown("#### :material/gavel: Does the judge change the answer?")
+    with st.container(key="scale_judges"):
+        for sentence in found.changed:
+            st.warning(common.inert(sentence), icon=":material/gavel:")
+        if not found.changed:
+            st.markdown(
+                "No conclusion changes with the judge: no cell is clearly worse than another (95% Wilson intervals "
+                "apart) under one judge but not under another."
+            )
+        for ordering in found.orderings:
+            tau = "–" if ordering.tau is None else f"{ordering.tau:.2f}"
+            flips = "; ".join(f"{a} above {b} under the original, below under this judge" for a, b in ordering.flipped)
+            st.markdown(
+                f"**{common.inert(ordering.judge)}** against the original: Kendall's tau {tau} over the cells' "
+                f"rates"
+                + (f"; pairs that swap places: {common.inert(flips)}." if flips else "; no pair of cells swaps places.")
+            )
+    chart("judges", charts.rates_by_judge(rows or [], detail.labels, found.judges), height=120 + 60 * len(found.cells))
+    st.caption(
+        "From the `run_cells_by_judge` view. Kendall's tau is 1 when a re-judge orders the cells exactly as the "
+        "original judge does, -1 when it reverses the order."
+    )
+
+
 def judge_warnings(cells: pd.DataFrame) -> None:
     """Say in words when a cell's rate rests on a judge that often could not answer."""
     for warning in report.judge_warnings(cells.to_dict("records")):
@@ -411,6 +441,7 @@ def results(run_id: str) -> None:
     cell_table(detail)
     stopping_section(detail)
     corrected_rates(detail)
+    judge_sensitivity_section(detail)
     chart_section(detail)
     comparisons_section(detail)
     battles_section(detail)

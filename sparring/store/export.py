@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from sparring.store import Store
 from sparring.store.db import Connection
-from sparring.store.schema import RECLASSIFY_UNDECIDED, SCHEMA_VERSION, UNDECIDED_SINCE
+from sparring.store.schema import RECLASSIFY_UNDECIDED, SCHEMA_VERSION, TABLES_SQL, UNDECIDED_SINCE
 
 TABLES = (
     "agents",
@@ -127,7 +127,8 @@ def export_database(store: Store, out_dir: Path) -> Exported:
     """Every table as Parquet, plus ``manifest.json``."""
 
     def read(con: Connection) -> dict[str, pa.Table]:
-        return {name: con.sql(f"SELECT * FROM {name}").to_arrow_table() for name in TABLES}
+        present = {row[0] for row in con.execute(TABLES_SQL).fetchall()}  # an older file lacks the newer tables
+        return {name: con.sql(f"SELECT * FROM {name}").to_arrow_table() for name in TABLES if name in present}
 
     tables = store.read(read)
     out_dir.mkdir(parents=True, exist_ok=True)

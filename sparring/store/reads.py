@@ -84,6 +84,11 @@ def corrected_cells(store: Store, run_id: str) -> pd.DataFrame:
     return store.read(lambda con: ui_queries.corrected_cells(con, run_id))
 
 
+def cells_by_judge(store: Store, run_id: str) -> list[dict[str, object]]:
+    """``run_cells_by_judge`` rows of the run: each cell's rate under each judge."""
+    return store.read(lambda con: ui_queries.cells_by_judge(con, run_id))
+
+
 def run_outcomes_pair(store: Store, run_a: str, run_b: str) -> tuple[RunOutcomes | None, RunOutcomes | None]:
     """Both sides of a comparison, read together so that they are of the same instant."""
     return store.read(lambda con: (ui_queries.run_outcomes(con, run_a), ui_queries.run_outcomes(con, run_b)))

@@ -697,6 +697,8 @@ ALTER TABLE judge_runs ADD COLUMN IF NOT EXISTS prompt_version INTEGER DEFAULT 1
 # why and where, with the interval there. Written once per cell (the first row wins): when the
 # rule holds, or by the summary for cells the run's end stopped (cap, budget, cancel). ``run_cells``
 # gains these columns, and the fixed-N Wilson interval of the same battles (``stop_ci_*``).
+# ``run_cells_by_judge``: each cell's rate under the original judge and under each re-judge,
+# with the spread across judges (``sparring.judge_sensitivity`` compares the orderings).
 M010_CELL_STOPS = """
 CREATE TABLE IF NOT EXISTS cell_stops (
     run_id         TEXT NOT NULL,
@@ -757,6 +759,28 @@ SELECT c.*,
        wilson_low(s.achieved, s.n) AS stop_ci_low,
        wilson_high(s.achieved, s.n) AS stop_ci_high
 FROM cells c LEFT JOIN cell_stops s ON s.run_id = c.run_id AND s.cell_key = c.cell_key;
+
+CREATE OR REPLACE VIEW run_cells_by_judge AS
+WITH per AS (
+    SELECT run_id, cell_key, judge_id, any_value(judge_model) AS judge_model, any_value(rubric) AS rubric,
+           count(*) FILTER (WHERE achieved IS NOT NULL) AS n,
+           count(*) FILTER (WHERE achieved) AS achieved,
+           count(*) FILTER (WHERE achieved IS NULL) AS unjudged
+    FROM battle_judgements
+    GROUP BY run_id, cell_key, judge_id
+),
+rated AS (
+    SELECT *, CASE WHEN n > 0 THEN achieved / n END AS rate FROM per
+)
+SELECT r.run_id, r.cell_key, b.cell_index, r.judge_id, r.judge_model, r.rubric,
+       r.n, r.achieved, r.unjudged, r.rate,
+       wilson_low(r.achieved, r.n) AS ci_low, wilson_high(r.achieved, r.n) AS ci_high,
+       count(*) OVER (PARTITION BY r.run_id, r.cell_key) AS judges,
+       max(r.rate) OVER (PARTITION BY r.run_id, r.cell_key)
+           - min(r.rate) OVER (PARTITION BY r.run_id, r.cell_key) AS spread
+FROM rated r
+LEFT JOIN (SELECT run_id, cell_key, min(cell_index) AS cell_index FROM battles GROUP BY run_id, cell_key) b
+       ON b.run_id = r.run_id AND b.cell_key = r.cell_key;
 """
 
 

@@ -371,6 +371,17 @@ class RunDetail:
         return cell_labels(self.config)
 
 
+RUN_CELLS_BY_JUDGE = """
+SELECT * FROM run_cells_by_judge WHERE run_id = ?
+ORDER BY cell_index, judge_id = 'original' DESC, judge_id
+"""
+
+
+def cells_by_judge(con: Connection, run_id: str) -> list[dict[str, Any]]:
+    """Each cell's rate under each judge of the run (the original and every re-judge)."""
+    return _dicts(con, RUN_CELLS_BY_JUDGE, [run_id])
+
+
 RUN_CORRECTED = """
 SELECT cell_key, n, achieved, rate, ci_low, ci_high, labelled, sensitivity, specificity,
        corrected_rate, corrected_low, corrected_high, correction_note
