@@ -207,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--summary-model", default=None, help="Model that writes the summary (default sim/writer).")
     scale.add_argument("--detach", action="store_true", help="Submit and print the run id without waiting.")
     scale.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="Launch nothing: print the plan and its expected cost next to the most it may cost.",
+    )
+    scale.add_argument(
         "--concurrency",
         type=int,
         default=8,
@@ -628,6 +633,8 @@ def cmd_scale(args: argparse.Namespace) -> int:
         raise UsageError(f"python -m sparring scale: --{option}: {message}") from None
     if not 1 <= args.concurrency <= 256:
         raise UsageError("python -m sparring scale: --concurrency: must be between 1 and 256")
+    if args.dry_run:
+        return _dry_run(args, scale)
     if not args.skip_judge_check:
         try:
             usecases.ensure_queue_reachable()  # before the judge check: an outage costs no judge call
@@ -669,6 +676,18 @@ def cmd_scale(args: argparse.Namespace) -> int:
     else:
         print(file=sys.stderr)
         print(payload["report"] or f"run {run_id}: {status}")
+    return 0
+
+
+def _dry_run(args: argparse.Namespace, scale: Any) -> int:
+    """The plan and its cost forecast, with nothing written or enqueued."""
+    from sparring import forecast
+    from sparring.runtime import get_runtime
+
+    store = get_runtime().store
+    found = forecast.forecast(store if store.path.exists() else None, scale).as_json()
+    payload = {"cells": scale.cell_count, "runs": scale.runs, "battles": scale.total_battles, "forecast": found}
+    _print(args, payload, forecast.describe(found))
     return 0
 
 

@@ -325,6 +325,7 @@ def launch_scale(data: dict[str, Any] | ScaleInput, *, require_worker: bool = Tr
             f"No worker is running, so the scale test would wait. Start one with: {queue.worker_command()}"
         )
     plan = plan_run(scale)
+    plan.config["forecast"] = _forecast(scale)  # set against the actual cost on the run's page
     if token and (first := launched_before(queue, "run", token, plan.run_id, _run_recorded)):
         return first  # this form was submitted already: its run, not a second one
     try:
@@ -333,6 +334,13 @@ def launch_scale(data: dict[str, Any] | ScaleInput, *, require_worker: bool = Tr
         release_submission(queue, "run", token)
         raise
     return plan.run_id
+
+
+def _forecast(scale: ScaleInput) -> dict[str, Any] | None:
+    from sparring import forecast  # statistics and the store's read models: not for a worker's imports
+
+    store = get_runtime().store
+    return forecast.safe_forecast(store if store.path.exists() else None, scale)
 
 
 def _run_recorded(run_id: str) -> bool:
