@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from jobs import health
-from sparring import charts, formatting, judge_sensitivity, providers, report, stopping, usecases
+from sparring import charts, forecast, formatting, judge_sensitivity, providers, report, stopping, usecases
 from sparring.runtime import get_runtime
 from sparring.shared_state import read_provider_states
 from sparring.store import reads, ui_queries
@@ -235,6 +235,26 @@ def stopping_section(detail: ui_queries.RunDetail) -> None:
     chart("narrowing", charts.interval_narrowing(paths, detail.labels, rule.threshold), height=300)
 
 
+def forecast_vs_actual(detail: ui_queries.RunDetail) -> None:
+    """The cost forecast made at launch against what the battles cost."""
+    found = detail.config.get("forecast")
+    if not found or found.get("expected_usd") is None or detail.cells.empty:
+        return
+    actual = float(detail.cells["cost_usd"].fillna(0).sum())
+    ran = int((detail.cells["battles"] - detail.cells["cancelled"]).sum())
+    with st.container(key="scale_forecast"):
+        forecast_col, actual_col, off_col = st.columns(3)
+        forecast_col.metric("Forecast at launch", common.format_money(found["expected_usd"]))
+        actual_col.metric("Actual cost of the battles", common.format_money(actual))
+        if actual > 0:
+            off_col.metric("Forecast off by", f"{(found['expected_usd'] - actual) / actual:+.0%}")
+    st.caption(
+        f"Forecast for ≈ {found['expected_battles']:,.0f} battles; {ran:,} ran. "
+        f"{common.inert(forecast.describe(found))} The actual cost is the battles' own "
+        "(the written report's call aside)."
+    )
+
+
 def judge_sensitivity_section(detail: ui_queries.RunDetail) -> None:
     """A run judged by several judges: each cell's rate under each, how the orderings agree, what changes."""
     rows = common.read(reads.cells_by_judge, detail.run.run_id)
@@ -440,6 +460,7 @@ def results(run_id: str) -> None:
     written_report(detail)
     cell_table(detail)
     stopping_section(detail)
+    forecast_vs_actual(detail)
     corrected_rates(detail)
     judge_sensitivity_section(detail)
     chart_section(detail)

@@ -12,9 +12,10 @@ from typing import Any
 
 import streamlit as st
 
-from sparring import usecases
+from sparring import forecast, usecases
 from sparring.formatting import outcome_counts, plural
 from sparring.plan import cost_estimate, limit_warning, plan_of
+from sparring.runtime import get_runtime
 from sparring.scale import DEFAULT_WRITER_MODEL, MAX_AXIS, ScaleInput, agent_errors, profile_agent, validate_scale
 from sparring.settings import HARD_MAX_MESSAGES, get_settings
 from sparring.store import reads
@@ -396,7 +397,7 @@ def plan_preview(data: dict[str, Any]) -> None:
     settings = get_settings()
     plan = plan_of(data)
     with st.container(border=True, key=key("plan")):
-        count, battles, cost = st.columns([1, 1, 1.4])
+        count, battles, cost, expected = st.columns([1, 1, 1.4, 1.4])
         count.metric(
             "Cells", plan.cells, help="Each combination of agent, goal and strategy is one cell of the matrix."
         )
@@ -408,9 +409,25 @@ def plan_preview(data: dict[str, Any]) -> None:
         estimate = cost_estimate(data, plan.total)
         cost.metric("Estimated cost", estimate.value)
         cost.caption(estimate.basis)
+        value, basis = expected_cost(data)
+        expected.metric("Expected cost", value, help="What the run is expected to spend, not the most it may.")
+        expected.caption(basis)
         warning = limit_warning(plan, settings)
         if warning:
             st.warning(warning, icon=":material/warning:")
+
+
+def expected_cost(data: dict[str, Any]) -> tuple[str, str]:
+    """The forecast of a valid form (``sparring.forecast``): a short value and its basis."""
+    try:
+        scale = validate_scale(data)
+    except InvalidInput:
+        return "–", "Fix the form to see the expected cost."
+    store = get_runtime().store
+    found = forecast.safe_forecast(store if store.path.exists() else None, scale)
+    if found is None or found["expected_usd"] is None:
+        return "unknown", "No expected cost: a model has no known price, or the database is busy."
+    return common.format_money(found["expected_usd"]), forecast.describe(found)
 
 
 def launch_form() -> None:

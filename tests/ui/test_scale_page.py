@@ -76,6 +76,8 @@ def test_a_valid_form_launches_a_run_that_completes_and_opens_it() -> None:
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Cells"] == "1" and metrics["Battles"] == "20"
     assert "(sim)" in metrics["Estimated cost"]
+    assert metrics["Expected cost"].startswith("$")  # the forecast, below the upper bound
+    assert any("prior: the sim agent concedes with probability 0.1 a turn" in c.value for c in at.caption)
     assert any("Simulated: sim models report a fictional price" in c.value for c in at.caption)
     at.button(key="scale_add_agent").click().run()  # a second agent: two cells
     metrics = {m.label: m.value for m in at.metric}
@@ -201,6 +203,7 @@ def test_a_run_with_a_stopping_rule_shows_each_cells_decision_what_it_saved_and_
     cancelled = scalar("SELECT count(*) FROM battles WHERE run_id = ? AND outcome = 'cancelled'", [run_id])
     assert metrics["Battles not run"] == f"{cancelled:,} of 150" and cancelled > 100
     assert metrics["Saved (estimated)"].startswith("$")
+    assert metrics["Forecast at launch"].startswith("$") and metrics["Actual cost of the battles"].startswith("$")
     assert any("Each cell's 95% confidence sequence" in c.value for c in at.caption)
     assert len(charts(at)) == 6  # the five of every run, and the intervals narrowing
 
