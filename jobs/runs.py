@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 
 from jobs.queue import Queue, get_queue
 from sparring import records as r
@@ -94,13 +95,18 @@ def maybe_summarise(queue: Queue, run_id: str) -> bool:
     return True
 
 
-# A run's config never changes once recorded: its rule is read once per process.
+# A run's config never changes once recorded: its rule is read once per process (under a lock,
+# so that a worker of 200 threads starting a run's battles at once reads it once, not 200 times).
 _rules: dict[str, StoppingRule | None] = {}
+_rules_lock = threading.Lock()
 
 
 def run_rule(run_id: str) -> StoppingRule | None:
-    if run_id not in _rules:
-        _rules[run_id] = StoppingRule.of(_run(run_id).config.get("input", {}))
+    if run_id in _rules:
+        return _rules[run_id]
+    with _rules_lock:
+        if run_id not in _rules:
+            _rules[run_id] = StoppingRule.of(_run(run_id).config.get("input", {}))
     return _rules[run_id]
 
 

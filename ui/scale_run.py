@@ -88,7 +88,12 @@ def render_progress(progress: ui_queries.RunProgress | None) -> None:
             ("Undecided", run.undecided, "No usable verdict on the last agent message: not in the success rate"),
             ("Failed", run.failed, "Provider or infrastructure errors: not in the success rate"),
             ("Timed out", run.timed_out, "Hit the time limit: not in the success rate"),
-            ("Cancelled", run.cancelled, "Cancelled, or stopped by the budget: not in the success rate"),
+            (
+                "Cancelled",
+                run.cancelled,
+                "Cancelled, stopped by the budget, or not run because its cell's stopping rule had answered: "
+                "not in the success rate",
+            ),
         ),
         strict=True,
     ):
