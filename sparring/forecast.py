@@ -223,3 +223,19 @@ def describe(found: Mapping[str, Any]) -> str:
         f"Expected ≈ ${expected:,.4f} for ≈ {found['expected_battles']:,.0f} of {found['planned_battles']:,} battles"
         f"{bound}. Basis: {'; '.join(bases)}; prices from the price table."
     )
+
+
+def form_expected_cost(data: dict[str, Any], store: Store) -> tuple[str, str]:
+    """The Scale tests form's expected cost: a short value and its basis (a form not yet valid gets a dash)."""
+    from sparring.formatting import format_money
+    from sparring.scale import validate_scale
+    from sparring.validation import InvalidInput
+
+    try:
+        scale = validate_scale(data)
+    except InvalidInput:
+        return "–", "Fix the form to see the expected cost."
+    found = safe_forecast(store if store.path.exists() else None, scale)
+    if found is None or found["expected_usd"] is None:
+        return "unknown", "No expected cost: a model has no known price, or the database is busy."
+    return format_money(found["expected_usd"]), describe(found)

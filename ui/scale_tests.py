@@ -409,25 +409,12 @@ def plan_preview(data: dict[str, Any]) -> None:
         estimate = cost_estimate(data, plan.total)
         cost.metric("Estimated cost", estimate.value)
         cost.caption(estimate.basis)
-        value, basis = expected_cost(data)
+        value, basis = forecast.form_expected_cost(data, get_runtime().store)
         expected.metric("Expected cost", value, help="What the run is expected to spend, not the most it may.")
         expected.caption(basis)
         warning = limit_warning(plan, settings)
         if warning:
             st.warning(warning, icon=":material/warning:")
-
-
-def expected_cost(data: dict[str, Any]) -> tuple[str, str]:
-    """The forecast of a valid form (``sparring.forecast``): a short value and its basis."""
-    try:
-        scale = validate_scale(data)
-    except InvalidInput:
-        return "–", "Fix the form to see the expected cost."
-    store = get_runtime().store
-    found = forecast.safe_forecast(store if store.path.exists() else None, scale)
-    if found is None or found["expected_usd"] is None:
-        return "unknown", "No expected cost: a model has no known price, or the database is busy."
-    return common.format_money(found["expected_usd"]), forecast.describe(found)
 
 
 def launch_form() -> None:
