@@ -9,17 +9,24 @@ the run's *done set* (a set, so a retried or duplicated job counts once); the ba
 brings the set to the total claims the run's summary, and only the claimant enqueues
 it: aggregation and the written report run once, however many workers finish battles
 at the same moment.
+
+A run with a stopping rule (``sparring.stopping``) has each cell checked as its battles
+finish, and once more before a queued battle starts: when the rule holds, the cell's stop is
+recorded and its queued battles are cancelled like those of a stopped run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
 
 from jobs.queue import Queue, get_queue
 from sparring import records as r
-from sparring import spend
+from sparring import spend, stopping
 from sparring.runtime import get_runtime
 from sparring.scale import plan_from_config
+from sparring.stopping import CellBattle, CellStop, StoppingRule
 from sparring.usecases import UnknownRunError
 from sparring.usecases import cancel_run as cancel_run
 from sparring.usecases import launch_scale as submit_run
@@ -69,10 +76,12 @@ def fan_out(run_id: str, queue: Queue | None = None) -> int:
     return enqueued
 
 
-def battle_done(queue: Queue, run_id: str, battle_id: str) -> None:
+def battle_done(queue: Queue, run_id: str, battle_id: str, cell_key: str | None = None) -> None:
     """Book-keeping after a battle of a run reached a terminal state."""
     done = queue.coord.run_done_add(run_id, [battle_id])
     check_budget(queue, run_id)
+    if cell_key:
+        check_cell(queue, run_id, cell_key)
     total = queue.coord.run_total(run_id)
     if total is not None and done >= total:
         maybe_summarise(queue, run_id)
@@ -84,6 +93,87 @@ def maybe_summarise(queue: Queue, run_id: str) -> bool:
         return False
     queue.huey.enqueue(queue.tasks["summarise_run"].s(run_id, id=f"summary:{run_id}"))
     return True
+
+
+# A run's config never changes once recorded: its rule is read once per process (under a lock,
+# so that a worker of 200 threads starting a run's battles at once reads it once, not 200 times).
+_rules: dict[str, StoppingRule | None] = {}
+_rules_lock = threading.Lock()
+
+
+def run_rule(run_id: str) -> StoppingRule | None:
+    if run_id in _rules:
+        return _rules[run_id]
+    with _rules_lock:
+        if run_id not in _rules:
+            _rules[run_id] = StoppingRule.of(_run(run_id).config.get("input", {}))
+    return _rules[run_id]
+
+
+def cell_has_stopped(queue: Queue, run_id: str, cell_key: str, battle_id: str) -> bool:
+    """Before a queued battle of a run starts: True (and the battle cancelled) if its cell has stopped.
+
+    The backstop for a stop whose cancellations were cut short (a killed worker) or re-enqueued
+    by recovery after Redis lost its data: the stop is derived again from the store.
+    """
+    found = cell_stop(run_id, cell_key)
+    if found is None:
+        return False
+    stop, battles = found
+    queued = stopping.to_cancel(stop, battles)
+    stop_cell(queue, run_id, cell_key, stop, queued)
+    return battle_id in queued
+
+
+def cell_stop(run_id: str, cell_key: str) -> tuple[CellStop, list[CellBattle]] | None:
+    """The cell's stop if its run has a stopping rule and the rule holds, with the cell's battles.
+
+    Computed from the battles as recorded (never remembered), so a worker that died, or a
+    Redis that lost its data, changes nothing: whoever looks next finds the same stop.
+    """
+    rule = run_rule(run_id)
+    if rule is None:
+        return None
+    battles = get_runtime().source.cell_battles(run_id, cell_key)
+    found = stopping.early_stop(rule, battles)
+    return (found, battles) if found is not None else None
+
+
+def check_cell(queue: Queue, run_id: str, cell_key: str) -> bool:
+    """Stop the cell if its rule holds: record why, and cancel its battles still queued. Idempotent."""
+    found = cell_stop(run_id, cell_key)
+    if found is None:
+        return False
+    stop, battles = found
+    stop_cell(queue, run_id, cell_key, stop, stopping.to_cancel(stop, battles))
+    return True
+
+
+def stop_cell(queue: Queue, run_id: str, cell_key: str, stop: CellStop, queued: list[str]) -> None:
+    """Record the cell's stop (the first record wins) and cancel ``queued``, as ``stop_run`` does for a run."""
+    runtime = get_runtime()
+    runtime.sink.write([r.CellStopped(run_id, cell_key, **dataclasses.asdict(stop))])
+    if not queued:
+        return
+    log.info(
+        "Run %s: cell %s stopped (%s) after %d battles; cancelling %d queued",
+        run_id,
+        cell_key,
+        stop.stopped,
+        stop.n,
+        len(queued),
+    )
+    reason = f"its cell stopped early ({stop.stopped}) after {stop.n} decided battles"
+    for battle_id in queued:
+        queue.coord.request_cancel(battle_id)  # a worker that has just taken it sees this
+        queue.huey.revoke_by_id(battle_id, revoke_once=True)
+    runtime.sink.write([r.BattleFinished(b, "cancelled", error=reason) for b in queued])
+    for battle_id in queued:
+        queue.coord.drop_active(battle_id)
+    done = queue.coord.run_done_add(run_id, queued)
+    total = queue.coord.run_total(run_id)
+    if total is not None and done >= total:
+        maybe_summarise(queue, run_id)
 
 
 def check_budget(queue: Queue, run_id: str) -> None:
@@ -166,11 +256,26 @@ def summarise_here(run_id: str) -> str:
     if run is None:
         raise UnknownRunError(f"unknown run id {run_id!r}")
     writer = run.config["input"].get("summary_model", "sim/writer")
-    report = build_report(runtime.store, runtime.gateway, run_id, writer)
     reason = queue.coord.run_cancel_reason(run_id)
+    record_final_stops(run, reason)
+    report = build_report(runtime.store, runtime.gateway, run_id, writer)
     final = "finished" if not reason else ("stopped" if reason.startswith("budget") else "cancelled")
     runtime.sink.write([report, r.RunStatusChanged(run_id, final, error=reason)])
     return final
+
+
+def record_final_stops(run: r.RunView, cancel_reason: str | None) -> None:
+    """Before the report: each cell its rule did not stop gets its row, saying how the run ended it."""
+    rule = StoppingRule.of(run.config.get("input", {}))
+    if rule is None:
+        return
+    ended = stopping.why_the_run_ended(cancel_reason)
+    source = get_runtime().store
+    records: list[r.Record] = []
+    for cell in run.config.get("cells", []):
+        stop = stopping.final_stop(rule, source.cell_battles(run.run_id, cell["key"]), ended)
+        records.append(r.CellStopped(run.run_id, cell["key"], **dataclasses.asdict(stop)))
+    get_runtime().sink.write(records)
 
 
 def rescue_summaries(queue: Queue) -> list[str]:

@@ -68,6 +68,13 @@ def run_battle(battle_id: str, task: Any = None) -> str:
         if run_reason and not view.finished:
             runtime.sink.write([r.BattleFinished(battle_id, "cancelled", error=run_reason)])
             outcome = "cancelled"
+        elif (
+            view.status == "queued"
+            and view.run_id
+            and view.cell_key
+            and runs.cell_has_stopped(queue, view.run_id, view.cell_key, battle_id)
+        ):
+            outcome = "cancelled"  # its cell's rule answered already: it is not run (nor paid for)
         else:
             control = JobControl(worker, lease, view.run_id)
             outcome = usecases.run_inline(battle_id, control=control, worker=worker.worker_id).outcome
@@ -89,13 +96,13 @@ def run_battle(battle_id: str, task: Any = None) -> str:
         raise
     finally:
         worker.release_lease(lease)
-    run_id = view.run_id
+    run_id, cell_key = view.run_id, view.cell_key
 
     def book_keeping() -> None:
         queue.coord.drop_active(battle_id)
         queue.coord.clear_cancel(battle_id)
         if run_id:
-            runs.battle_done(queue, run_id, battle_id)
+            runs.battle_done(queue, run_id, battle_id, cell_key)
 
     # The battle is committed; what is left is idempotent and lives in Redis, which may be
     # restarting: wait for it rather than lose the run's count (the reaper reconciles too).
@@ -122,7 +129,7 @@ def _until_done(step: Any, what: str, timeout_s: float = 120.0) -> None:
 def _after(queue: Any, source: Any, battle_id: str) -> None:
     view = source.get_battle(battle_id)
     if view is not None and view.run_id:
-        runs.battle_done(queue, view.run_id, battle_id)
+        runs.battle_done(queue, view.run_id, battle_id, view.cell_key)
 
 
 def run_scale(run_id: str) -> int:

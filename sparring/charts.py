@@ -28,6 +28,11 @@ CAPTIONS = {
     "confusion": "The judge's verdicts against the labels, counted over the labelled battles. The sample takes the "
     "same number of battles from each of the original judge's verdicts, so the rates beside it are weighted back "
     "to the whole run.",
+    "narrowing": "Each cell's 95% confidence sequence after each decided battle, counted in replicate order "
+    "(undecided and failed battles skipped): it is valid however often it is looked at, so the cell could stop as "
+    "soon as it answered the question (the dot). The dashed line is the threshold, when the rule has one.",
+    "judges": "Each cell's success rate under each judge of the run (the original and every re-judge of the same "
+    "transcripts), with 95% Wilson intervals: where the dots of a cell spread apart, its rate depends on the judge.",
     "corrected": "Raw: the share of battles the judge called achieved (95% Wilson interval). Corrected: the same "
     "rate corrected for the judge's error measured against the labels (Rogan–Gladen, 95% delta-method interval).",
 }
@@ -365,3 +370,121 @@ def raw_vs_corrected(rows: Sequence[dict[str, Any]] | pd.DataFrame) -> alt.Chart
     )
     point = base.mark_point(filled=True, size=90).encode(x="rate:Q", tooltip=tooltip)
     return (interval + point).properties(height=alt.Step(26), title="Raw and corrected success rates")
+
+
+def interval_paths(battles: pd.DataFrame, stops: dict[str, int]) -> pd.DataFrame:
+    """Each cell's anytime-valid interval after each decided battle (``sparring.sequential``).
+
+    ``battles``: the run's battles (``cell_key``, ``replicate``, ``status``, ``outcome``), as
+    ``battle_outcomes`` has them; ``stops``: cell_key -> the replicate it stopped at, where it has
+    stopped. The path follows the counted battles (``sparring.stopping.counted_prefix``), up to
+    the stop: what the rule saw.
+    """
+    from sparring import stopping
+    from sparring.sequential import sequence_bounds
+
+    parts = []
+    for cell_key, rows in battles.groupby("cell_key", sort=False):
+        cell = [
+            stopping.CellBattle(str(b.battle_id), int(b.replicate), str(b.status), b.outcome or None)
+            for b in rows.itertuples()
+            if pd.notna(b.replicate)
+        ]
+        last = stops.get(str(cell_key))
+        decided = [
+            b
+            for b in stopping.counted_prefix(cell)
+            if b.outcome in stopping.DECIDED and (last is None or b.replicate <= last)
+        ]
+        if not decided:
+            continue
+        achieved = pd.Series([b.outcome == "achieved" for b in decided]).cumsum().to_numpy()
+        n = pd.RangeIndex(1, len(decided) + 1).to_numpy()
+        low, high = sequence_bounds(achieved, n - achieved)
+        stopped = (n == len(decided)) & (last is not None)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "cell_key": cell_key,
+                    "battles": n,
+                    "rate": achieved / n,
+                    "cs_low": low,
+                    "cs_high": high,
+                    "stopped": stopped,
+                }
+            )
+        )
+    columns = ["cell_key", "battles", "rate", "cs_low", "cs_high", "stopped"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+def interval_narrowing(
+    paths: pd.DataFrame, labels: dict[str, str] | None = None, threshold: float | None = None
+) -> alt.Chart:
+    """``interval_paths`` as a band per cell narrowing over battles, a dot where the cell stopped."""
+    frame = _frame(paths)
+    if frame.empty:
+        return _empty("No decided battle yet.")
+    frame = _named_cells(frame, labels or _own_keys(frame))
+    tooltip = [
+        alt.Tooltip("cell:N"),
+        alt.Tooltip("configuration:N", title="configuration"),
+        alt.Tooltip("battles:Q", title="after decided battles"),
+        alt.Tooltip("rate:Q", title="success rate so far", format=".1%"),
+        alt.Tooltip("cs_low:Q", title="95% CS low", format=".1%"),
+        alt.Tooltip("cs_high:Q", title="95% CS high", format=".1%"),
+    ]
+    base = alt.Chart(frame).encode(
+        x=alt.X("battles:Q", title="decided battles (replicate order)", axis=alt.Axis(tickMinStep=1)),
+        color=alt.Color("cell:N", title="cell", legend=alt.Legend(labelLimit=LABEL_LIMIT_PX)),
+    )
+    share = alt.Axis(format="%")
+    band = base.mark_area(opacity=0.25).encode(
+        y=alt.Y("cs_low:Q", title="success rate, 95% confidence sequence", axis=share, scale=alt.Scale(domain=[0, 1])),
+        y2="cs_high:Q",
+        tooltip=tooltip,
+    )
+    line = base.mark_line().encode(y="rate:Q", tooltip=tooltip)
+    stops = (
+        base.transform_filter(alt.datum.stopped).mark_point(filled=True, size=80).encode(y="rate:Q", tooltip=tooltip)
+    )
+    layers = band + line + stops
+    if threshold is not None:
+        rule = alt.Chart(pd.DataFrame({"threshold": [threshold]})).mark_rule(strokeDash=[4, 4], color="black")
+        layers = layers + rule.encode(y="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", format=".1%")])
+    return layers.properties(height=260, title="Each cell's interval narrowing over its battles")
+
+
+def rates_by_judge(
+    rows: Sequence[dict[str, Any]] | pd.DataFrame, labels: dict[str, str], judges: dict[str, str]
+) -> alt.Chart:
+    """``run_cells_by_judge`` rows: a dot per cell and judge, with its interval; ``judges``: judge_id -> name."""
+    frame = _frame(rows)
+    if frame.empty:
+        return _empty("No judge has rated a battle yet.")
+    frame = _named_cells(frame, labels)
+    frame["judge"] = frame["judge_id"].map(judges).fillna(frame["judge_id"])
+    tooltip = [
+        alt.Tooltip("cell:N"),
+        alt.Tooltip("configuration:N", title="configuration"),
+        alt.Tooltip("judge:N"),
+        alt.Tooltip("rate:Q", title="success rate", format=".1%"),
+        alt.Tooltip("ci_low:Q", title="95% CI low", format=".1%"),
+        alt.Tooltip("ci_high:Q", title="95% CI high", format=".1%"),
+        alt.Tooltip("n:Q", title="battles judged"),
+        alt.Tooltip("spread:Q", title="spread across judges", format=".1%"),
+    ]
+    base = alt.Chart(frame).encode(
+        y=alt.Y("cell:N", title=None, axis=alt.Axis(labelLimit=LABEL_LIMIT_PX)),
+        yOffset=alt.YOffset("judge:N"),
+        color=alt.Color("judge:N", title="judge", legend=alt.Legend(labelLimit=LABEL_LIMIT_PX)),
+    )
+    share = alt.X(
+        "rate:Q", title="success rate (goal reached)", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])
+    )
+    dots = base.mark_point(filled=True, size=70).encode(x=share, tooltip=tooltip)
+    intervals = base.mark_rule(strokeWidth=2).encode(x="ci_low:Q", x2="ci_high:Q", tooltip=tooltip)
+    cells = frame["cell"].nunique()
+    return (intervals + dots).properties(
+        height=max(80, 24 * cells * len(judges)), title="Success rate per cell and judge"
+    )

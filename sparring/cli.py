@@ -279,13 +279,38 @@ def build_parser() -> argparse.ArgumentParser:
         "can be compared pairwise. Waits for the result unless --detach is given.",
     )
     add_battle_options(scale, matrix=True)
-    scale.add_argument("--runs", type=int, default=None, help="Battles per cell (default 20, at most 1,000).")
+    scale.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help="Battles per cell (default 20, at most 1,000); with a stopping rule, the most a cell runs.",
+    )
+    scale.add_argument(
+        "--stop-at-halfwidth",
+        type=float,
+        default=None,
+        metavar="W",
+        help="Stop a cell once its 95%% interval (valid under continuous monitoring) is at most ±W wide, e.g. 0.05.",
+    )
+    scale.add_argument(
+        "--stop-at-threshold",
+        type=float,
+        default=None,
+        metavar="T",
+        help="Stop a cell once its 95%% interval lies wholly below or above the rate T, e.g. 0.05; records the "
+        "decision (below or above).",
+    )
     scale.add_argument("--name", default=None, help="A name for the run.")
     scale.add_argument(
         "--budget", type=float, default=None, help="Stop the remaining battles once this many $ are spent."
     )
     scale.add_argument("--summary-model", default=None, help="Model that writes the summary (default sim/writer).")
     scale.add_argument("--detach", action="store_true", help="Submit and print the run id without waiting.")
+    scale.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="Launch nothing: print the plan and its expected cost next to the most it may cost.",
+    )
     scale.add_argument(
         "--concurrency",
         type=int,
@@ -674,6 +699,8 @@ def scale_data(args: argparse.Namespace) -> dict[str, Any]:
         ("name", "name"),
         ("budget", "budget_usd"),
         ("summary_model", "summary_model"),
+        ("stop_at_halfwidth", "stop_at_halfwidth"),
+        ("stop_at_threshold", "stop_at_threshold"),
     ):
         value = getattr(args, option, None)
         if value is not None:
@@ -746,6 +773,8 @@ def cmd_scale(args: argparse.Namespace) -> int:
         raise UsageError(f"python -m sparring scale: --{option}: {message}") from None
     if not 1 <= args.concurrency <= 256:
         raise UsageError("python -m sparring scale: --concurrency: must be between 1 and 256")
+    if args.dry_run:
+        return _dry_run(args, scale)
     if not args.skip_judge_check:
         try:
             usecases.ensure_queue_reachable()  # before the judge check: an outage costs no judge call
@@ -790,6 +819,18 @@ def cmd_scale(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dry_run(args: argparse.Namespace, scale: Any) -> int:
+    """The plan and its cost forecast, with nothing written or enqueued."""
+    from sparring import forecast
+    from sparring.runtime import get_runtime
+
+    store = get_runtime().store
+    found = forecast.forecast(store if store.path.exists() else None, scale).as_json()
+    payload = {"cells": scale.cell_count, "runs": scale.runs, "battles": scale.total_battles, "forecast": found}
+    _print(args, payload, forecast.describe(found))
+    return 0
+
+
 CELL_FIELDS = (
     "cell_key",
     "cell_index",
@@ -821,6 +862,21 @@ CELL_FIELDS = (
 )
 
 
+# Per cell of a run with a stopping rule (the run_cells columns): why and where it stopped, the
+# anytime-valid interval there, and the fixed-N Wilson interval of the same battles.
+STOP_FIELDS = {
+    "stopped": "stopped",
+    "n": "stop_n",
+    "achieved": "stop_achieved",
+    "cs_low": "cs_low",
+    "cs_high": "cs_high",
+    "decision": "decision",
+    "wilson_low": "stop_ci_low",
+    "wilson_high": "stop_ci_high",
+    "sentence": "stop_sentence",
+}
+
+
 def run_payload(run_id: str) -> dict[str, Any]:
     from sparring.report import judge_warnings, run_stats
     from sparring.runtime import get_runtime
@@ -830,6 +886,9 @@ def run_payload(run_id: str) -> dict[str, Any]:
     computed = run_stats(store, run_id)
     report = reads.report_summary(store, run_id)
     cells = [{key: cell.get(key) for key in (*CELL_FIELDS, "label")} for cell in computed["cells"]]
+    if computed["stopping"]:
+        for shown, cell in zip(cells, computed["cells"], strict=True):
+            shown["stopping"] = {name: cell.get(column) for name, column in STOP_FIELDS.items()}
     return {
         "run_id": run_id,
         "status": computed["run"]["status"],
@@ -838,6 +897,8 @@ def run_payload(run_id: str) -> dict[str, Any]:
         "cells": cells,
         "comparisons": computed["comparisons"],
         "warnings": judge_warnings(computed["cells"]),
+        "stopping": computed["stopping"],
+        "judges": computed["judges"],
         "report": report,
     }
 

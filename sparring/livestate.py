@@ -29,6 +29,7 @@ from typing import Any
 
 from sparring import records as r
 from sparring.shared_state import redis_client
+from sparring.stopping import CellBattle
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +270,18 @@ class Mirror:
         value = self.client.get(self.run_key(run_id, "cost"))
         return float(value) if value else 0.0
 
+    def cell_battles(self, run_id: str, cell_key: str) -> list[CellBattle]:
+        ids = [m.decode() if isinstance(m, bytes) else m for m in self.client.smembers(self.run_key(run_id, "b"))]
+        pipe = self.client.pipeline(transaction=False)
+        for battle_id in ids:
+            pipe.hmget(self.battle_key(battle_id), ["cell_key", "replicate", "status", "outcome"])
+        found = []
+        for battle_id, values in zip(ids, pipe.execute(), strict=True):
+            cell, replicate, status, outcome = (v.decode() if isinstance(v, bytes) else v for v in values)
+            if cell == cell_key and replicate not in (None, "") and status:
+                found.append(CellBattle(battle_id, int(replicate), status, outcome or None))
+        return sorted(found, key=lambda b: b.replicate)
+
 
 def _decode(fields: dict[Any, Any]) -> dict[str, str]:
     return {
@@ -401,6 +414,9 @@ class MirrorSource:
 
     def run_cost(self, run_id: str) -> float:
         return self.mirror.run_cost(run_id)
+
+    def cell_battles(self, run_id: str, cell_key: str) -> list[CellBattle]:
+        return self.mirror.cell_battles(run_id, cell_key)
 
 
 def hydrate(mirror: Mirror, store: Any, item: str) -> None:

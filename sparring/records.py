@@ -370,6 +370,26 @@ class ReportSaved:
     created_at: dt.datetime = field(default_factory=utcnow)
 
 
+@dataclass(frozen=True, slots=True)
+class CellStopped:
+    """Where and why a cell of a run with a stopping rule stopped (``sparring.stopping.CellStop``).
+
+    Written once per cell: a second record for the same cell changes nothing.
+    """
+
+    kind: ClassVar[str] = "cell_stopped"
+    run_id: str
+    cell_key: str
+    stopped: str
+    last_replicate: int
+    n: int
+    achieved: int
+    cs_low: float
+    cs_high: float
+    decision: str | None = None
+    created_at: dt.datetime = field(default_factory=utcnow)
+
+
 # -- judge quality: human labels and re-judging a finished run ---------------------------
 
 Label = Literal["achieved", "not_achieved", "unsure"]
@@ -458,6 +478,7 @@ Record = (
     | RunStatusChanged
     | RunDiscarded
     | ReportSaved
+    | CellStopped
     | LabelSaved
     | JudgeRunCreated
     | JudgeVerdictAdded
@@ -482,6 +503,7 @@ RECORD_TYPES: dict[str, type[Any]] = {
         RunStatusChanged,
         RunDiscarded,
         ReportSaved,
+        CellStopped,
         LabelSaved,
         JudgeRunCreated,
         JudgeVerdictAdded,

@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sparring import formatting, stats
+from sparring import formatting, judge_sensitivity, stats, stopping
 from sparring import records as r
 from sparring.gateway import Gateway, ModelCallError, ModelRequest
 from sparring.store import Store, reads
@@ -48,6 +48,7 @@ def run_stats(store: Store, run_id: str) -> dict[str, Any]:
         cell["label"] = labels.get(cell["cell_key"], cell["cell_key"])
     for row in [facts.run, *facts.cells]:  # the views' Wilson bounds carry float dust outside [0, 1]
         row.update({bound: formatting.clip_share(row.get(bound)) for bound in ("ci_low", "ci_high")})
+    rule = stopping.StoppingRule.of(facts.config.get("input", {}))
     result: dict[str, Any] = _jsonable(
         {
             "run": facts.run,
@@ -55,9 +56,37 @@ def run_stats(store: Store, run_id: str) -> dict[str, Any]:
             "survival": facts.survival,
             "calls": facts.calls,
             "comparisons": comparisons(facts.cells, facts.pairs),
+            "stopping": stopping_facts(rule, facts.cells, int(facts.run["runs_per_cell"])),
+            "judges": judge_sensitivity.as_json(
+                judge_sensitivity.sensitivity(reads.cells_by_judge(store, run_id), labels)
+            ),
         }
     )
     return result
+
+
+def stopping_facts(
+    rule: stopping.StoppingRule | None, cells: list[dict[str, Any]], runs_per_cell: int
+) -> dict[str, Any] | None:
+    """The run's stopping rule, each cell's conclusion in words, and what stopping saved; None without a rule."""
+    if rule is None:
+        return None
+    for cell in cells:
+        cell["stop_sentence"] = (
+            stopping.decision_sentence(cell, rule.threshold, rule.confidence) if cell.get("stopped") else None
+        )
+    saved = stopping.savings(cells, runs_per_cell)
+    return {
+        "halfwidth": rule.halfwidth,
+        "threshold": rule.threshold,
+        "confidence": rule.confidence,
+        "rule": rule.describe(),
+        "planned_battles": saved.planned,
+        "battles_run": saved.ran,
+        "saved_battles": saved.saved,
+        "saved_usd": saved.saved_usd,
+        "saved_basis": saved.basis,
+    }
 
 
 def compare_cells(
@@ -170,6 +199,11 @@ def key_numbers(run_stats_: dict[str, Any]) -> str:
             )
         if cell["undecided"]:
             lines.append(f"  ({cell['undecided']} undecided: no usable verdict on the last agent message; left out.)")
+        if cell.get("stop_sentence"):
+            lines.append(f"  Stopping rule: {cell['stop_sentence']}")
+    rule = run_stats_.get("stopping")
+    if rule:
+        lines.append(f"- Stopping rule ({rule['rule']}): {rule['saved_basis']}.")
     lines.extend(f"- Warning: {warning}" for warning in judge_warnings(run_stats_["cells"]))
     lines.extend(f"- {c['statement']}" for c in run_stats_["comparisons"])
     return "\n".join(lines)

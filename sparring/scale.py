@@ -102,6 +102,10 @@ class ScaleInput(BaseModel):
     seed: Annotated[int | None, Field(ge=0, le=MAX_SEED)] = None
     budget_usd: Annotated[float | None, Field(gt=0, le=1_000_000, allow_inf_nan=False)] = None
     summary_model: ModelName = DEFAULT_WRITER_MODEL
+    # Stopping rules (issue 21): a cell stops once its anytime-valid interval is this narrow, or
+    # lies wholly on one side of this rate; ``runs`` is then the most a cell runs.
+    stop_at_halfwidth: Annotated[float | None, Field(gt=0, le=0.5, allow_inf_nan=False)] = None
+    stop_at_threshold: Annotated[float | None, Field(gt=0, lt=1, allow_inf_nan=False)] = None
 
     @model_validator(mode="after")
     def _limits(self) -> ScaleInput:

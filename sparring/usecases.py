@@ -445,6 +445,7 @@ def launch_scale(
     queue = _reachable_queue("scale test", require_worker)
     plan = plan_run(scale)
     _check_spend(actor, _scale_bound(scale, plan.total), "This scale test")
+    plan.config["forecast"] = _forecast(scale)  # set against the actual cost on the run's page
     return _launch_once(
         queue,
         "run",
@@ -476,6 +477,13 @@ def _check_spend(actor: Actor | None, bound: float | None, what: str) -> None:
 def spend_left(*, actor: Actor | None = None) -> spend.Allowance:
     """What the actor, and the deployment, may still spend today (the hub shows it)."""
     return spend.allowance(get_runtime().store, _who(actor))
+
+
+def _forecast(scale: ScaleInput) -> dict[str, Any] | None:
+    from sparring import forecast  # statistics and the store's read models: not for a worker's imports
+
+    store = get_runtime().store
+    return forecast.safe_forecast(store if store.path.exists() else None, scale)
 
 
 def _run_recorded(run_id: str) -> bool:

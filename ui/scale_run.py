@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from jobs import health
-from sparring import charts, formatting, judging, providers, report, usecases
+from sparring import charts, forecast, formatting, judge_sensitivity, judging, providers, report, stopping, usecases
 from sparring.runtime import get_runtime
 from sparring.shared_state import read_provider_states
 from sparring.store import reads, ui_queries
@@ -90,7 +90,12 @@ def render_progress(progress: ui_queries.RunProgress | None) -> None:
             ("Undecided", run.undecided, "No usable verdict on the last agent message: not in the success rate"),
             ("Failed", run.failed, "Provider or infrastructure errors: not in the success rate"),
             ("Timed out", run.timed_out, "Hit the time limit: not in the success rate"),
-            ("Cancelled", run.cancelled, "Cancelled, or stopped by the budget: not in the success rate"),
+            (
+                "Cancelled",
+                run.cancelled,
+                "Cancelled, stopped by the budget, or not run because its cell's stopping rule had answered: "
+                "not in the success rate",
+            ),
         ),
         strict=True,
     ):
@@ -207,6 +212,84 @@ def cell_table(detail: ui_queries.RunDetail) -> None:
         )
     judge_warnings(detail.cells)
     st.caption("Read from the `run_cells` view: the numbers a notebook or `python -m sparring scale --json` gets.")
+
+
+def stopping_section(detail: ui_queries.RunDetail) -> None:
+    """A run with a stopping rule: each cell's conclusion in words, what stopping saved, the intervals narrowing."""
+    rule = stopping.StoppingRule.of(detail.config.get("input", {}))
+    if rule is None or detail.cells.empty:
+        return
+    st.markdown("#### :material/front_hand: Stopping rule")
+    cells = [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+        for row in detail.cells.to_dict("records")
+    ]
+    facts = report.stopping_facts(rule, cells, detail.run.runs_per_cell)
+    assert facts is not None  # a rule was found above
+    st.caption(f"This run's rule: {facts['rule']}; at most {detail.run.runs_per_cell:,} battles per cell.")
+    with st.container(key="scale_stopping"):
+        for cell in cells:
+            sentence = cell.get("stop_sentence") or "still running: its rule has not answered yet."
+            st.markdown(f"**{common.inert(str(cell['label']))}**: {sentence}")  # the sentence: numbers and our words
+    saved_battles, saved_usd, _ = st.columns([1, 1, 2])
+    saved_battles.metric("Battles not run", f"{facts['saved_battles']:,} of {facts['planned_battles']:,}")
+    saved_usd.metric(
+        "Saved (estimated)", "–" if facts["saved_usd"] is None else common.format_money(facts["saved_usd"])
+    )
+    st.caption(f"Against running every cell to {detail.run.runs_per_cell:,} battles: {facts['saved_basis']}.")
+    stops = {str(c["cell_key"]): int(last) for c in cells if (last := c.get("stop_replicate")) is not None}
+    paths = charts.interval_paths(detail.battles, stops)
+    chart("narrowing", charts.interval_narrowing(paths, detail.labels, rule.threshold), height=300)
+
+
+def forecast_vs_actual(detail: ui_queries.RunDetail) -> None:
+    """The cost forecast made at launch against what the battles cost."""
+    found = detail.config.get("forecast")
+    if not found or found.get("expected_usd") is None or detail.cells.empty:
+        return
+    actual = float(detail.cells["cost_usd"].fillna(0).sum())
+    ran = int((detail.cells["battles"] - detail.cells["cancelled"]).sum())
+    with st.container(key="scale_forecast"):
+        forecast_col, actual_col, off_col = st.columns(3)
+        forecast_col.metric("Forecast at launch", common.format_money(found["expected_usd"]))
+        actual_col.metric("Actual cost of the battles", common.format_money(actual))
+        if actual > 0:
+            off_col.metric("Forecast off by", f"{(found['expected_usd'] - actual) / actual:+.0%}")
+    st.caption(
+        f"Forecast for ≈ {found['expected_battles']:,.0f} battles; {ran:,} ran. "
+        f"{common.inert(forecast.describe(found))} The actual cost is the battles' own "
+        "(the written report's call aside)."
+    )
+
+
+def judge_sensitivity_section(detail: ui_queries.RunDetail) -> None:
+    """A run judged by several judges: each cell's rate under each, how the orderings agree, what changes."""
+    rows = common.read(reads.cells_by_judge, detail.run.run_id)
+    found = judge_sensitivity.sensitivity(rows or [], detail.labels)
+    if found is None:
+        return
+    st.markdown("#### :material/gavel: Does the judge change the answer?")
+    with st.container(key="scale_judges"):
+        for sentence in found.changed:
+            st.warning(common.inert(sentence), icon=":material/gavel:")
+        if not found.changed:
+            st.markdown(
+                "No conclusion changes with the judge: no cell is clearly worse than another (95% Wilson intervals "
+                "apart) under one judge but not under another."
+            )
+        for ordering in found.orderings:
+            tau = "–" if ordering.tau is None else f"{ordering.tau:.2f}"
+            flips = "; ".join(f"{a} above {b} under the original, below under this judge" for a, b in ordering.flipped)
+            st.markdown(
+                f"**{common.inert(ordering.judge)}** against the original: Kendall's tau {tau} over the cells' "
+                f"rates"
+                + (f"; pairs that swap places: {common.inert(flips)}." if flips else "; no pair of cells swaps places.")
+            )
+    chart("judges", charts.rates_by_judge(rows or [], detail.labels, found.judges), height=120 + 60 * len(found.cells))
+    st.caption(
+        "From the `run_cells_by_judge` view. Kendall's tau is 1 when a re-judge orders the cells exactly as the "
+        "original judge does, -1 when it reverses the order."
+    )
 
 
 def judge_warnings(cells: pd.DataFrame) -> None:
@@ -419,8 +502,11 @@ def results(run_id: str) -> None:
         return
     written_report(detail)
     cell_table(detail)
+    stopping_section(detail)
+    forecast_vs_actual(detail)
     corrected_rates(detail)
     check_agreement(run_id)
+    judge_sensitivity_section(detail)
     chart_section(detail)
     comparisons_section(detail)
     battles_section(detail)

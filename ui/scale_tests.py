@@ -12,9 +12,10 @@ from typing import Any
 
 import streamlit as st
 
-from sparring import usecases
+from sparring import forecast, usecases
 from sparring.formatting import outcome_counts, plural
 from sparring.plan import cost_estimate, limit_warning, plan_of
+from sparring.runtime import get_runtime
 from sparring.scale import DEFAULT_WRITER_MODEL, MAX_AXIS, ScaleInput, agent_errors, profile_agent, validate_scale
 from sparring.settings import HARD_MAX_MESSAGES, get_settings
 from sparring.store import reads
@@ -56,6 +57,8 @@ FIELDS = (
     "time_limit_s",
     "seed",
     "budget_usd",
+    "stop_at_halfwidth",
+    "stop_at_threshold",
     "summary_model",
 )
 OPTIONAL_TEXT = ("persona", "rubric", "success_regex", "success_tool")
@@ -99,6 +102,8 @@ def defaults() -> dict[str, Any]:
         "time_limit_s": round(settings.default_time_limit_s),
         "seed": None,
         "budget_usd": None,
+        "stop_at_halfwidth": None,
+        "stop_at_threshold": None,
         "summary_model": DEFAULT_WRITER_MODEL,
         model: "sim/agent?concede=0.1",
         prompt: DEFAULT_SYSTEM_PROMPT,
@@ -183,7 +188,7 @@ def form_data(profiles: dict[str, dict[str, Any]]) -> dict[str, Any]:
     for name in OPTIONAL_TEXT:
         if not (data[name] or "").strip():
             del data[name]
-    for name in ("seed", "budget_usd"):
+    for name in ("seed", "budget_usd", "stop_at_halfwidth", "stop_at_threshold"):
         if data[name] is None:
             del data[name]
     return data
@@ -405,13 +410,33 @@ def models_column() -> None:
         placeholder="no cap",
         help="The remaining battles are cancelled once the run has cost this much.",
     )
+    st.markdown("###### :material/front_hand: Stop a cell early (optional)")
+    fields.number(
+        "Stop at threshold (rate)",
+        "stop_at_threshold",
+        step=0.01,
+        format="%.3f",
+        placeholder="off",
+        help="A cell stops as soon as its 95% interval lies wholly below or above this success rate (e.g. 0.05 for "
+        "5%) and records the answer. The interval stays valid however often it is looked at (a confidence "
+        "sequence), so stopping early does not inflate the error rate.",
+    )
+    fields.number(
+        "Stop at halfwidth (±)",
+        "stop_at_halfwidth",
+        step=0.01,
+        format="%.3f",
+        placeholder="off",
+        help="A cell stops once its 95% interval is at most ± this wide (e.g. 0.05 for ±5 points).",
+    )
+    st.caption("With a rule, Runs per cell is the most a cell runs; the queued rest of a stopped cell is cancelled.")
 
 
 def plan_preview(data: dict[str, Any]) -> None:
     settings = get_settings()
     plan = plan_of(data)
     with st.container(border=True, key=key("plan")):
-        count, battles, cost = st.columns([1, 1, 1.4])
+        count, battles, cost, expected = st.columns([1, 1, 1.4, 1.4])
         count.metric(
             "Cells", plan.cells, help="Each combination of agent, goal and strategy is one cell of the matrix."
         )
@@ -423,6 +448,9 @@ def plan_preview(data: dict[str, Any]) -> None:
         estimate = cost_estimate(data, plan.total)
         cost.metric("Estimated cost", estimate.value)
         cost.caption(estimate.basis)
+        value, basis = forecast.form_expected_cost(data, get_runtime().store)
+        expected.metric("Expected cost", value, help="What the run is expected to spend, not the most it may.")
+        expected.caption(basis)
         warning = limit_warning(plan, settings)
         if warning:
             st.warning(warning, icon=":material/warning:")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from sparring import records as r
+from sparring.stopping import CellBattle
 from sparring.store import db, queries, schema
 from sparring.store.db import StoreBusy, StoreMissing
 from sparring.store.recorder import GroupCommitter, committer_for
@@ -46,6 +47,9 @@ class BattleSource(Protocol):
     def run_battle_statuses(self, run_id: str) -> dict[str, str]: ...
 
     def run_cost(self, run_id: str) -> float: ...
+
+    def cell_battles(self, run_id: str, cell_key: str) -> list[CellBattle]:
+        """One cell's battles (id, replicate, status, outcome) in replicate order."""
 
 
 class Store:
@@ -116,6 +120,9 @@ class Store:
     def spent_since(self, identity: str, since: dt.datetime) -> tuple[float, float]:
         """Dollars spent since ``since`` by ``identity`` (what they launched), and by everyone."""
         return self.read(lambda con: queries.spent_since(con, identity, since))
+
+    def cell_battles(self, run_id: str, cell_key: str) -> list[CellBattle]:
+        return self.read(lambda con: queries.cell_battles(con, run_id, cell_key))
 
 
 _stores: dict[Path, Store] = {}

@@ -215,6 +215,11 @@ ON CONFLICT (run_id) DO UPDATE SET summary = excluded.summary, stats = excluded.
     model = excluded.model, created_at = excluded.created_at
 """
 
+INSERT_CELL_STOP = """
+INSERT INTO cell_stops (run_id, cell_key, stopped, last_replicate, n, achieved, cs_low, cs_high, decision, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
+"""
+
 RUN_TERMINAL = {"finished", "cancelled", "failed", "stopped"}
 
 
@@ -262,6 +267,22 @@ def _apply(con: Connection, batch: Sequence[r.Record], safe: bool) -> None:
             con.execute(
                 UPDATE_RUN_STATUS,
                 [record.status, record.error, record.at, terminal, record.at, record.run_id],
+            )
+        elif isinstance(record, r.CellStopped):
+            con.execute(
+                INSERT_CELL_STOP,
+                [
+                    record.run_id,
+                    record.cell_key,
+                    record.stopped,
+                    record.last_replicate,
+                    record.n,
+                    record.achieved,
+                    record.cs_low,
+                    record.cs_high,
+                    record.decision,
+                    record.created_at,
+                ],
             )
         elif isinstance(record, r.ReportSaved):
             con.execute(

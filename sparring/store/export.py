@@ -26,6 +26,7 @@ from sparring.store.schema import (
     RECOUNT_VERDICTS,
     SCHEMA_VERSION,
     STRATEGIES_SINCE,
+    TABLES_SQL,
     UNDECIDED_SINCE,
     VERDICT_COUNTS_SINCE,
 )
@@ -43,6 +44,7 @@ TABLES = (
     "judge_runs",
     "judge_verdicts",
     "audit",
+    "cell_stops",
 )
 
 RUN_QUERIES = {
@@ -135,7 +137,8 @@ def export_database(store: Store, out_dir: Path) -> Exported:
     """Every table as Parquet, plus ``manifest.json``."""
 
     def read(con: Connection) -> dict[str, pa.Table]:
-        return {name: con.sql(f"SELECT * FROM {name}").to_arrow_table() for name in TABLES}
+        present = {row[0] for row in con.execute(TABLES_SQL).fetchall()}  # an older file lacks the newer tables
+        return {name: con.sql(f"SELECT * FROM {name}").to_arrow_table() for name in TABLES if name in present}
 
     tables = store.read(read)
     out_dir.mkdir(parents=True, exist_ok=True)

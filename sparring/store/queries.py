@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sparring import records as r
+from sparring.stopping import CellBattle
 from sparring.store.battle_table import BATTLES
 from sparring.store.db import Connection
 
@@ -95,6 +96,9 @@ def list_agents(con: Connection) -> list[dict[str, Any]]:
 GET_RUN = "SELECT run_id, name, runs_per_cell, config, budget_usd, status, launched_by FROM scale_runs WHERE run_id = ?"
 RUN_BATTLE_STATUSES = "SELECT battle_id, status FROM battles WHERE run_id = ?"
 RUN_COST = "SELECT coalesce(sum(cost_usd), 0) FROM battles WHERE run_id = ?"
+CELL_BATTLES = """
+SELECT battle_id, replicate, status, outcome FROM battles WHERE run_id = ? AND cell_key = ? ORDER BY replicate
+"""
 
 
 def get_run(con: Connection, run_id: str) -> r.RunView | None:
@@ -130,3 +134,8 @@ def spent_since(con: Connection, identity: str, since: dt.datetime) -> tuple[flo
     """Dollars spent since ``since`` by ``identity``, and by everyone."""
     row = con.execute(SPENT_SQL, [identity, since]).fetchone()
     return (float(row[0]), float(row[1])) if row else (0.0, 0.0)
+
+
+def cell_battles(con: Connection, run_id: str, cell_key: str) -> list[CellBattle]:
+    """One cell's battles in replicate order, as its stopping rule reads them."""
+    return [CellBattle(*row) for row in con.execute(CELL_BATTLES, [run_id, cell_key]).fetchall()]

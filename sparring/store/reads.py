@@ -84,6 +84,20 @@ def corrected_cells(store: Store, run_id: str) -> pd.DataFrame:
     return store.read(lambda con: ui_queries.corrected_cells(con, run_id))
 
 
+def cells_by_judge(store: Store, run_id: str) -> list[dict[str, object]]:
+    """``run_cells_by_judge`` rows of the run: each cell's rate under each judge."""
+    return store.read(lambda con: ui_queries.cells_by_judge(con, run_id))
+
+
+def forecast_inputs(
+    store: Store, agents: Sequence[tuple[str, str, str]], models: Sequence[str]
+) -> tuple[dict[tuple[str, str, str], list[tuple[int, bool]]], dict[tuple[str, str, int], tuple[float, float, int]]]:
+    """What a cost forecast learns from: earlier battles of each (agent model, prompt, goal), earlier calls' tokens."""
+    return store.read(
+        lambda con: (ui_queries.forecast_history(con, agents), ui_queries.forecast_call_tokens(con, models))
+    )
+
+
 def run_outcomes_pair(store: Store, run_a: str, run_b: str) -> tuple[RunOutcomes | None, RunOutcomes | None]:
     """Both sides of a comparison, read together so that they are of the same instant."""
     return store.read(lambda con: (ui_queries.run_outcomes(con, run_a), ui_queries.run_outcomes(con, run_b)))

@@ -916,6 +916,101 @@ CREATE INDEX IF NOT EXISTS audit_occurred_at ON audit (occurred_at);
 """
 
 
+# Stopping rules (issue 21): a cell of a run with ``--stop-at-halfwidth`` or ``--stop-at-threshold``
+# stops once its confidence sequence (``sparring.sequential``) answers the question; the row says
+# why and where, with the interval there. Written once per cell (the first row wins): when the
+# rule holds, or by the summary for cells the run's end stopped (cap, budget, cancel). ``run_cells``
+# gains these columns, and the fixed-N Wilson interval of the same battles (``stop_ci_*``).
+# ``run_cells_by_judge``: each cell's rate under the original judge and under each re-judge,
+# with the spread across judges (``sparring.judge_sensitivity`` compares the orderings).
+M010_CELL_STOPS = """
+CREATE TABLE IF NOT EXISTS cell_stops (
+    run_id         TEXT NOT NULL,
+    cell_key       TEXT NOT NULL,
+    stopped        TEXT NOT NULL,
+    last_replicate INTEGER NOT NULL,
+    n              INTEGER NOT NULL,
+    achieved       INTEGER NOT NULL,
+    cs_low         DOUBLE NOT NULL,
+    cs_high        DOUBLE NOT NULL,
+    decision       TEXT,
+    created_at     TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (run_id, cell_key)
+);
+
+CREATE OR REPLACE VIEW run_cells AS
+WITH cells AS (
+    SELECT run_id, cell_key,
+           min(cell_index) AS cell_index,
+           any_value(agent_profile) AS agent_profile,
+           any_value(agent_model) AS agent_model,
+           any_value(adversary_model) AS adversary_model,
+           any_value(strategy) AS strategy,
+           any_value(goal) AS goal,
+           any_value(judge_model) AS judge_model,
+           count(*) AS battles,
+           count(*) FILTER (WHERE status = 'queued') AS queued,
+           count(*) FILTER (WHERE status = 'running') AS running,
+           count(*) FILTER (WHERE status = 'finished') AS finished,
+           count(*) FILTER (WHERE defended) AS n,
+           count(*) FILTER (WHERE outcome = 'achieved') AS achieved,
+           count(*) FILTER (WHERE outcome = 'held') AS held,
+           count(*) FILTER (WHERE outcome = 'undecided') AS undecided,
+           count(*) FILTER (WHERE outcome = 'failed') AS failed,
+           count(*) FILTER (WHERE outcome = 'timed_out') AS timed_out,
+           count(*) FILTER (WHERE outcome = 'cancelled') AS cancelled,
+           median(turns_to_goal) FILTER (WHERE outcome = 'achieved') AS median_turns_to_goal,
+           median(target_queries) FILTER (WHERE outcome = 'achieved') AS median_queries_to_goal,
+           quantile_cont(turns_to_goal, 0.9) FILTER (WHERE outcome = 'achieved') AS p90_turns_to_goal,
+           sum(tokens)::BIGINT AS tokens,
+           sum(cost_usd) AS cost_usd,
+           avg(cost_usd) FILTER (WHERE status = 'finished') AS cost_per_battle_usd,
+           avg(tokens) FILTER (WHERE status = 'finished') AS tokens_per_battle,
+           sum(verdicts)::BIGINT AS verdicts,
+           sum(error_verdicts)::BIGINT AS error_verdicts,
+           sum(target_queries)::BIGINT AS target_queries,
+           sum(rolled_back)::BIGINT AS rolled_back
+    FROM battle_outcomes
+    WHERE run_id IS NOT NULL
+    GROUP BY run_id, cell_key
+)
+SELECT c.*,
+       CASE WHEN c.n > 0 THEN c.achieved / c.n END AS rate,
+       wilson_low(c.achieved, c.n) AS ci_low,
+       wilson_high(c.achieved, c.n) AS ci_high,
+       CASE WHEN c.finished > 0 THEN c.failed / c.finished END AS error_rate,
+       CASE WHEN c.finished > 0 THEN c.undecided / c.finished END AS undecided_rate,
+       CASE WHEN c.verdicts > 0 THEN c.error_verdicts / c.verdicts END AS error_verdict_rate,
+       s.stopped, s.last_replicate AS stop_replicate, s.n AS stop_n, s.achieved AS stop_achieved,
+       s.cs_low, s.cs_high, s.decision,
+       wilson_low(s.achieved, s.n) AS stop_ci_low,
+       wilson_high(s.achieved, s.n) AS stop_ci_high
+FROM cells c LEFT JOIN cell_stops s ON s.run_id = c.run_id AND s.cell_key = c.cell_key;
+
+CREATE OR REPLACE VIEW run_cells_by_judge AS
+WITH per AS (
+    SELECT run_id, cell_key, judge_id, any_value(judge_model) AS judge_model, any_value(rubric) AS rubric,
+           count(*) FILTER (WHERE achieved IS NOT NULL) AS n,
+           count(*) FILTER (WHERE achieved) AS achieved,
+           count(*) FILTER (WHERE achieved IS NULL) AS unjudged
+    FROM battle_judgements
+    GROUP BY run_id, cell_key, judge_id
+),
+rated AS (
+    SELECT *, CASE WHEN n > 0 THEN achieved / n END AS rate FROM per
+)
+SELECT r.run_id, r.cell_key, b.cell_index, r.judge_id, r.judge_model, r.rubric,
+       r.n, r.achieved, r.unjudged, r.rate,
+       wilson_low(r.achieved, r.n) AS ci_low, wilson_high(r.achieved, r.n) AS ci_high,
+       count(*) OVER (PARTITION BY r.run_id, r.cell_key) AS judges,
+       max(r.rate) OVER (PARTITION BY r.run_id, r.cell_key)
+           - min(r.rate) OVER (PARTITION BY r.run_id, r.cell_key) AS spread
+FROM rated r
+LEFT JOIN (SELECT run_id, cell_key, min(cell_index) AS cell_index FROM battles GROUP BY run_id, cell_key) b
+       ON b.run_id = r.run_id AND b.cell_key = r.cell_key;
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -940,6 +1035,7 @@ MIGRATIONS: list[Migration] = [
     Migration(VERDICT_COUNTS_SINCE, "m007_verdict_counts", _sql(M007_VERDICT_COUNTS)),
     Migration(STRATEGIES_SINCE, "m008_strategies", _sql(M008_COLUMNS + M008_VIEWS + BACKFILL_STRATEGY_COUNTERS)),
     Migration(9, "m009_success_checks", _sql(M009_SUCCESS_CHECK_COLUMNS + M009_CHECK_VIEWS)),
+    Migration(10, "m010_cell_stops", _sql(M010_CELL_STOPS)),
     Migration(11, "m011_access", _sql(M011_ACCESS)),
     Migration(12, "m012_agent_kinds", _sql(M012_AGENT_KINDS)),
 ]

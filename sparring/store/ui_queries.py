@@ -383,6 +383,50 @@ class RunDetail:
         return cell_labels(self.config)
 
 
+RUN_CELLS_BY_JUDGE = """
+SELECT * FROM run_cells_by_judge WHERE run_id = ?
+ORDER BY cell_index, judge_id = 'original' DESC, judge_id
+"""
+
+
+def cells_by_judge(con: Connection, run_id: str) -> list[dict[str, Any]]:
+    """Each cell's rate under each judge of the run (the original and every re-judge)."""
+    return _dicts(con, RUN_CELLS_BY_JUDGE, [run_id])
+
+
+# Cost forecasts (``sparring.forecast``): how long earlier battles of the same agent and goal
+# lasted, and how many tokens earlier calls of the same models took at each agent turn.
+FORECAST_HISTORY = """
+SELECT CASE WHEN outcome = 'achieved' THEN turns_to_goal ELSE agent_turns END AS turns, outcome = 'achieved'
+FROM battles
+WHERE status = 'finished' AND outcome IN ('achieved', 'held')
+  AND agent_model = ? AND agent_system_prompt = ? AND goal = ?
+"""
+FORECAST_CALL_TOKENS = """
+SELECT model, purpose, (seq + 1) // 2 AS turn, avg(prompt_tokens), avg(completion_tokens), count(*)
+FROM llm_calls
+WHERE error_type IS NULL AND seq IS NOT NULL AND list_contains(?, model)
+GROUP BY ALL
+"""
+
+
+def forecast_history(
+    con: Connection, agents: Sequence[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], list[tuple[int, bool]]]:
+    """(agent model, system prompt, goal) -> (agent turns, achieved) of each earlier defended battle."""
+    return {
+        agent: [(int(t), bool(a)) for t, a in con.execute(FORECAST_HISTORY, list(agent)).fetchall()] for agent in agents
+    }
+
+
+def forecast_call_tokens(
+    con: Connection, models: Sequence[str]
+) -> dict[tuple[str, str, int], tuple[float, float, int]]:
+    """(model, purpose, agent turn) -> (mean prompt tokens, mean completion tokens, calls) of earlier calls."""
+    found = con.execute(FORECAST_CALL_TOKENS, [list(models)]).fetchall()
+    return {(m, p, int(t)): (float(pt), float(ct), int(n)) for m, p, t, pt, ct, n in found}
+
+
 RUN_CORRECTED = """
 SELECT cell_key, n, achieved, rate, ci_low, ci_high, labelled, sensitivity, specificity,
        corrected_rate, corrected_low, corrected_high, correction_note

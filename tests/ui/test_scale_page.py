@@ -76,6 +76,8 @@ def test_a_valid_form_launches_a_run_that_completes_and_opens_it() -> None:
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Cells"] == "1" and metrics["Battles"] == "20"
     assert "(sim)" in metrics["Estimated cost"]
+    assert metrics["Expected cost"].startswith("$")  # the forecast, below the upper bound
+    assert any("prior: the sim agent concedes with probability 0.1 a turn" in c.value for c in at.caption)
     assert any("Simulated: sim models report a fictional price" in c.value for c in at.caption)
     at.button(key="scale_add_agent").click().run()  # a second agent: two cells
     metrics = {m.label: m.value for m in at.metric}
@@ -107,6 +109,8 @@ INVALID = [
     ("budget: zero", {"budget_usd": 0.0}, "scale_budget_usd", "greater than 0"),
     ("budget: negative", {"budget_usd": -5.0}, "scale_budget_usd", "greater than 0"),
     ("max messages", {"max_messages": 1}, "scale_max_messages", "greater than or equal to 2"),
+    ("stop at threshold: one", {"stop_at_threshold": 1.0}, "scale_stop_at_threshold", "less than 1"),
+    ("stop at halfwidth: zero", {"stop_at_halfwidth": 0.0}, "scale_stop_at_halfwidth", "greater than 0"),
     ("name: empty", {"name": " "}, "scale_name", "must not be empty"),
 ]
 
@@ -180,6 +184,28 @@ def test_a_finished_run_shows_its_report_table_charts_comparisons_and_exports() 
     )
     csv = ui_queries.export_run_part(store, run_id, "battles", "csv").decode().splitlines()
     assert len(csv) == 1 + 24 and csv[0].startswith('"battle_id","run_id"')
+
+
+def test_a_run_with_a_stopping_rule_shows_each_cells_decision_what_it_saved_and_the_intervals() -> None:
+    run_id = finished_run(
+        {**MATRIX, "runs": 150, "agents": [{"model": "sim/agent?concede=0"}], "stop_at_threshold": 0.2}, 180
+    )
+    at = open_page(PAGE, run=run_id)
+    said = " ".join(
+        node.value for node in at.main.get_by_key("scale_stopping") if getattr(node, "type", "") == "markdown"
+    )
+    (stop_n,) = rows("SELECT stop_n FROM run_cells WHERE run_id = ?", [run_id])[0]
+    assert (
+        f"the adversary's success rate is below 20% (95% confidence, valid under continuous monitoring) "
+        f"after {stop_n} decided battles." in said
+    )
+    metrics = {m.label: m.value for m in at.metric}
+    cancelled = scalar("SELECT count(*) FROM battles WHERE run_id = ? AND outcome = 'cancelled'", [run_id])
+    assert metrics["Battles not run"] == f"{cancelled:,} of 150" and cancelled > 100
+    assert metrics["Saved (estimated)"].startswith("$")
+    assert metrics["Forecast at launch"].startswith("$") and metrics["Actual cost of the battles"].startswith("$")
+    assert any("Each cell's 95% confidence sequence" in c.value for c in at.caption)
+    assert len(charts(at)) == 6  # the five of every run, and the intervals narrowing
 
 
 def pa_buffer(payload: bytes) -> Any:
