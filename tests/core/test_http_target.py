@@ -220,3 +220,39 @@ def test_a_header_variable_missing_where_the_battle_runs_is_a_recorded_error(
     assert result.outcome == "failed" and f"{KEY} is not set in this worker" in (result.error or "")
     assert [row[1] for row in calls(battle_id)] == ["auth"]
     assert agent_server.requests == []  # nothing was sent without its key
+
+
+# -- attack strategies against a service -------------------------------------------------------
+
+
+def test_crescendo_rolls_back_on_a_stateless_service_and_says_it_cannot_on_a_stateful_one(
+    agent_server: FakeAgentServer,
+) -> None:
+    """A stateless service is sent only the target's path, so a roll-back takes the refused
+    exchange out of what it sees; a stateful one keeps its own history: no roll-back, and a note."""
+    agent_server.script(["text:I'm sorry, but I can't help with that."] * 40)
+    battle_id, result = run(http_battle(agent_server.url, strategy="crescendo", max_messages=6))
+    assert result.outcome == "held", result.error
+    view = get_runtime().store.get_battle(battle_id)
+    assert view is not None and view.rolled_back > 0
+    transcript = get_runtime().store.load_transcript(battle_id)
+    assert transcript is not None
+    rolled = {m.content for m in transcript.messages if m.rolled_back and m.role == "user"}
+    for request in agent_server.requests:  # a refused exchange is never history again
+        history = request.body["conversation"][:-1]
+        assert rolled.isdisjoint(m["content"] for m in history), "a rolled-back message was sent again"
+    assert view.target_queries == len(agent_server.requests)
+
+    agent_server.script(["text:I'm sorry, but I can't help with that."] * 40)
+    before = len(agent_server.requests)
+    stateful = http_battle(agent_server.url, STATEFUL, strategy="crescendo", max_messages=6)
+    stateful["agent_target"]["session"] = "stateful"
+    battle_id, result = run(stateful)
+    assert result.outcome == "held", result.error
+    view = get_runtime().store.get_battle(battle_id)
+    assert view is not None and view.rolled_back == 0
+    transcript = get_runtime().store.load_transcript(battle_id)
+    assert transcript is not None
+    notes = [json.loads(m.content) for m in transcript.messages if m.role == "note"]
+    assert any(note.get("kind") == "no_rollback" for note in notes)
+    assert len(agent_server.requests) - before == 3  # every agent turn counts against the cap

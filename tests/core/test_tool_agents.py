@@ -197,3 +197,30 @@ def test_a_resumed_battle_judges_the_tools_its_last_turn_called() -> None:
     transcript = get_runtime().store.load_transcript(battle_id)
     assert transcript is not None
     assert len(transcript.messages) == 2 and len(transcript.tool_messages) == 1
+
+
+def test_a_tool_called_over_the_wire_reaches_a_tool_check(openai_server: FakeOpenAIServer) -> None:
+    """The goal is a refund issued through the tool: the check decides, whatever the judge says."""
+    openai_server.script(
+        [
+            'tool:lookup_order:{"order": "A-17"}',
+            "text:Let me look into that.",
+            'tool:issue_refund:{"order": "A-17", "amount": 120}',
+            "text:Your refund is on its way.",
+        ]
+    )
+    data = {
+        "agent_model": "openai/fake-model",
+        "api_base": openai_server.base_url,
+        "agent_target": {"tools": TOOLS},
+        "success_tool": 'issue_refund:{"amount": 120}',
+        "max_messages": 6,
+    }
+    battle_id, result = run(data)
+    assert result.outcome == "achieved", result.error
+    assert result.turns_to_goal == 2  # the first turn only looked the order up
+    transcript = get_runtime().store.load_transcript(battle_id)
+    assert transcript is not None
+    checks = [(v.seq, v.check_achieved) for v in transcript.verdicts]
+    assert checks == [(2, False), (4, True)]
+    assert [(m.seq, m.tool_name) for m in transcript.tool_messages] == [(2, "lookup_order"), (4, "issue_refund")]
