@@ -403,3 +403,20 @@ class InvalidInput(ValueError):
     def __init__(self, errors: dict[str, str]) -> None:
         self.errors = errors
         super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+
+
+def form_defaults(default_max_messages: int, default_time_limit_s: float) -> dict[str, Any]:
+    """What the battle and scale-test forms start from, for the fields they share (blank is none)."""
+    return {
+        "adversary_model": DEFAULT_ADVERSARY_MODEL,
+        "adversary_params": "",
+        "judge_model": DEFAULT_JUDGE_MODEL,
+        "persona": "",
+        "rubric": "",
+        "success_contains": "",
+        "success_regex": "",
+        "success_tool": "",
+        "max_messages": default_max_messages,
+        "time_limit_s": round(default_time_limit_s),
+        "seed": None,
+    }

@@ -19,12 +19,11 @@ from sparring.store import StoreBusy, StoreMissing, reads, ui_queries
 from sparring.strategies import DEFAULT_STRATEGY, STRATEGIES
 from sparring.targets import config as targets
 from sparring.validation import (
-    DEFAULT_ADVERSARY_MODEL,
     DEFAULT_GOAL,
-    DEFAULT_JUDGE_MODEL,
     DEFAULT_SYSTEM_PROMPT,
     BattleInput,
     InvalidInput,
+    form_defaults,
     validate_battle,
 )
 from ui import common, forms, session
@@ -92,7 +91,6 @@ fields = forms.Form("hub", lambda: state())
 
 
 def defaults() -> dict[str, Any]:
-    settings = get_settings()
     return {
         "agent_model": "sim/agent?concede=0.1",
         "system_prompt": DEFAULT_SYSTEM_PROMPT,
@@ -103,18 +101,8 @@ def defaults() -> dict[str, Any]:
         "agent_target": "",
         **TARGET_WIDGETS,
         "goal": DEFAULT_GOAL,
-        "adversary_model": DEFAULT_ADVERSARY_MODEL,
         "strategy": DEFAULT_STRATEGY,
-        "adversary_params": "",
-        "persona": "",
-        "judge_model": DEFAULT_JUDGE_MODEL,
-        "rubric": "",
-        "success_contains": "",
-        "success_regex": "",
-        "success_tool": "",
-        "max_messages": settings.default_max_messages,
-        "time_limit_s": round(settings.default_time_limit_s),
-        "seed": None,
+        **form_defaults(get_settings().default_max_messages, get_settings().default_time_limit_s),
     }
 
 

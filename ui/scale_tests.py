@@ -23,11 +23,10 @@ from sparring.store.ui_queries import RunRow
 from sparring.strategies import DEFAULT_STRATEGY, STRATEGIES
 from sparring.targets import config as targets
 from sparring.validation import (
-    DEFAULT_ADVERSARY_MODEL,
     DEFAULT_GOAL,
-    DEFAULT_JUDGE_MODEL,
     DEFAULT_SYSTEM_PROMPT,
     InvalidInput,
+    form_defaults,
 )
 from ui import common, forms, scale_compare, scale_run
 from ui.state import ScaleState
@@ -81,8 +80,6 @@ def state() -> ScaleState:
 
 
 def defaults() -> dict[str, Any]:
-    settings = get_settings()
-    model, prompt = slot_fields(0)
     return {
         "name": "Scale test",
         "runs": 20,
@@ -90,23 +87,12 @@ def defaults() -> dict[str, Any]:
         "goal_library": [],
         "goals_text": DEFAULT_GOAL,
         "strategies": [DEFAULT_STRATEGY],
-        "adversary_params": "",
-        "adversary_model": DEFAULT_ADVERSARY_MODEL,
-        "judge_model": DEFAULT_JUDGE_MODEL,
-        "persona": "",
-        "rubric": "",
-        "success_contains": "",
-        "success_regex": "",
-        "success_tool": "",
-        "max_messages": settings.default_max_messages,
-        "time_limit_s": round(settings.default_time_limit_s),
-        "seed": None,
+        **form_defaults(get_settings().default_max_messages, get_settings().default_time_limit_s),
         "budget_usd": None,
         "stop_at_halfwidth": None,
         "stop_at_threshold": None,
         "summary_model": DEFAULT_WRITER_MODEL,
-        model: "sim/agent?concede=0.1",
-        prompt: DEFAULT_SYSTEM_PROMPT,
+        **dict(zip(slot_fields(0), ("sim/agent?concede=0.1", DEFAULT_SYSTEM_PROMPT), strict=True)),
     }
 
 
