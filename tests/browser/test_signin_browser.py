@@ -163,6 +163,11 @@ def test_sign_in_roles_spend_limit_and_audit(signin_app: str, browser: Browser) 
     # A launcher launches; once that battle spent, the next launch passes the limit and is refused.
     launcher = sign_in(browser, signin_app, LAUNCHER)
     expect(launcher.get_by_text("Spend limit: You have")).to_be_visible()
+    # An agent that never concedes runs to the cap, so the battle spends most of its bound (one that
+    # conceded at once would spend too little for the limit to bite, and the test would depend on the seed).
+    agent = launcher.locator(".st-key-hub_agent_model input")
+    agent.fill("sim/agent?concede=0")
+    agent.press("Enter")
     launcher.get_by_role("button", name="Start battle").click()
     expect(launcher.get_by_text("started.")).to_be_visible(timeout=60_000)
     wait_for(
