@@ -24,9 +24,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from sparring import modelref
 from sparring.records import SuccessChecks, Verdict
 
-NO_JUDGE = "none"  # the judge model of a battle decided by its checks alone (no judge call)
+NO_JUDGE = modelref.NO_JUDGE
 MAX_CHECK_CHARS = 500
 MAX_CANARIES = 10
 _TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sparring import pricing, stats
-from sparring.modelref import ModelError, parse_model
+from sparring.modelref import NO_JUDGE, ModelError, parse_model
 from sparring.scale import ScaleInput
 from sparring.stopping import StoppingRule
 from sparring.store import Store, reads
@@ -110,7 +110,8 @@ def _cell(
     rule: StoppingRule | None,
 ) -> CellForecast:
     cap = int(battle["max_messages"]) // 2
-    survival, turns_basis = _survival(battle["agent_model"], history, cap)
+    model_agent = battle.get("agent_kind", "model") == "model"  # a service's or a callable's odds are unknown
+    survival, turns_basis = _survival(battle["agent_model"] if model_agent else "", history, cap)
     expected_turns = sum(survival[k - 1] for k in range(1, cap + 1))
     rate = 1.0 - survival[cap]
     per_turn, tokens_basis = _turn_costs(battle, tokens, cap)
@@ -146,6 +147,9 @@ def _turn_costs(
     measured = 0
     for purpose in PURPOSES:
         model = battle[f"{purpose}_model"]
+        not_ours = purpose == "agent" and battle.get("agent_kind", "model") != "model"
+        if not_ours or (purpose == "judge" and model == NO_JUDGE):
+            continue  # no judge call, or an agent that is a service or a callable: nothing we pay for
         price = pricing.price_per_token(model)
         if price is None:
             return None, f"no price is known for {model}"

@@ -105,6 +105,8 @@ NAME_RULE = (
 # removes them (``sparring.validation``), so what was pasted means what it shows.
 INVISIBLE_FORMAT = re.compile("[\u200b-\u200d\u2060\ufeff]")
 
+NO_JUDGE = "none"  # the judge model of a battle decided by its success checks alone (no judge call)
+
 
 def strip_invisible(text: str) -> str:
     """``text`` without zero-width spaces, joiners, word joiners and byte-order marks."""

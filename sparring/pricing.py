@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparring.modelref import ModelRef, parse_model
+from sparring.modelref import NO_JUDGE, ModelRef, parse_model
 from sparring.strategies import STRATEGIES
 
 # Rough sizes for an estimate; real prompts vary. Stated in the UI next to the number.
@@ -129,14 +129,20 @@ def estimate_cost(battles: list[dict[str, Any]]) -> CostEstimate:
             params=battle.get("adversary_params") or {},
         )
         models = {
-            "agent": battle["agent_model"],
+            # An HTTP service or a Python callable is not a model we pay for: its calls cost us nothing.
+            "agent": battle["agent_model"] if battle.get("agent_kind", "model") == "model" else None,
             "adversary": battle["adversary_model"],
             "judge": battle["judge_model"],
         }
         for purpose, (n_calls, prompt, completion) in usage.items():
+            if purpose == "judge" and models["judge"] == NO_JUDGE:
+                continue  # the success checks decide: no judge call at all
             calls += n_calls
             tokens += prompt + completion
-            price = price_per_token(models[purpose])
+            model = models[purpose]
+            if model is None:
+                continue
+            price = price_per_token(model)
             if price is None:
                 unknown.add(models[purpose])
                 continue

@@ -10,7 +10,9 @@ reaches a limit while it runs is stopped like one that reaches its budget (``job
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sparring import access, pricing
 from sparring.formatting import format_money
@@ -87,18 +89,10 @@ def allowance(store: Store, identity: str) -> Allowance:
     return Allowance(identity, person_limit, person_spent, deployment_limit, deployment_spent)
 
 
-def battle_bound(
-    agent_model: str, system_prompt: str, adversary_model: str, judge_model: str, cap: int
-) -> float | None:
-    """The most one battle may cost (run to its message cap); None when a price is unknown."""
-    battle = {
-        "agent_model": agent_model,
-        "system_prompt": system_prompt,
-        "adversary_model": adversary_model,
-        "judge_model": judge_model,
-        "max_messages": cap,
-    }
-    return pricing.estimate_cost([battle]).usd
+def battle_bound(battle: Mapping[str, Any]) -> float | None:
+    """The most one battle (``BattleInput`` fields) may cost, run to its message cap with its
+    strategy's worst case; None when a price is unknown."""
+    return pricing.estimate_cost([dict(battle)]).usd
 
 
 def refusal(allowance: Allowance, bound: float | None, what: str) -> str | None:

@@ -326,9 +326,7 @@ def launch_battle(
     """
     battle = data if isinstance(data, BattleInput) else validate_battle(data)
     queue = _reachable_queue("battle", require_worker)
-    bound = spend.battle_bound(
-        battle.agent_model, battle.system_prompt, battle.adversary_model, battle.judge_model, battle.max_messages
-    )
+    bound = spend.battle_bound(battle.model_dump())
     _check_spend(actor, bound, "This battle")
     battle_id = battle_id or r.new_id()
     launch = functools.partial(_record_and_enqueue_battle, queue, battle, battle_id, _who(actor))

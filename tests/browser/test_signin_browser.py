@@ -47,10 +47,7 @@ default_role = "none"
 
 def default_battle_bound() -> float:
     """What the hub's default battle may cost at most (the spend limit is set just above it)."""
-    battle = BattleInput()
-    bound = spend.battle_bound(
-        battle.agent_model, battle.system_prompt, battle.adversary_model, battle.judge_model, battle.max_messages
-    )
+    bound = spend.battle_bound(BattleInput().model_dump())
     assert bound is not None and bound > 0
     return bound
 

@@ -62,3 +62,20 @@ def test_judge_none_runs_without_a_judge_check(capsys: pytest.CaptureFixture[str
     assert json.loads(capsys.readouterr().out)["outcome"] == "achieved"
     assert cli.main(["battle", "--judge-model", "none"]) == 2
     assert "--judge-model: 'none' (no judge) needs a success check" in capsys.readouterr().err
+
+
+def test_judge_none_launches_through_the_queue_and_prices_without_a_judge(capsys: pytest.CaptureFixture[str]) -> None:
+    """The launch path bounds the cost (spend limits) and forecasts it: no judge, no judge cost, no crash."""
+    from sparring import usecases
+    from sparring.runtime import get_runtime
+
+    argv = ["scale", "--agent-model", "sim/agent?concede=1", "--judge-model", "none", "--runs", "2"]
+    argv += ["--max-messages", "4", "--success-contains", sim.CONCESSION, "--dry-run", "--json"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["forecast"] is not None
+    checked = {"agent_model": "sim/agent?concede=1", "judge_model": "none", "success_contains": [sim.CONCESSION]}
+    battle_id = usecases.launch_battle(checked, require_worker=False)
+    assert get_runtime().store.get_battle(battle_id) is not None
+    scale = {"agents": [{"model": "sim/agent?concede=1"}], "judge_model": "none", "runs": 2, "max_messages": 4}
+    run_id = usecases.launch_scale({**scale, "success_contains": [sim.CONCESSION]}, require_worker=False)
+    assert get_runtime().store.get_run(run_id) is not None

@@ -256,3 +256,15 @@ def test_crescendo_rolls_back_on_a_stateless_service_and_says_it_cannot_on_a_sta
     notes = [json.loads(m.content) for m in transcript.messages if m.role == "note"]
     assert any(note.get("kind") == "no_rollback" for note in notes)
     assert len(agent_server.requests) - before == 3  # every agent turn counts against the cap
+
+
+def test_an_http_agent_launches_through_the_queue(
+    agent_server: FakeAgentServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The launch path prices the battle for the spend limits: a service is no model we pay for."""
+    battle_id = usecases.launch_battle(http_battle(agent_server.url), require_worker=False)
+    assert get_runtime().store.get_battle(battle_id) is not None
+    argv = ["scale", "--agent-http", agent_server.url, "--agent-request", STATELESS, "--agent-response", "data.text"]
+    assert cli.main([*argv, "--runs", "2", "--dry-run", "--json"]) == 0, capsys.readouterr().err
+    forecast = json.loads(capsys.readouterr().out)["forecast"]
+    assert "sim agent concedes" not in json.dumps(forecast)  # no prior borrowed from the form's default model
