@@ -94,3 +94,13 @@ class Bot:
 
 def is_refusal(text: str) -> bool:
     return text.startswith(REFUSAL_MARK)
+
+
+def reply(messages: list[dict[str, str]]) -> dict[str, Any]:
+    """The bot as a Python agent (``--agent-python examples.support_bot:reply``), with the default seed.
+
+    Its tool calls are reported with their results, so a ``--success-tool`` check can see them.
+    """
+    answer = Bot().reply(messages)
+    calls = [{**call, "result": "refund issued"} for call in answer.tool_calls]
+    return {"reply": answer.text, "tool_calls": calls}
