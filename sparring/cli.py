@@ -98,6 +98,9 @@ TARGET_OPTIONS = {
 _HTTP_PARTS = ("agent_request", "agent_response", "agent_header", "agent_method", "agent_session")
 
 
+MODEL_AGENT_PATHS = {"agent.model", "agent.system_prompt", "agent.temperature", "agent.api_base", "agent.api_key_env"}
+
+
 def agent_kind_data(args: argparse.Namespace) -> dict[str, Any]:
     """``agent_kind`` and ``agent_target`` from the kind options; {} when none is given."""
 
@@ -114,6 +117,10 @@ def agent_kind_data(args: argparse.Namespace) -> dict[str, Any]:
         refuse(given[0], "give it or --agent-kind/--agent-target, not both")
     if not given:
         return {}
+    if given[0] != "agent_tools":  # a service or a callable has no model, prompt or key of ours
+        model_only = [f.dest for f in BATTLE_FIELDS if f.path in MODEL_AGENT_PATHS and getattr(args, f.dest, None)]
+        if model_only:
+            refuse(model_only[0], f"is for a model agent; --{given[0].replace('_', '-')} is the agent here")
     if given == ["agent_python"]:
         return {"agent_kind": "python", "agent_target": {"callable": args.agent_python}}
     if given == ["agent_tools"]:
@@ -143,7 +150,8 @@ def _read_json_option(option: str, value: str) -> Any:
     try:
         return json.loads(text)
     except ValueError as error:
-        raise UsageError(f"python -m sparring: {option}: not JSON: {error}") from None
+        hint = "" if value.startswith("@") else " (to read a file, give @path)"
+        raise UsageError(f"python -m sparring: {option}: not JSON{hint}: {error}") from None
 
 
 def _help(field: BattleField, matrix: bool) -> str:

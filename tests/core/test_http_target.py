@@ -268,3 +268,13 @@ def test_an_http_agent_launches_through_the_queue(
     assert cli.main([*argv, "--runs", "2", "--dry-run", "--json"]) == 0, capsys.readouterr().err
     forecast = json.loads(capsys.readouterr().out)["forecast"]
     assert "sim agent concedes" not in json.dumps(forecast)  # no prior borrowed from the form's default model
+
+
+def test_a_model_option_beside_another_kind_of_agent_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    http = ["--agent-http", "http://127.0.0.1:9/chat", "--agent-request", STATELESS, "--agent-response", "data.text"]
+    for command in ("battle", "scale"):
+        assert cli.main([command, *http, "--agent-model", "sim/agent"]) == cli.EXIT_USAGE
+        assert "--agent-model: is for a model agent; --agent-http is the agent here" in capsys.readouterr().err
+    assert cli.main(["battle", "--agent-python", "tests.fakes.python_agent:reply", "--temperature", "0.5"]) == 2
+    assert "--temperature: is for a model agent; --agent-python is the agent here" in capsys.readouterr().err
+    assert get_runtime().store.read(lambda con: con.execute("SELECT count(*) FROM battles").fetchone()) == (0,)
