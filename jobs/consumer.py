@@ -21,6 +21,18 @@ BODIES = (tasks, judging, judge_check)
 log = logging.getLogger(__name__)
 
 
+class _QuietRevokes(logging.Filter):
+    """Drop Huey's line for each revoked task it skips: a cancelled run or a stopped cell revokes
+    its queued battles on purpose (a hundred of them make a hundred warnings, and the store
+    already says each was cancelled)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "was revoked, not executing" not in record.getMessage()
+
+
+_QUIET = _QuietRevokes()
+
+
 class InProcessConsumer(Consumer):  # type: ignore[misc]
     """A consumer that runs inside another program (the Streamlit server).
 
@@ -37,6 +49,9 @@ def make_consumer(queue: Queue, threads: int, *, in_process: bool, periodic: boo
     # an HTTP connection (a model call): size this process's pools for them.
     size_redis_pool(threads)
     size_http_pool(threads)
+    for name in ("huey", "huey.consumer"):
+        if _QUIET not in logging.getLogger(name).filters:
+            logging.getLogger(name).addFilter(_QUIET)
     cls = InProcessConsumer if in_process else Consumer
     return cls(
         queue.huey,
