@@ -105,6 +105,8 @@ def _env_name(value: str | None) -> str | None:
 
 def _judge_model(value: str) -> str:
     """A model, or ``none``: no judge, the success checks decide alone (checked with the battle)."""
+    if value.strip().lower() == checks.NO_JUDGE and value.strip() != checks.NO_JUDGE:
+        raise ValueError(f"write 'none' (lower case) for no judge, not {value.strip()!r}")
     return value.strip() if value.strip() == checks.NO_JUDGE else _model(value)
 
 

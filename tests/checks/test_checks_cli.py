@@ -79,3 +79,8 @@ def test_judge_none_launches_through_the_queue_and_prices_without_a_judge(capsys
     scale = {"agents": [{"model": "sim/agent?concede=1"}], "judge_model": "none", "runs": 2, "max_messages": 4}
     run_id = usecases.launch_scale({**scale, "success_contains": [sim.CONCESSION]}, require_worker=False)
     assert get_runtime().store.get_run(run_id) is not None
+
+
+def test_no_judge_is_spelt_none(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["battle", "--judge-model", "None", "--success-contains", "x"]) == 2
+    assert "--judge-model: write 'none' (lower case) for no judge, not 'None'" in capsys.readouterr().err
