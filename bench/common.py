@@ -182,3 +182,63 @@ def scalar(sql: str, params: list[Any] | None = None) -> Any:
 
     rows = get_runtime().store.read(lambda con: con.execute(sql, params or []).fetchall())
     return rows[0][0] if rows else None
+
+
+class FakeProvider:
+    """``python -m bench.fake_provider`` in a subprocess: an OpenAI-compatible server with a
+    fixed latency (and optional jitter and 429s), for the real-HTTP path of the benchmarks."""
+
+    def __init__(self, latency_ms: float, jitter_ms: float = 0, rate_429: float = 0.0) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.fake_provider",
+                f"--latency-ms={latency_ms}",
+                f"--jitter-ms={jitter_ms}",
+                f"--rate-429={rate_429}",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        first = self.process.stdout.readline().split()
+        if len(first) != 2 or first[0] != "PORT":
+            self.stop()
+            raise RuntimeError(f"the fake provider did not start (it printed {first!r})")
+        self.port = int(first[1])
+        self.ps = psutil.Process(self.process.pid)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def env(self) -> dict[str, str]:
+        """What makes every ``openai/...`` model call go to this server."""
+        return {"OPENAI_API_BASE": self.base_url, "OPENAI_BASE_URL": self.base_url, "OPENAI_API_KEY": "sk-bench-fake"}
+
+    def stats(self, reset: bool = False) -> dict[str, int]:
+        import httpx
+
+        response = httpx.request("POST" if reset else "GET", f"http://127.0.0.1:{self.port}/stats", timeout=10)
+        return dict(response.json())
+
+    def cpu_seconds(self) -> float:
+        times = self.ps.cpu_times()
+        return float(times.user + times.system)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+    def __enter__(self) -> FakeProvider:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

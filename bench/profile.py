@@ -1,12 +1,17 @@
 """Where the worker's CPU goes under load: py-spy, sampling only threads that hold the GIL.
 
-    python -m bench.profile            # prints the top frames by inclusive share
+    python -m bench.profile              # sim path: 32 threads, zero-latency sim models
+    python -m bench.profile --path http  # real HTTP: 200 threads, openai/... models over
+                                         # HTTP to bench.fake_provider (2 s latency)
+
+Each prints the top frames by inclusive share, the shares by part, and the leaves.
 
 Used to find what dominates before optimising (see BENCHMARKS.md); not part of `make bench`.
 """
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import tempfile
@@ -14,22 +19,54 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.common import ROOT, Worker, environment, scalar, wait_for_workers, wait_until
+from bench.common import ROOT, FakeProvider, Worker, environment, scalar, wait_for_workers, wait_until
 
 PY_SPY = Path(sys.executable).parent / "py-spy"
 
 
-def main(seconds: int = 20, top: int = 30) -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.splitlines()[0])
+    parser.add_argument("--path", choices=["sim", "http"], default="sim")
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--threads", type=int, help="worker threads (default 32 on sim, 200 on http)")
+    args = parser.parse_args(argv)
+    if args.path == "http":
+        with FakeProvider(latency_ms=2000) as provider:
+            threads = args.threads or 200
+            config = {
+                "runs": threads * 4,
+                "max_messages": 24,
+                "agents": [{"model": "openai/fake-agent"}],
+                "adversary_model": "openai/fake-adversary",
+                "judge_model": "openai/fake-judge",
+            }
+            extra = {
+                **provider.env(),
+                "SPARRING_PROVIDER_CONCURRENCY": str(threads + 16),
+                "SPARRING_PROVIDER_RATE_LIMIT": "1000000/minute",
+            }
+            raw = sample(config, threads, args.seconds, extra)
+    else:
+        config = {"runs": 400, "max_messages": 24, "agents": [{"model": "sim/agent?concede=0"}]}
+        raw = sample(config, args.threads or 32, args.seconds, {})
+    report(raw, args.top)
+
+
+def sample(config: dict[str, object], threads: int, seconds: int, extra: dict[str, str]) -> Path:
+    """Run ``config`` on one worker of ``threads`` threads and sample it for ``seconds``."""
     out = Path(tempfile.mkdtemp()) / "profile.txt"
-    with environment(SPARRING_HEARTBEAT_PERIOD_S="1"):
+    with environment(SPARRING_HEARTBEAT_PERIOD_S="1", **extra):
         from jobs import runs
 
-        worker = Worker(32)
+        worker = Worker(threads)
         try:
             wait_for_workers(1)
             time.sleep(8)
-            run_id = runs.submit_run({"runs": 400, "max_messages": 24, "agents": [{"model": "sim/agent?concede=0"}]})
-            wait_until(lambda: (scalar("SELECT count(*) FROM messages") or 0) > 200, 120)
+            run_id = runs.submit_run(config)
+            wait_until(lambda: (scalar("SELECT count(*) FROM messages") or 0) > threads, 120)
+            cpu_before = worker.cpu_seconds()
+            calls_before = scalar("SELECT count(*) FROM llm_calls") or 0
             subprocess.run(
                 [
                     str(PY_SPY),
@@ -50,10 +87,13 @@ def main(seconds: int = 20, top: int = 30) -> None:
                 cwd=ROOT,
                 capture_output=True,
             )
+            cpu = worker.cpu_seconds() - cpu_before
+            calls = (scalar("SELECT count(*) FROM llm_calls") or 0) - calls_before
             runs.cancel_run(run_id)
         finally:
             worker.stop()
-    report(out, top)
+    print(f"Worker CPU per model call while sampled: {1000 * cpu / max(1, calls):.2f} ms ({calls} calls)")
+    return out
 
 
 PARTS = [

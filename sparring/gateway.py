@@ -500,6 +500,62 @@ def _install_http_client(litellm: Any) -> None:
         _http_installed = size
 
 
+# -- OpenAI-compatible providers: our own SDK clients ---------------------------------------
+# Two costs measured at 200 threads (bench.profile --path http) are gone with our own clients:
+# - litellm keys its cached SDK client by the call's timeout too, and a battle's timeout is
+#   what is left of its time limit, so it built a new OpenAI client for nearly every call;
+# - one httpx pool of N connections looks at each of them on every request and every
+#   release (httpcore's pool is linear): at N = 216 that was a fifth of the worker's CPU.
+# So the threads share small pools: each thread keeps to one shard of SHARD_THREADS threads,
+# and each shard has one OpenAI client (keep-alive, no SDK retries: we own them) per base
+# URL and key. litellm still shapes the request, parses the reply and prices it.
+SHARD_THREADS = 8
+SHARD_CONNECTIONS = 2 * SHARD_THREADS  # headroom: a thread never waits for a connection
+_shard = threading.local()
+_shard_counter = iter(range(1 << 62))
+_openai_clients: dict[tuple[str, str, str | None, int], Any] = {}
+
+
+def _openai_client(api_base: str | None, api_key: str | None) -> Any:
+    """This thread's shard's OpenAI SDK client for ``api_base`` and ``api_key``."""
+    number = getattr(_shard, "number", None)
+    if number is None:
+        with _http_lock:
+            number = _shard.number = next(_shard_counter)
+    shards = max(1, -(-http_pool_size() // SHARD_THREADS))
+    base = (
+        api_base
+        or os.environ.get("OPENAI_BASE_URL")
+        or os.environ.get("OPENAI_API_BASE")
+        or "https://api.openai.com/v1"
+    )
+    key = api_key or os.environ.get("OPENAI_API_KEY") or ""
+    organization = os.environ.get("OPENAI_ORGANIZATION")
+    slot = (base, key, organization, number % shards)
+    client = _openai_clients.get(slot)
+    if client is None:
+        with _http_lock:
+            client = _openai_clients.get(slot)
+            if client is None:
+                client = _openai_clients[slot] = _new_openai_client(base, key, organization)
+    return client
+
+
+def _new_openai_client(base: str, key: str, organization: str | None) -> Any:
+    import httpx
+    import openai
+    from litellm.llms.custom_httpx.http_handler import get_ssl_configuration
+
+    session = httpx.Client(
+        limits=httpx.Limits(max_connections=SHARD_CONNECTIONS, max_keepalive_connections=SHARD_CONNECTIONS),
+        verify=get_ssl_configuration(),
+        follow_redirects=True,
+    )
+    return openai.OpenAI(
+        api_key=key or "no-key", base_url=base, organization=organization, http_client=session, max_retries=0
+    )
+
+
 def warm_up() -> None:
     """Import litellm now (off the request path) so the first battle does not wait."""
     litellm_module()
@@ -594,6 +650,8 @@ def _call_litellm(ref: ModelRef, request: ModelRequest, timeout: float, connect_
         kwargs["api_key"] = os.environ.get(request.api_key_env, "")
     elif request.api_base and not any(os.environ.get(n) for n in PROVIDER_KEYS.get(ref.provider, ())):
         kwargs["api_key"] = "no-key"  # local OpenAI-compatible servers want some key
+    if ref.provider == "openai":
+        kwargs["client"] = _openai_client(request.api_base, kwargs.get("api_key"))
     return litellm.completion(**kwargs)
 
 
