@@ -18,6 +18,7 @@ error texts are scrubbed of key values before they are recorded.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import functools
 import logging
@@ -35,8 +36,8 @@ from limits import RateLimitItem, parse
 from limits.storage import RedisStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
+from sparring import pricing, sim
 from sparring import records as r
-from sparring import sim
 from sparring.modelref import PROVIDER_KEYS, ModelRef, parse_model
 from sparring.settings import Settings
 from sparring.shared_state import RedisError, SharedState, redis_client, shared_state
@@ -116,6 +117,13 @@ class Failure:
 
 CallSink = Callable[[r.LLMCall], None]
 BREAKER_CACHE_S = 0.5
+# The rate limit is shared through Redis; a process takes up to RATE_BATCH_MAX calls of it
+# at once (a tenth of a second's worth of the limit, whole calls) and hands them to its
+# threads for RATE_ALLOWANCE_S. Calls taken and not used in time are lost: a process may
+# use less than the limit, never more. (One round trip per call was a tenth of the worker's
+# CPU at 200 threads: bench.profile --path http.)
+RATE_BATCH_MAX = 16
+RATE_ALLOWANCE_S = 1.0
 
 
 def _never() -> bool:
@@ -135,6 +143,8 @@ class Gateway:
         )
         self._limiter = MovingWindowRateLimiter(storage)
         self._limits: dict[str, RateLimitItem | None] = {}
+        self._allowance: dict[str, tuple[int, float]] = {}  # provider -> (calls left, usable until)
+        self._allowance_lock = threading.Lock()
         # What this process last learned of each provider's breaker: (until, consecutive 429s,
         # read at). Read at most every BREAKER_CACHE_S, so a healthy provider costs no
         # round trip per call; a 429 refreshes it at once.
@@ -312,6 +322,8 @@ class Gateway:
             raise AttemptFailed(failure) from None
         latency_ms = (time.perf_counter() - started) * 1000
         text, prompt_tokens, completion_tokens, cost = _unpack(response)
+        if _unpriced(request.model):
+            cost = None  # litellm was given a zero price to skip its search; the price is unknown
         on_call(
             call(
                 latency_ms=latency_ms,
@@ -365,14 +377,33 @@ class Gateway:
 
     def _wait_for_rate(self, provider: str, should_stop: Callable[[], bool], deadline: float | None) -> None:
         item = self.rate_limit(provider)
-        if item is None:
+        if item is None or self._take_allowance(provider):
             return
-        while not self._safe(lambda: self._limiter.hit(item, self.settings.namespace, provider), default=True):
+        batch = rate_batch(item)
+        while True:
+            if batch > 1 and self._safe(
+                lambda: self._limiter.hit(item, self.settings.namespace, provider, cost=batch), default=True
+            ):
+                with self._allowance_lock:
+                    self._allowance[provider] = (batch - 1, time.monotonic() + RATE_ALLOWANCE_S)
+                return
+            # Near the limit: one call at a time, so that none of the window is wasted.
+            if self._safe(lambda: self._limiter.hit(item, self.settings.namespace, provider), default=True):
+                return
             stats = self._safe(
                 lambda: self._limiter.get_window_stats(item, self.settings.namespace, provider), default=None
             )
             wait = max(0.01, (stats.reset_time - time.time()) if stats else 0.1)
             self._sleep(min(wait, 0.5) * random.uniform(0.5, 1.0), should_stop, deadline)
+
+    def _take_allowance(self, provider: str) -> bool:
+        """Use one of the calls this process already took from the shared limit, if any is left."""
+        with self._allowance_lock:
+            left, until = self._allowance.get(provider, (0, 0.0))
+            if left <= 0 or time.monotonic() > until:
+                return False
+            self._allowance[provider] = (left - 1, until)
+            return True
 
     def _acquire_slot(
         self, provider: str, token: str, timeout: float, should_stop: Callable[[], bool], deadline: float | None
@@ -413,6 +444,12 @@ class Gateway:
 
     def provider_states(self) -> list[dict[str, Any]]:
         return self._safe(self.state.provider_states, default=[]) or []
+
+
+def rate_batch(item: RateLimitItem) -> int:
+    """How many calls of the shared limit a process takes at once: a tenth of a second's worth."""
+    per_second = item.amount / item.get_expiry()
+    return max(1, min(RATE_BATCH_MAX, int(per_second / 10)))
 
 
 class AttemptFailed(Exception):
@@ -552,7 +589,11 @@ def _new_openai_client(base: str, key: str, organization: str | None) -> Any:
         follow_redirects=True,
     )
     return openai.OpenAI(
-        api_key=key or "no-key", base_url=base, organization=organization, http_client=session, max_retries=0
+        api_key=key or "no-key",
+        base_url=base,
+        organization=organization,
+        http_client=session,  # type: ignore[arg-type]  # the SDK takes an httpx client besides its httpx2 one
+        max_retries=0,
     )
 
 
@@ -652,7 +693,44 @@ def _call_litellm(ref: ModelRef, request: ModelRequest, timeout: float, connect_
         kwargs["api_key"] = "no-key"  # local OpenAI-compatible servers want some key
     if ref.provider == "openai":
         kwargs["client"] = _openai_client(request.api_base, kwargs.get("api_key"))
-    return litellm.completion(**kwargs)
+    if _unpriced(request.model):
+        # For a model missing from its price list litellm searches the whole list on every
+        # call (a tenth of the call's CPU); a price of zero ends the search. The call's
+        # recorded cost is then None (unknown), not zero: see Gateway._call_once.
+        kwargs["input_cost_per_token"] = 0.0
+        kwargs["output_cost_per_token"] = 0.0
+    with _unlogged():
+        return litellm.completion(**kwargs)
+
+
+def _unlogged() -> Any:
+    """Keep litellm from handing each call to its logging thread pool.
+
+    After every call litellm submits a "success handler" to a pool of logging threads: it
+    builds a logging payload for callbacks we do not have (our records are written by the
+    gateway). At 200 threads the submissions queue on the pool's lock: py-spy caught about
+    90 of the 200 battle threads waiting there after their reply had arrived, and the handler
+    itself costs CPU. litellm skips it for a call it makes on its own behalf; ours are
+    marked the same way. The reply, its usage and its cost are unchanged (the cost is
+    computed before the submission; tests/core/test_openai_http.py checks it).
+    """
+    try:
+        from litellm._internal_context import internal_sub_call
+    except ImportError:  # a litellm without it: log as usual
+        return contextlib.nullcontext()
+    return internal_sub_call()
+
+
+@functools.cache
+def _unpriced(model: str) -> bool:
+    """Whether neither our price list nor litellm knows what ``model`` costs (asked once)."""
+    if model.startswith("sim/") or pricing.price_per_token(model) is not None:
+        return False
+    try:
+        info = litellm_module().get_model_info(model)
+    except Exception:  # noqa: BLE001 - litellm raises for a model it does not know
+        return True
+    return info.get("input_cost_per_token") is None
 
 
 def _http_timeout(timeout: float, connect_timeout: float) -> Any:

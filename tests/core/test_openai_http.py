@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -66,6 +68,58 @@ def test_success_records_the_servers_usage(openai_server: FakeOpenAIServer) -> N
     assert call.error is None and call.provider == "openai" and call.attempt == 1
     assert (call.prompt_tokens, call.completion_tokens) == (usage["prompt_tokens"], usage["completion_tokens"])
     assert seen.body["model"] == "fake-model" and seen.body["messages"][-1]["content"] == "hello over http"
+
+
+def test_a_priced_model_records_its_cost_and_an_unpriced_one_records_none(openai_server: FakeOpenAIServer) -> None:
+    """The cost comes from litellm's price list for a model it knows; for one it does not know
+    the gateway gives litellm a zero price (to spare it a search of the whole list on every
+    call) and must then record the cost as unknown, never as zero."""
+    from sparring.pricing import price_per_token
+
+    known = dataclasses.replace(request(openai_server), model="openai/gpt-4o-mini")
+    calls: list[r.LLMCall] = []
+    reply = gateway().complete(known, on_call=calls.append)
+    price = price_per_token("openai/gpt-4o-mini")
+    assert price is not None
+    expected = reply.prompt_tokens * price[0] + reply.completion_tokens * price[1]
+    assert calls[0].cost_usd == pytest.approx(expected) and expected > 0
+    assert reply.cost_usd == calls[0].cost_usd
+
+    calls.clear()
+    unknown = gateway().complete(request(openai_server), on_call=calls.append)
+    assert unknown.cost_usd is None and calls[0].cost_usd is None
+    assert calls[0].prompt_tokens == unknown.prompt_tokens > 0
+
+
+def test_threads_share_a_few_small_pools_and_keep_their_connections(openai_server: FakeOpenAIServer) -> None:
+    """Calls from many threads reuse kept-alive connections (one per thread at most, no new
+    connection per call), and each shard's pool is small (httpcore looks at every connection
+    of a pool on each request)."""
+    from sparring import gateway as gw
+
+    threads, rounds = 24, 4
+    gw.size_http_pool(threads)
+    errors: list[BaseException] = []
+
+    def battle() -> None:
+        try:
+            for _ in range(rounds):
+                gateway().complete(request(openai_server), on_call=lambda call: None)
+        except BaseException as error:  # reported by the assertion below
+            errors.append(error)
+
+    workers = [threading.Thread(target=battle) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert not errors
+    assert len(openai_server.completions()) == threads * rounds
+    assert openai_server.connections <= threads  # kept alive: not one per call
+    pools = {id(c._client) for c in gw._openai_clients.values()}
+    assert len(pools) >= 2 and all(
+        c._client._transport._pool._max_connections == gw.SHARD_CONNECTIONS for c in gw._openai_clients.values()
+    )
 
 
 def test_retry_after_is_honoured_and_the_sdk_does_not_retry(openai_server: FakeOpenAIServer) -> None:

@@ -16,7 +16,8 @@ over a real socket. A test scripts what the next requests get::
   on the wire, ``finish_reason`` "tool_calls"), as a model given ``tools`` does.
 
 ``FakeOpenAIServer(latency_s=1.0)`` makes every completion take that long (as a provider
-would), and ``server.peak_in_flight`` is the most completions it was answering at once.
+would), ``server.peak_in_flight`` is the most completions it was answering at once, and
+``server.connections`` the TCP connections clients opened.
 
 The default reply is ``fake reply to: <first 40 characters of the last user message>``,
 or, when a system message mentions "judge", the verdict JSON
@@ -164,6 +165,7 @@ class _State:
     latency_s: float = 0.0
     in_flight: int = 0
     peak_in_flight: int = 0
+    connections: int = 0  # TCP connections accepted
 
 
 class FakeOpenAIServer:
@@ -203,6 +205,12 @@ class FakeOpenAIServer:
         with self._state.lock:
             return self._state.peak_in_flight
 
+    @property
+    def connections(self) -> int:
+        """How many TCP connections clients opened (a kept-alive connection counts once)."""
+        with self._state.lock:
+            return self._state.connections
+
     def _serve(self) -> None:
         self._httpd.serve_forever(poll_interval=0.02)  # so that stop() returns at once
 
@@ -235,6 +243,11 @@ class _Server(http.server.ThreadingHTTPServer):
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as real providers; every answer has a Content-Length
     server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.state.lock:
+            self.server.state.connections += 1
 
     def do_GET(self) -> None:
         if self.path.rstrip("/").endswith("/models"):
