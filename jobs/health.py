@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 from jobs import runner
 from jobs.queue import get_queue
 from jobs.submit import _safe_url, worker_command
+from sparring import providers
 from sparring.runtime import get_runtime
 from sparring.shared_state import shared_state
 from sparring.store import StoreBusy, StoreMissing, upkeep
@@ -193,4 +194,9 @@ def format_report(report: dict[str, Any]) -> str:
     for provider in report["providers"]:
         if provider["circuit_open_s"] > 0:
             lines.append(f"provider {provider['provider']}: PAUSED for {provider['circuit_open_s']:.0f} s after 429s")
+        for kind, limit in (provider.get("binding") or {}).items():
+            lines.append(
+                f"provider {provider['provider']}: calls held back by the {kind} cap of {limit} "
+                f"(raise {providers.CAP_SETTINGS[kind]} if your quota allows)"
+            )
     return "\n".join(lines)

@@ -37,6 +37,25 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t)
 return redis.call('ZCARD', KEYS[1])
 """
 
+# A binding note and the provider's name in the set ``provider_states`` reads, in one command.
+_NOTE_BINDING = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+return 1
+"""
+
+# What holds calls back when a cap binds: calls in flight, or calls per period.
+BINDING_KINDS = ("concurrency", "rate")
+
+
+def _check_binding(kind: str, limit: str, ttl_s: float) -> None:
+    if kind not in BINDING_KINDS:
+        raise ValueError(f"A binding cap is 'concurrency' or 'rate', not {kind!r}.")
+    if not limit.strip():
+        raise ValueError("Say which cap binds, e.g. '64 calls in flight' or '6000/minute'.")
+    if not ttl_s > 0:
+        raise ValueError(f"A binding note lasts more than 0 s, not {ttl_s}.")
+
 
 class SharedState(Protocol):
     def try_acquire(self, provider: str, cap: int, token: str, ttl_s: float) -> bool: ...
@@ -48,7 +67,21 @@ class SharedState(Protocol):
     def circuit_remaining(self, provider: str) -> float: ...
     def breaker(self, provider: str) -> tuple[float, int]: ...
     def note_backoff(self, provider: str, seconds: float) -> None: ...
-    def provider_states(self) -> list[dict[str, Any]]: ...
+    def note_binding(self, provider: str, kind: str, limit: str, ttl_s: float = 5.0) -> None:
+        """Calls to ``provider`` are held back by a cap right now, for the next ``ttl_s`` seconds.
+
+        ``kind`` is "concurrency" (``limit`` like "64 calls in flight") or "rate" (like
+        "6000/minute"). ``provider_states`` then gives the cap under "binding" while the note
+        is fresh. Cheap enough to call on every wait: at most one Redis command, and none
+        while this object's own note of the same cap is younger than half its life.
+        """
+        ...
+
+    def provider_states(self) -> list[dict[str, Any]]:
+        """One row per provider seen: in_flight, consecutive_429, circuit_open_s, backoff_s,
+        circuit_opened, and binding ({kind: limit} of the caps holding its calls back now)."""
+        ...
+
     def recall(self, key: str) -> str | None:
         """A value stored by ``remember`` that has not expired, else None."""
         ...
@@ -68,6 +101,7 @@ class LocalState:
         self._circuit_until: dict[str, float] = {}
         self._backoff_until: dict[str, float] = {}
         self._opened: dict[str, int] = {}
+        self._binding: dict[str, dict[str, tuple[str, float]]] = {}  # provider -> kind -> (limit, until)
         self._kept: dict[str, tuple[str, float]] = {}
 
     def try_acquire(self, provider: str, cap: int, token: str, ttl_s: float) -> bool:
@@ -120,10 +154,25 @@ class LocalState:
         with self._lock:
             self._backoff_until[provider] = max(self._backoff_until.get(provider, 0.0), time.time() + seconds)
 
+    def note_binding(self, provider: str, kind: str, limit: str, ttl_s: float = 5.0) -> None:
+        _check_binding(kind, limit, ttl_s)
+        with self._lock:
+            self._binding.setdefault(provider, {})[kind] = (limit, time.time() + ttl_s)
+
+    def _fresh_binding(self, provider: str, now: float) -> dict[str, str]:
+        notes = self._binding.get(provider, {})
+        return {kind: notes[kind][0] for kind in BINDING_KINDS if kind in notes and notes[kind][1] > now}
+
     def provider_states(self) -> list[dict[str, Any]]:
         now = time.time()
         with self._lock:
-            names = set(self._slots) | set(self._consecutive) | set(self._circuit_until) | set(self._backoff_until)
+            names = (
+                set(self._slots)
+                | set(self._consecutive)
+                | set(self._circuit_until)
+                | set(self._backoff_until)
+                | set(self._binding)
+            )
             return [
                 {
                     "provider": name,
@@ -132,6 +181,7 @@ class LocalState:
                     "circuit_open_s": max(0.0, self._circuit_until.get(name, 0.0) - now),
                     "backoff_s": max(0.0, self._backoff_until.get(name, 0.0) - now),
                     "circuit_opened": self._opened.get(name, 0),
+                    "binding": self._fresh_binding(name, now),
                 }
                 for name in sorted(names)
             ]
@@ -154,6 +204,9 @@ class RedisState:
         self.prefix = namespace
         self._acquire = client.register_script(_ACQUIRE)
         self._count = client.register_script(_COUNT)
+        self._note_binding = client.register_script(_NOTE_BINDING)
+        # (provider, kind) -> (limit, monotonic time) of this object's last binding note
+        self._noted: dict[tuple[str, str], tuple[str, float]] = {}
 
     def _key(self, kind: str, provider: str) -> str:
         return f"{self.prefix}:{kind}:{provider}"
@@ -204,6 +257,16 @@ class RedisState:
         pipe.sadd(f"{self.prefix}:providers", provider)
         pipe.execute()
 
+    def note_binding(self, provider: str, kind: str, limit: str, ttl_s: float = 5.0) -> None:
+        _check_binding(kind, limit, ttl_s)
+        now = time.monotonic()
+        last = self._noted.get((provider, kind))
+        if last is not None and last[0] == limit and now - last[1] < ttl_s / 2:
+            return  # the note in Redis has at least half its life left
+        keys = [self._key(f"binding:{kind}", provider), f"{self.prefix}:providers"]
+        self._note_binding(keys=keys, args=[limit, max(1, int(ttl_s * 1000)), provider])
+        self._noted[(provider, kind)] = (limit, now)
+
     def provider_states(self) -> list[dict[str, Any]]:
         names = sorted(
             n.decode() if isinstance(n, bytes) else n for n in self.client.smembers(f"{self.prefix}:providers")
@@ -215,7 +278,9 @@ class RedisState:
             pipe.pttl(self._key("circuit", name))
             pipe.pttl(self._key("backoff", name))
             pipe.get(self._key("opened", name))
-            consecutive, circuit_ms, backoff_ms, opened = pipe.execute()
+            for kind in BINDING_KINDS:
+                pipe.get(self._key(f"binding:{kind}", name))
+            consecutive, circuit_ms, backoff_ms, opened, *binding = pipe.execute()
             states.append(
                 {
                     "provider": name,
@@ -224,6 +289,11 @@ class RedisState:
                     "circuit_open_s": max(0.0, circuit_ms / 1000) if circuit_ms and circuit_ms > 0 else 0.0,
                     "backoff_s": max(0.0, backoff_ms / 1000) if backoff_ms and backoff_ms > 0 else 0.0,
                     "circuit_opened": int(opened or 0),
+                    "binding": {
+                        kind: limit.decode() if isinstance(limit, bytes) else limit
+                        for kind, limit in zip(BINDING_KINDS, binding, strict=True)
+                        if limit is not None
+                    },
                 }
             )
         return states

@@ -121,6 +121,8 @@ def battle_section(report: dict[str, Any]) -> None:
 def provider_section(report: dict[str, Any]) -> None:
     st.markdown("#### Providers")
     st.caption(providers.rate_limit_caption(report.get("rate_limits") or {}))
+    for sentence in providers.binding_sentences(report.get("providers") or []):
+        st.info(sentence, icon=":material/speed:")
     shown = [p for p in report.get("providers") or [] if providers.limited_or_tripped(p)]
     if not shown:
         st.caption("No calls to a rate-limited provider yet.")

@@ -45,11 +45,15 @@ def cancel_run(run_id: str) -> None:
 
 
 def slowed_notices(config: dict[str, Any]) -> None:
-    """A warning for each of the run's providers that is paused or backing off right now."""
+    """A warning for each of the run's providers that is paused or backing off right now, and a
+    note for each of our caps (calls in flight, calls a minute) that holds its calls back."""
     settings = get_runtime().settings
     states = read_provider_states(settings.redis_url, settings.namespace)
-    for sentence in providers.slowed_sentences(states, providers.run_providers(config)):
+    used = providers.run_providers(config)
+    for sentence in providers.slowed_sentences(states, used):
         st.warning(sentence, icon=":material/speed:")
+    for sentence in providers.binding_sentences(states, used):
+        st.info(sentence, icon=":material/speed:")
 
 
 def load_progress(run_id: str) -> ui_queries.RunProgress | None:

@@ -59,3 +59,31 @@ def test_the_health_table_lists_limited_or_tripped_providers_and_says_what_the_l
         "Sim models (sim/…) are limited to 5/s (set in provider overrides). "
         "Every other provider: at most 60/min, shared by all workers."
     )
+
+
+def test_a_binding_cap_is_said_with_the_setting_that_raises_it(redis_url: str) -> None:
+    from sparring.settings import Settings
+
+    namespace = os.environ["SPARRING_NAMESPACE"]
+    state = shared_state(redis_url, namespace)
+    state.note_binding("openai", "concurrency", "64 calls in flight")
+    state.note_binding("sim", "rate", "50/second")
+    state.note_backoff("groq", 8)
+    states = by_name(read_provider_states(redis_url, namespace))
+    assert providers.binding_sentences([states["openai"]]) == [
+        "**openai**: calls are held back by the cap of 64 calls in flight (`SPARRING_PROVIDER_CONCURRENCY`, "
+        "or `concurrency` in its `SPARRING_PROVIDER_OVERRIDES` entry); raise it if your provider quota allows more."
+    ]
+    assert providers.binding_sentence("openai", "rate", "6000/minute") == (
+        "**openai**: calls are held back by the cap of 6000/minute (`SPARRING_PROVIDER_RATE_LIMIT`, "
+        "or `rate_limit` in its `SPARRING_PROVIDER_OVERRIDES` entry); raise it if your provider quota allows more."
+    )
+    # the sim's rate limit comes only from its override entry
+    (sim,) = providers.binding_sentences(list(states.values()), {"sim"})
+    assert "cap of 50/second (`rate_limit` in its `SPARRING_PROVIDER_OVERRIDES` entry)" in sim
+    assert providers.binding_sentences(list(states.values()), {"groq"}) == []  # backing off, no cap binds
+    assert providers.state_label(states["openai"]) == "held back by its cap of 64 calls in flight"
+    assert providers.limited_or_tripped({"provider": "x", "rate_limit": None, "binding": {"rate": "5/s"}})
+    # the settings named are the ones read (prefix SPARRING_, field name in capitals)
+    for name in (*providers.CAP_SETTINGS.values(), providers.OVERRIDES_SETTING):
+        assert name.removeprefix("SPARRING_").lower() in Settings.model_fields

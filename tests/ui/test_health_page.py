@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from jobs import submit
+from jobs import health, submit
 from sparring import runtime, usecases
 from tests.helpers import WorkerProcess, new_battle, wait_for_worker
 from tests.ui.apptest import open_page
@@ -99,3 +100,25 @@ def test_sim_models_are_said_to_be_unlimited_and_only_limited_providers_are_list
     (providers,) = [d.value for d in at.dataframe if "rate limit" in d.value.columns]
     assert list(providers["provider"]) == ["openai"]
     assert list(providers["rate limit"]) == [settings.provider_rate_limit]
+
+
+def test_a_cap_that_binds_is_said_with_the_setting_that_raises_it_while_it_binds() -> None:
+    from sparring.shared_state import shared_state
+
+    settings = runtime.get_runtime().settings
+    state = shared_state(settings.redis_url, settings.namespace)
+    state.note_binding("openai", "concurrency", "64 calls in flight", ttl_s=60)
+    at = open_page("ui/health.py")
+    (note,) = [i.value for i in at.info if "held back" in i.value]
+    assert note.startswith("**openai**: calls are held back by the cap of 64 calls in flight")
+    assert "`SPARRING_PROVIDER_CONCURRENCY`" in note
+    (providers,) = [d.value for d in at.dataframe if "rate limit" in d.value.columns]
+    assert list(providers["state"]) == ["held back by its cap of 64 calls in flight"]
+    assert (
+        "provider openai: calls held back by the concurrency cap of 64 calls in flight "
+        "(raise SPARRING_PROVIDER_CONCURRENCY if your quota allows)"
+    ) in health.format_report(health.health_report())
+    state.note_binding("openai", "concurrency", "64 calls in flight", ttl_s=0.01)
+    time.sleep(0.05)  # the note expired: the cap no longer binds
+    at = open_page("ui/health.py")
+    assert not [i.value for i in at.info if "held back" in i.value]

@@ -266,6 +266,21 @@ def test_a_rate_limited_provider_is_shown_while_the_run_waits() -> None:
     runs.cancel_run(run_id)
 
 
+def test_a_cap_that_binds_is_shown_while_the_run_waits() -> None:
+    embedded.start(threads=1)
+    run_id = runs.submit_run(
+        {"runs": 20, "max_messages": 20, "agents": [{"model": "sim/agent?concede=0&latency_ms=40"}]}
+    )
+    shared_state.shared_state(None).note_binding("sim", "concurrency", "4 calls in flight", ttl_s=60)
+    shared_state.shared_state(None).note_binding("openai", "rate", "6000/minute")  # not a provider of this run
+    at = open_page(PAGE, run=run_id)
+    (note,) = [i.value for i in at.info if "held back" in i.value]
+    assert note.startswith("**sim**: calls are held back by the cap of 4 calls in flight")
+    assert "`SPARRING_PROVIDER_CONCURRENCY`" in note and "raise it if your provider quota allows more" in note
+    assert not at.warning  # a cap is no rate limiting by the provider
+    runs.cancel_run(run_id)
+
+
 def test_compare_two_cells_of_a_run_and_two_runs() -> None:
     matrix = finished_run(MATRIX)
     single = finished_run({"name": "One agent", "runs": 12, "max_messages": 8, "seed": 11})
