@@ -117,11 +117,12 @@ class Failure:
 
 CallSink = Callable[[r.LLMCall], None]
 BREAKER_CACHE_S = 0.5
-# The rate limit is shared through Redis; a process takes up to RATE_BATCH_MAX calls of it
-# at once (a tenth of a second's worth of the limit, whole calls) and hands them to its
-# threads for RATE_ALLOWANCE_S. Calls taken and not used in time are lost: a process may
-# use less than the limit, never more. (One round trip per call was a tenth of the worker's
-# CPU at 200 threads: bench.profile --path http.)
+# The rate limit is shared through Redis. A process takes up to 1% of the limit at once (at
+# most RATE_BATCH_MAX calls) and hands those calls to its threads for RATE_ALLOWANCE_S;
+# calls not used by then are given up. So a window may see the limit plus what each process
+# still held when it began: at most 1% more per worker process, and nothing more for a
+# limit under 200 a window (taken one call at a time). One round trip per call was a tenth
+# of the worker's CPU at 200 threads (bench.profile --path http).
 RATE_BATCH_MAX = 16
 RATE_ALLOWANCE_S = 1.0
 
@@ -390,11 +391,16 @@ class Gateway:
             # Near the limit: one call at a time, so that none of the window is wasted.
             if self._safe(lambda: self._limiter.hit(item, self.settings.namespace, provider), default=True):
                 return
+            self._note_binding(provider, "rate", self.settings.rate_limit_for(provider) or str(item))
             stats = self._safe(
                 lambda: self._limiter.get_window_stats(item, self.settings.namespace, provider), default=None
             )
             wait = max(0.01, (stats.reset_time - time.time()) if stats else 0.1)
             self._sleep(min(wait, 0.5) * random.uniform(0.5, 1.0), should_stop, deadline)
+
+    def _note_binding(self, provider: str, kind: str, limit: str) -> None:
+        """A cap holds this call back: the run page and the Health page say so while it lasts."""
+        self._safe(lambda: self.state.note_binding(provider, kind, limit))
 
     def _take_allowance(self, provider: str) -> bool:
         """Use one of the calls this process already took from the shared limit, if any is left."""
@@ -414,6 +420,7 @@ class Gateway:
             return False
         delay = 0.005
         while not self._safe(lambda: self.state.try_acquire(provider, cap, token, timeout + 30), default=False):
+            self._note_binding(provider, "concurrency", f"{cap} calls in flight")
             self._sleep(random.uniform(delay / 2, delay), should_stop, deadline)
             delay = min(delay * 2, 0.2)
         return True
@@ -447,9 +454,8 @@ class Gateway:
 
 
 def rate_batch(item: RateLimitItem) -> int:
-    """How many calls of the shared limit a process takes at once: a tenth of a second's worth."""
-    per_second = item.amount / item.get_expiry()
-    return max(1, min(RATE_BATCH_MAX, int(per_second / 10)))
+    """How many calls of the shared limit a process takes at once: 1% of it, 1 to RATE_BATCH_MAX."""
+    return max(1, min(RATE_BATCH_MAX, item.amount // 100))
 
 
 class AttemptFailed(Exception):

@@ -6,9 +6,10 @@ import threading
 import time
 
 import pytest
+from limits import parse
 
 from sparring import records as r
-from sparring.gateway import Gateway, ModelCallError, ModelRequest, classify, parse_retry_after
+from sparring.gateway import Gateway, ModelCallError, ModelRequest, classify, parse_retry_after, rate_batch
 from sparring.settings import Settings
 from sparring.shared_state import LocalState, RedisState, redis_client
 from tests.helpers import max_overlap
@@ -165,3 +166,54 @@ def test_circuit_state_is_visible_to_other_workers(redis_url: str) -> None:
     other = RedisState(redis_client(redis_url), settings.namespace)
     sim_state = {s["provider"]: s for s in other.provider_states()}["sim"]
     assert sim_state["circuit_open_s"] > 3 and sim_state["circuit_opened"] == 1
+
+
+def test_the_rate_limit_is_shared_by_two_workers_and_holds(redis_url: str) -> None:
+    """Two gateways (two workers) share one limit in Redis; the pages are told it binds."""
+    settings = Settings(
+        redis_url=redis_url,
+        namespace="rate" + r.new_id(),
+        provider_overrides={"sim": {"rate_limit": "20/second"}},
+        retry_base_s=0.01,
+    )
+    assert rate_batch(parse("20/second")) == 1  # a small limit is taken one call at a time: exact
+    first = Gateway(settings, RedisState(redis_client(redis_url), settings.namespace))
+    second = Gateway(settings, RedisState(redis_client(redis_url), settings.namespace))
+    results: list[list[r.LLMCall]] = []
+    threads = [
+        threading.Thread(target=lambda g=g: results.append(_hammer(g, "sim/agent", 4, 8))) for g in (first, second)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    starts = sorted(c.started_at.timestamp() for batch in results for c in batch)
+    assert len(starts) == 64
+    assert starts[-1] - starts[0] >= 2.0  # 64 calls at 20 a second: 44 of them waited for the window
+    # A call's recorded start comes a little after it took its place in the window (the GIL,
+    # eight threads), so a second of recorded starts may hold a few more than 20.
+    busiest = max(sum(1 for t in starts if s <= t < s + 1.0) for s in starts)
+    assert 15 <= busiest <= 26
+    [state] = [s for s in first.provider_states() if s["provider"] == "sim"]
+    assert state["binding"] == {"rate": "20/second"}
+
+
+def test_a_process_takes_one_percent_of_a_large_limit_at_once(redis_url: str) -> None:
+    """Five calls under 2000/minute take one batch of 16 from Redis (one round trip), not five."""
+    assert rate_batch(parse("6000/minute")) == 16 and rate_batch(parse("500/minute")) == 5
+    settings = Settings(
+        redis_url=redis_url, namespace="rate" + r.new_id(), provider_overrides={"sim": {"rate_limit": "2000/minute"}}
+    )
+    g = Gateway(settings, RedisState(redis_client(redis_url), settings.namespace))
+    for _ in range(5):
+        g.complete(request("sim/agent"), on_call=lambda call: None)
+    item = parse("2000/minute")
+    stats = g._limiter.get_window_stats(item, settings.namespace, "sim")
+    assert stats.remaining == 2000 - 16
+
+
+def test_a_binding_concurrency_cap_is_noted_for_the_pages() -> None:
+    g = gateway(provider_concurrency=2)
+    _hammer(g, "sim/agent?latency_ms=60", threads=6, calls_each=2)
+    [state] = [s for s in g.provider_states() if s["provider"] == "sim"]
+    assert state["binding"] == {"concurrency": "2 calls in flight"}
