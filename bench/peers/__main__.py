@@ -32,6 +32,7 @@ from bench.common import ROOT, FakeProvider, record, table
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".venv"
 REQUIREMENTS = HERE / "requirements.txt"
+CONSTRAINTS = HERE / "constraints.txt"  # what PyRIT brings, pinned too
 RUNNER = HERE / "pyrit_runner.py"
 CALLS_PER_BATTLE = 15
 MAX_TURNS = 5  # adversary, target and scorer per turn: 15 calls
@@ -45,11 +46,11 @@ def venv_python() -> Path:
 
 def ensure_venv() -> Path:
     """bench/peers/.venv with the pinned requirements, made (or remade) when they changed."""
-    wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    wanted = hashlib.sha256(REQUIREMENTS.read_bytes() + CONSTRAINTS.read_bytes()).hexdigest()
     stamp = VENV / ".requirements.sha256"
     if venv_python().exists() and stamp.exists() and stamp.read_text().strip() == wanted:
         return venv_python()
-    print(f"Installing {REQUIREMENTS.read_text().strip()} into {VENV.relative_to(ROOT)} (once; a few minutes)")
+    print(f"Installing PyRIT ({REQUIREMENTS.name}) into {VENV.relative_to(ROOT)}: once, a few minutes")
     if VENV.exists():
         shutil.rmtree(VENV)
     base = getattr(sys, "_base_executable", sys.executable)  # not this venv's: the peer's has its own
