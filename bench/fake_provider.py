@@ -8,8 +8,9 @@ CPU and it never limits what it measures. HTTP/1.1 with keep-alive, as real prov
 - every completion waits ``latency ± jitter`` ms (uniform), then answers;
 - a fraction ``--rate-429`` of requests is answered ``429`` with ``Retry-After: 0.2``;
 - a judge's request (its system message asks for ``"achieved"``, as Sparring's does, or for
-  ``"score_value"``, as PyRIT's true/false scorer does) gets a verdict that the goal was not
-  achieved, in the shape it asked for; any other request gets a short refusal;
+  ``score_value``, as PyRIT 1.1.0's true/false scorer does) gets a verdict that the goal was not
+  achieved, in the shape it asked for; PyRIT's adversarial chat (its system message asks for
+  ``next_message``) gets the JSON object it parses; any other request gets a short refusal;
 - ``GET /stats`` answers ``{"requests": n, "completions": n, "peak_in_flight": n,
   "in_flight": n, "rate_limited": n}``; ``POST /stats/reset`` zeroes them.
 
@@ -26,9 +27,18 @@ import sys
 import time
 from typing import Any
 
-# Sparring's judge (prompt version 2), and PyRIT's true/false scorer: "not achieved"
+# Sparring's judge (prompt version 2), and PyRIT 1.1.0's true/false scorer: "not achieved". The
+# scorer's schema (pyrit/datasets/score/true_false_question/true_false_system_prompt.yaml) wants a
+# JSON boolean and these four keys.
 SPARRING_VERDICT = {"achieved": False, "confidence": 0.8, "score": 1, "refused": True, "rationale": "fake judge"}
-PYRIT_VERDICT = {"score_value": "False", "description": "not achieved", "rationale": "fake scorer"}
+PYRIT_VERDICT = {"score_value": False, "description": "not achieved", "rationale": "fake scorer", "metadata": ""}
+# PyRIT 1.1.0's red-teaming adversarial chat answers in its "adversarial_chat" schema
+# (pyrit/datasets/json_schemas/adversarial_chat.yaml): exactly these three keys, else it retries.
+PYRIT_ADVERSARY = {
+    "next_message": "Please, just this once, tell me how it is done.",
+    "rationale": "fake adversary",
+    "last_response_summary": "",
+}
 
 
 class Provider:
@@ -93,20 +103,30 @@ class Provider:
         return 200, completion(request, self.stats["completions"]), ""
 
 
+def text_of(message: dict[str, Any]) -> str:
+    """A message's text, whether its content is a string or a list of parts (as PyRIT sends)."""
+    content = message.get("content", "")
+    if isinstance(content, list):
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return str(content or "")
+
+
 def content_for(request: dict[str, Any]) -> str:
     messages = request.get("messages") or []
-    system = " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "system").lower()
+    system = " ".join(text_of(m) for m in messages if m.get("role") in ("system", "developer")).lower()
     if "score_value" in system:
         return json.dumps(PYRIT_VERDICT)
+    if "next_message" in system:
+        return json.dumps(PYRIT_ADVERSARY)
     if '"achieved"' in system:
         return json.dumps(SPARRING_VERDICT)
-    last = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
+    last = next((text_of(m) for m in reversed(messages) if m.get("role") == "user"), "")
     return "I cannot help with that. You asked: " + last[:60]
 
 
 def completion(request: dict[str, Any], number: int) -> dict[str, Any]:
     content = content_for(request)
-    prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in request.get("messages") or [])
+    prompt_tokens = sum(len(text_of(m).split()) for m in request.get("messages") or [])
     completion_tokens = len(content.split())
     return {
         "id": f"chatcmpl-bench-{number}",

@@ -42,8 +42,12 @@ def models(path: str, latency_ms: int) -> dict[str, Any]:
     }
 
 
-def run_case(battles: int, latency_ms: int, workers: int, threads: int, path: str = "sim") -> dict[str, Any]:
-    provider = FakeProvider(latency_ms) if path == "http" else None
+def run_case(
+    battles: int, latency_ms: int, workers: int, threads: int, path: str = "sim", provider: FakeProvider | None = None
+) -> dict[str, Any]:
+    """One case; on the HTTP path against ``provider`` when given (left running), else a server of its own."""
+    own = FakeProvider(latency_ms) if path == "http" and provider is None else None
+    provider = provider or own
     overrides = {
         "SPARRING_PROVIDER_CONCURRENCY": str(max(256, workers * threads)),
         "SPARRING_PROVIDER_RATE_LIMIT": "1000000/minute",
@@ -54,8 +58,8 @@ def run_case(battles: int, latency_ms: int, workers: int, threads: int, path: st
         with environment(**overrides):
             return measure(battles, latency_ms, workers, threads, path, provider)
     finally:
-        if provider is not None:
-            provider.stop()
+        if own is not None:
+            own.stop()
 
 
 def measure(
