@@ -98,6 +98,7 @@ def maybe_summarise(queue: Queue, run_id: str) -> bool:
 # A run's config never changes once recorded: its rule is read once per process (under a lock,
 # so that a worker of 200 threads starting a run's battles at once reads it once, not 200 times).
 _rules: dict[str, StoppingRule | None] = {}
+_run_terms: dict[str, r.RunView] = {}
 _rules_lock = threading.Lock()
 
 
@@ -176,9 +177,19 @@ def stop_cell(queue: Queue, run_id: str, cell_key: str, stop: CellStop, queued: 
         maybe_summarise(queue, run_id)
 
 
+def _terms(run_id: str) -> r.RunView:
+    """The run as recorded, read once per process: its budget and its launcher never change
+    (a worker of 200 threads ending 200 battles at once does not read it 200 times)."""
+    if run_id not in _run_terms:
+        with _rules_lock:
+            if run_id not in _run_terms:
+                _run_terms[run_id] = _run(run_id)
+    return _run_terms[run_id]
+
+
 def check_budget(queue: Queue, run_id: str) -> None:
     source = get_runtime().source
-    run = _run(run_id)
+    run = _terms(run_id)
     budget = run.budget_usd
     if budget is None:
         check_spend_limit(queue, run)

@@ -61,9 +61,12 @@ def run_battle(battle_id: str, task: Any = None) -> str:
         return "skipped"
     runtime = get_runtime()
     try:
-        view = runtime.source.get_battle(battle_id)
-        if view is None:
+        # One read of the battle, under its lease: what decides whether it runs is what it resumes
+        # from. (Two reads per battle start took turns with the commits of 200 battles starting.)
+        transcript = runtime.source.load_transcript(battle_id)
+        if transcript is None:
             raise UnknownBattle(battle_id)
+        view = transcript.battle
         run_reason = queue.coord.run_cancel_reason(view.run_id) if view.run_id else None
         if run_reason and not view.finished:
             runtime.sink.write([r.BattleFinished(battle_id, "cancelled", error=run_reason)])
@@ -77,7 +80,9 @@ def run_battle(battle_id: str, task: Any = None) -> str:
             outcome = "cancelled"  # its cell's rule answered already: it is not run (nor paid for)
         else:
             control = JobControl(worker, lease, view.run_id)
-            outcome = usecases.run_inline(battle_id, control=control, worker=worker.worker_id).outcome
+            outcome = usecases.run_inline(
+                battle_id, control=control, worker=worker.worker_id, transcript=transcript
+            ).outcome
     except UnknownBattle:
         log.error("Job for unknown battle %s dropped", battle_id)
         queue.coord.drop_active(battle_id)

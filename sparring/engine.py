@@ -98,8 +98,12 @@ def run_battle(
     gateway: Gateway,
     control: BattleControl | None = None,
     worker: str | None = None,
+    transcript: r.Transcript | None = None,
 ) -> BattleResult:
-    transcript = source.load_transcript(battle_id)
+    """Run or resume the battle. ``transcript``: what the caller read of it just now, under its
+    lease (a worker reads it once to decide whether to run it; it is not read twice)."""
+    if transcript is None:
+        transcript = source.load_transcript(battle_id)
     if transcript is None:
         raise UnknownBattle(f"No battle with id {battle_id}.")
     return _Run(transcript, sink, gateway, control or FreeControl(), worker).run()

@@ -284,6 +284,8 @@ class Gateway:
         litellm = litellm_module()  # import (seconds, once) outside the timed region
         if ref.is_sim:
             _register_sim_price(litellm, ref)
+        elif _unpriced(request.model):
+            _register_unpriced(litellm, ref)
         return self.guarded(
             ref.provider,
             lambda timeout: self._call_once(ref, request, attempt, on_call, timeout),
@@ -324,7 +326,7 @@ class Gateway:
         latency_ms = (time.perf_counter() - started) * 1000
         text, prompt_tokens, completion_tokens, cost = _unpack(response)
         if _unpriced(request.model):
-            cost = None  # litellm was given a zero price to skip its search; the price is unknown
+            cost = None  # litellm was told it is free (see _register_unpriced): the price is unknown
         on_call(
             call(
                 latency_ms=latency_ms,
@@ -675,6 +677,23 @@ def _register_sim_price(litellm: Any, ref: ModelRef) -> None:
             _registered_prices.add(ref.raw)
 
 
+def _register_unpriced(litellm: Any, ref: ModelRef) -> None:
+    """Tell litellm that a model missing from its price list costs nothing.
+
+    Otherwise litellm searches its whole list, and its rules for related names, for that
+    model on every call: a quarter of the worker's CPU at 200 threads on such a model
+    (bench.profile --path http). The calls' recorded cost stays None (unknown): see
+    ``_call_once``; ``_unpriced`` answered before this registration and keeps its answer.
+    """
+    if ref.raw in _registered_prices:
+        return
+    with _litellm_lock:
+        if ref.raw not in _registered_prices:
+            entry = {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "mode": "chat"}
+            litellm.register_model({ref.raw: {**entry, "litellm_provider": ref.provider}})
+            _registered_prices.add(ref.raw)
+
+
 def _call_litellm(ref: ModelRef, request: ModelRequest, timeout: float, connect_timeout: float) -> Any:
     litellm = litellm_module()
     kwargs: dict[str, Any] = {
@@ -699,12 +718,6 @@ def _call_litellm(ref: ModelRef, request: ModelRequest, timeout: float, connect_
         kwargs["api_key"] = "no-key"  # local OpenAI-compatible servers want some key
     if ref.provider == "openai":
         kwargs["client"] = _openai_client(request.api_base, kwargs.get("api_key"))
-    if _unpriced(request.model):
-        # For a model missing from its price list litellm searches the whole list on every
-        # call (a tenth of the call's CPU); a price of zero ends the search. The call's
-        # recorded cost is then None (unknown), not zero: see Gateway._call_once.
-        kwargs["input_cost_per_token"] = 0.0
-        kwargs["output_cost_per_token"] = 0.0
     with _unlogged():
         return litellm.completion(**kwargs)
 

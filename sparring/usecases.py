@@ -687,8 +687,13 @@ def create_battle(
     return battle_id
 
 
-def run_inline(battle_id: str, control: BattleControl | None = None, worker: str | None = None) -> BattleResult:
-    """Run (or resume) a battle in this process, in the foreground."""
+def run_inline(
+    battle_id: str,
+    control: BattleControl | None = None,
+    worker: str | None = None,
+    transcript: r.Transcript | None = None,
+) -> BattleResult:
+    """Run (or resume) a battle in this process, in the foreground (``transcript``: as just read)."""
     runtime = get_runtime()
     return run_battle(
         battle_id,
@@ -697,6 +702,7 @@ def run_inline(battle_id: str, control: BattleControl | None = None, worker: str
         gateway=runtime.gateway,
         control=control,
         worker=worker,
+        transcript=transcript,
     )
 
 
