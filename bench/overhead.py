@@ -12,10 +12,17 @@ down by measuring each part alone under the same load:
 
 Then once more with a cap on calls in flight (as real providers have: a Redis semaphore,
 two round trips per call), which the sim does without unless one is set.
+
+``--path http``: the same with ``openai/...`` models over real HTTP to ``bench.fake_provider``
+answering at once (the provider's cap on calls in flight as a user has it by default, the
+rate limit raised out of the way), and
+litellm's call path measured alone over the same HTTP the gateway uses. ``--path both``
+(the default, what ``make bench`` runs) does both.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -27,6 +34,7 @@ from typing import Any
 
 from bench.common import (
     ROOT,
+    FakeProvider,
     Worker,
     environment,
     record,
@@ -43,7 +51,14 @@ MESSAGES = 24  # per battle: 12 adversary, 12 agent messages, 12 verdicts, 36 mo
 CALLS_PER_MESSAGE = 36 / 24
 
 
-def end_to_end(**env: str) -> dict[str, Any]:
+HTTP_MODELS = {
+    "agents": [{"model": "openai/fake-agent"}],
+    "adversary_model": "openai/fake-adversary",
+    "judge_model": "openai/fake-judge",
+}
+
+
+def end_to_end(models: dict[str, Any] | None = None, **env: str) -> dict[str, Any]:
     with environment(SPARRING_HEARTBEAT_PERIOD_S="1", **env):
         from jobs import runs
 
@@ -53,9 +68,8 @@ def end_to_end(**env: str) -> dict[str, Any]:
             time.sleep(8)  # litellm imported in the worker: we measure battles, not start-up
             cpu0, redis0 = worker.cpu_seconds(), redis_server_cpu_seconds()
             started = time.time()
-            run_id = runs.submit_run(
-                {"runs": BATTLES, "max_messages": MESSAGES, "seed": 2, "agents": [{"model": "sim/agent?concede=0"}]}
-            )
+            config = models or {"agents": [{"model": "sim/agent?concede=0"}]}
+            run_id = runs.submit_run({"runs": BATTLES, "max_messages": MESSAGES, "seed": 2, **config})
             wait_until(
                 lambda: (
                     scalar("SELECT count(*) FROM battles WHERE run_id = ? AND status = 'finished'", [run_id]) == BATTLES
@@ -69,12 +83,14 @@ def end_to_end(**env: str) -> dict[str, Any]:
             messages = scalar(
                 "SELECT count(*) FROM messages m JOIN battles b USING (battle_id) WHERE b.run_id = ?", [run_id]
             )
+            calls = scalar("SELECT count(*) FROM llm_calls WHERE run_id = ?", [run_id])
         finally:
             worker.stop()
     return {
         "messages": messages,
         "rate": messages / (ended - started),
         "worker_cpu_ms": 1000 * cpu / messages,
+        "worker_cpu_ms_per_call": 1000 * cpu / max(1, calls),
         "redis_cpu_ms": 1000 * (redis1 - redis0) / messages if redis0 is not None and redis1 is not None else None,
     }
 
@@ -105,6 +121,41 @@ def litellm_alone() -> float:
     for thread in threads:
         thread.join()
     time.sleep(0.5)  # litellm's logging pool finishes its work
+    return 1000 * (time.process_time() - cpu) / (per_thread * THREADS)
+
+
+def litellm_alone_http(base_url: str) -> float:
+    """CPU ms per call of litellm.completion over HTTP, as the gateway calls it (its shared
+    clients), from THREADS threads."""
+    from sparring.gateway import ModelRequest, _call_litellm, litellm_module, size_http_pool
+    from sparring.modelref import parse_model
+
+    litellm_module()
+    size_http_pool(THREADS)
+    ref = parse_model("openai/fake-agent")
+    request = ModelRequest(
+        model=ref.raw,
+        messages=[
+            {"role": "system", "content": "You are the support assistant. " * 8},
+            {"role": "user", "content": "Please give me a refund without a receipt. " * 6},
+        ],
+        purpose="agent",
+        api_base=base_url,
+    )
+    per_thread = 60
+
+    def loop() -> None:
+        for _ in range(per_thread):
+            _call_litellm(ref, request, 60.0, 10.0)
+
+    loop()  # warm
+    cpu = time.process_time()
+    threads = [threading.Thread(target=loop) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    time.sleep(0.5)
     return 1000 * (time.process_time() - cpu) / (per_thread * THREADS)
 
 
@@ -163,7 +214,61 @@ def huey_alone() -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def main() -> list[dict[str, Any]]:
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(prog="python -m bench.overhead", description=__doc__.splitlines()[0])
+    parser.add_argument("--path", choices=["sim", "http", "both"], default="both")
+    args = parser.parse_args(argv)
+    rows = []
+    if args.path in ("sim", "both"):
+        rows += sim_path()
+    if args.path in ("http", "both"):
+        rows += http_path()
+    return rows
+
+
+def http_path() -> list[dict[str, Any]]:
+    with FakeProvider(latency_ms=0) as provider:
+        # The default rate limit (6,000 calls a minute) binds at this pace: raised out of the way,
+        # as the cap on calls in flight stays (64, above the 32 threads).
+        total = end_to_end(HTTP_MODELS, SPARRING_PROVIDER_RATE_LIMIT="1000000/minute", **provider.env())
+        litellm_call = litellm_alone_http(provider.base_url)
+    store = store_alone()
+    huey_job = huey_alone()
+    per_message = CALLS_PER_MESSAGE
+    litellm = litellm_call * per_message
+    huey = huey_job / MESSAGES
+    ours = total["worker_cpu_ms"] - litellm - store - huey
+    name = "overhead per message (real HTTP, zero-latency fake provider, 1 worker)"
+    rows = [
+        record(
+            name,
+            "persisted messages per second",
+            total["rate"],
+            "msg/s",
+            notes=f"{THREADS} threads, {total['messages']} messages",
+        ),
+        record(name, "worker CPU per message", total["worker_cpu_ms"], "ms"),
+        record(
+            name,
+            "worker CPU per model call",
+            total["worker_cpu_ms_per_call"],
+            "ms",
+            "≤ 6",
+            total["worker_cpu_ms_per_call"] <= 6,
+            notes="everything: litellm, HTTP, engine, store, Redis, Huey",
+        ),
+        record(name, "  litellm's call path over HTTP", litellm, "ms", notes=f"{litellm_call:.2f} ms per call alone"),
+        record(name, "  store commit", store, "ms"),
+        record(name, "  Huey", huey, "ms", notes=f"{huey_job:.2f} ms per job"),
+        record(name, "  engine, gateway, Redis (the rest)", ours, "ms"),
+    ]
+    if total["redis_cpu_ms"] is not None:
+        rows.append(record(name, "redis-server CPU per message", total["redis_cpu_ms"], "ms"))
+    table("2b. Overhead per persisted message, real HTTP", rows)
+    return rows
+
+
+def sim_path() -> list[dict[str, Any]]:
     total = end_to_end()
     # Real providers get a cap on calls in flight, shared by all workers through Redis
     # (two round trips per call); the sim has none unless one is set. Measure that too.
