@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from typing import Any
 
-from bench.common import FakeProvider, Worker, environment, record, scalar, table, wait_for_workers, wait_until
+from bench.common import ROOT, FakeProvider, Worker, environment, record, scalar, table, wait_for_workers, wait_until
 
 CALLS_PER_BATTLE = 15  # max_messages 10 with an agent that never concedes
 
@@ -43,9 +47,19 @@ def models(path: str, latency_ms: int) -> dict[str, Any]:
 
 
 def run_case(
-    battles: int, latency_ms: int, workers: int, threads: int, path: str = "sim", provider: FakeProvider | None = None
+    battles: int,
+    latency_ms: int,
+    workers: int,
+    threads: int,
+    path: str = "sim",
+    provider: FakeProvider | None = None,
+    sink: str = "duckdb",
 ) -> dict[str, Any]:
-    """One case; on the HTTP path against ``provider`` when given (left running), else a server of its own."""
+    """One case; on the HTTP path against ``provider`` when given (left running), else a server of its own.
+
+    ``sink="stream"``: the workers send their records through Redis to one ingester
+    (``python -m jobs.ingest``), as workers on several machines do, instead of taking turns
+    at the database file; the ingester's CPU is reported apart."""
     own = FakeProvider(latency_ms) if path == "http" and provider is None else None
     provider = provider or own
     overrides = {
@@ -53,20 +67,28 @@ def run_case(
         "SPARRING_PROVIDER_RATE_LIMIT": "1000000/minute",
         "SPARRING_HEARTBEAT_PERIOD_S": "1",
         **(provider.env() if provider else {}),
+        **({"SPARRING_RECORD_SINK": "stream"} if sink == "stream" else {}),
     }
     try:
         with environment(**overrides):
-            return measure(battles, latency_ms, workers, threads, path, provider)
+            return measure(battles, latency_ms, workers, threads, path, provider, sink)
     finally:
         if own is not None:
             own.stop()
 
 
 def measure(
-    battles: int, latency_ms: int, workers: int, threads: int, path: str, provider: FakeProvider | None
+    battles: int,
+    latency_ms: int,
+    workers: int,
+    threads: int,
+    path: str,
+    provider: FakeProvider | None,
+    sink: str = "duckdb",
 ) -> dict[str, Any]:
     from jobs import runs
 
+    ingester = Ingester() if sink == "stream" else None
     pool = [Worker(threads) for _ in range(workers)]
     try:
         wait_for_workers(workers)
@@ -74,14 +96,18 @@ def measure(
         if provider is not None:
             provider.stats(reset=True)
         cpu_before = sum(w.cpu_seconds() for w in pool)
+        ingester_cpu_before = ingester.cpu_seconds() if ingester else 0.0
         server_cpu_before = provider.cpu_seconds() if provider else 0.0
         started = time.time()
         with PeakRss(pool) as rss:
             run_id = runs.submit_run({"runs": battles, "max_messages": 10, "seed": 1, **models(path, latency_ms)})
             wait_until(lambda: battles_done(run_id) >= battles, 900, interval=0.2)
-        ended = scalar("SELECT epoch_ms(max(ended_at)) / 1000.0 FROM battles WHERE run_id = ?", [run_id])
-        wall = time.time() - started
         cpu = sum(w.cpu_seconds() for w in pool) - cpu_before
+        if ingester is not None:  # every record committed to the file before it is read
+            wait_until(lambda: ingester_drained(), 300, interval=0.2)
+        ingester_cpu = ingester.cpu_seconds() - ingester_cpu_before if ingester else None
+        ended = scalar("SELECT epoch_ms(max(ended_at)) / 1000.0 FROM battles WHERE run_id = ?", [run_id])
+        wall = ended - started
         server = provider.stats() if provider else {}
         server_cpu = provider.cpu_seconds() - server_cpu_before if provider else 0.0
         failed = scalar("SELECT count(*) FROM battles WHERE run_id = ? AND outcome <> 'held'", [run_id])
@@ -99,6 +125,8 @@ def measure(
     finally:
         for worker in pool:
             worker.stop()
+        if ingester is not None:
+            ingester.stop()
     concurrent = workers * threads
     ideal = math.ceil(battles / concurrent) * CALLS_PER_BATTLE * latency_ms / 1000
     makespan = ended - started
@@ -119,8 +147,43 @@ def measure(
         "call_ms": call_ms,
         "gap_ms": gap_ms,
         "server_peak_in_flight": server.get("peak_in_flight"),
+        "ingester_cpu_ms_per_call": 1000 * ingester_cpu / max(1, calls) if ingester_cpu is not None else None,
         "server_cpu_ms_per_call": 1000 * server_cpu / max(1, calls) if provider else None,
     }
+
+
+class Ingester(Worker):
+    """``python -m jobs.ingest`` in a subprocess (the stream sink's one writer)."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.log = tempfile.NamedTemporaryFile(prefix="bench-ingest-", suffix=".log", delete=False)  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "jobs.ingest", "--log-level", "WARNING"],
+            cwd=ROOT,
+            env=dict(os.environ),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.ps = psutil.Process(self.process.pid)
+
+
+def ingester_drained() -> bool:
+    """Whether the record stream has nothing left that the ingester has not committed."""
+    from sparring.livestate import GROUP
+    from sparring.runtime import get_runtime
+    from sparring.shared_state import redis_client
+
+    settings = get_runtime().settings
+    client = redis_client(settings.redis_url or "")
+    stream = f"{settings.namespace}:records"
+    try:
+        groups = client.xinfo_groups(stream)
+    except Exception:
+        return False
+    group = next((g for g in groups if g["name"] in (GROUP, GROUP.encode())), None)
+    return group is not None and not group["pending"] and (group.get("lag") or 0) == 0
 
 
 def battles_done(run_id: str) -> int:
@@ -195,13 +258,22 @@ CPU_PER_CALL_TARGET_MS = 6.0  # real HTTP path, the worker's CPU per model call,
 
 
 def run(
-    path: str, battles: int, latency_ms: int, workers: int, threads: int, target: float, rss: float | None
+    path: str,
+    battles: int,
+    latency_ms: int,
+    workers: int,
+    threads: int,
+    target: float,
+    rss: float | None,
+    sink: str = "duckdb",
 ) -> list[dict[str, Any]]:
-    case = run_case(battles=battles, latency_ms=latency_ms, workers=workers, threads=threads, path=path)
+    case = run_case(battles=battles, latency_ms=latency_ms, workers=workers, threads=threads, path=path, sink=sink)
     label = "sim" if path == "sim" else "real HTTP"
     name = f"makespan {label}, {battles} battles, {workers * threads} at once, {latency_ms} ms"
     if workers > 1:
         name += f" ({workers} workers)"
+    if sink == "stream":
+        name += ", stream sink"
     rows = [
         record(name, "makespan", case["makespan_s"], "s", notes=f"ideal {case['ideal_s']:.1f} s"),
         record(name, "measured / ideal", case["ratio"], "", f"≤ {target:.2f}", case["ratio"] <= target),
@@ -238,6 +310,10 @@ def run(
             ),
             record(name, "server CPU per call", case["server_cpu_ms_per_call"] or 0.0, "ms", notes="the fake provider"),
         ]
+    if case["ingester_cpu_ms_per_call"] is not None:
+        rows.append(
+            record(name, "ingester CPU per call", case["ingester_cpu_ms_per_call"], "ms", notes="python -m jobs.ingest")
+        )
     rows += explain(name, case, latency_ms, path)
     return rows
 
@@ -248,11 +324,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument(
         "--case", help="one case instead of the standard ones: BATTLES,LATENCY_MS,WORKERS,THREADS (with --path)"
     )
+    parser.add_argument("--sink", choices=["duckdb", "stream"], default="duckdb", help="with --case")
     args = parser.parse_args(argv)
     if args.case:
         battles, latency_ms, workers, threads = (int(x) for x in args.case.split(","))
         paths = ["sim", "http"] if args.path == "both" else [args.path]
-        cases = [(p, battles, latency_ms, workers, threads, 1.15, None) for p in paths]
+        cases = [(p, battles, latency_ms, workers, threads, 1.15, None, args.sink) for p in paths]
     else:
         cases = [c for c in CASES if args.path in ("both", c[0])]
     rows = []

@@ -18,6 +18,7 @@ error texts are scrubbed of key values before they are recorded.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import email.utils
 import functools
@@ -144,8 +145,9 @@ class Gateway:
         )
         self._limiter = MovingWindowRateLimiter(storage)
         self._limits: dict[str, RateLimitItem | None] = {}
-        self._allowance: dict[str, tuple[int, float]] = {}  # provider -> (calls left, usable until)
-        self._allowance_lock = threading.Lock()
+        # provider -> calls this process took from the shared limit, each usable until a time.
+        # A deque: its append and popleft are atomic, so 200 threads take calls without a lock.
+        self._allowance: dict[str, collections.deque[float]] = {}
         # What this process last learned of each provider's breaker: (until, consecutive 429s,
         # read at). Read at most every BREAKER_CACHE_S, so a healthy provider costs no
         # round trip per call; a 429 refreshes it at once.
@@ -387,8 +389,8 @@ class Gateway:
             if batch > 1 and self._safe(
                 lambda: self._limiter.hit(item, self.settings.namespace, provider, cost=batch), default=True
             ):
-                with self._allowance_lock:
-                    self._allowance[provider] = (batch - 1, time.monotonic() + RATE_ALLOWANCE_S)
+                until = time.monotonic() + RATE_ALLOWANCE_S
+                self._allowance.setdefault(provider, collections.deque()).extend([until] * (batch - 1))
                 return
             # Near the limit: one call at a time, so that none of the window is wasted.
             if self._safe(lambda: self._limiter.hit(item, self.settings.namespace, provider), default=True):
@@ -406,12 +408,16 @@ class Gateway:
 
     def _take_allowance(self, provider: str) -> bool:
         """Use one of the calls this process already took from the shared limit, if any is left."""
-        with self._allowance_lock:
-            left, until = self._allowance.get(provider, (0, 0.0))
-            if left <= 0 or time.monotonic() > until:
+        taken = self._allowance.get(provider)
+        now = time.monotonic()
+        while taken:
+            try:
+                until = taken.popleft()
+            except IndexError:  # another thread took the last one
                 return False
-            self._allowance[provider] = (left - 1, until)
-            return True
+            if until >= now:
+                return True
+        return False  # none left, or only expired ones (dropped)
 
     def _acquire_slot(
         self, provider: str, token: str, timeout: float, should_stop: Callable[[], bool], deadline: float | None
