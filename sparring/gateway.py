@@ -595,12 +595,13 @@ def _openai_client(api_base: str | None, api_key: str | None) -> Any:
 def _new_openai_client(base: str, key: str, organization: str | None) -> Any:
     import httpx
     import openai
-    from litellm.llms.custom_httpx.http_handler import get_ssl_configuration
+    from litellm.llms.custom_httpx.http_handler import get_ssl_configuration, http2_enabled
 
-    session = httpx.Client(
+    session = httpx.Client(  # what litellm's own client has (TLS settings, redirects, HTTP/2 choice)
         limits=httpx.Limits(max_connections=SHARD_CONNECTIONS, max_keepalive_connections=SHARD_CONNECTIONS),
         verify=get_ssl_configuration(),
         follow_redirects=True,
+        http2=http2_enabled(),
     )
     return openai.OpenAI(
         api_key=key or "no-key",
