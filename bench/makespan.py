@@ -96,6 +96,7 @@ def measure(
         if provider is not None:
             provider.stats(reset=True)
         cpu_before = sum(w.cpu_seconds() for w in pool)
+        idle_rss = max(w.rss_mb() for w in pool)
         ingester_cpu_before = ingester.cpu_seconds() if ingester else 0.0
         server_cpu_before = provider.cpu_seconds() if provider else 0.0
         started = time.time()
@@ -139,6 +140,7 @@ def measure(
         "calls": calls,
         "call_errors": call_errors,
         "peak_rss_mb": rss.peak_mb,
+        "idle_rss_mb": idle_rss,
         "not_held": failed,
         "first_start_s": first_start - started,
         "first_wave_s": first_wave,
@@ -287,6 +289,7 @@ def run(
             case["peak_rss_mb"] <= rss if rss else None,
             notes="the largest worker",
         ),
+        record(name, "worker RSS ready, before the run", case["idle_rss_mb"], "MB", notes="litellm imported"),
         record(name, "battles not held (errors)", case["not_held"], "", "0", case["not_held"] == 0),
     ]
     if path == "http":

@@ -122,6 +122,20 @@ def test_threads_share_a_few_small_pools_and_keep_their_connections(openai_serve
     )
 
 
+def test_the_base_url_and_key_from_the_environment_are_used_as_litellm_uses_them(
+    openai_server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no api_base and no key variable named, OPENAI_API_BASE and OPENAI_API_KEY decide
+    where the call goes and what key it carries (the gateway builds the SDK client itself)."""
+    monkeypatch.setenv("OPENAI_API_BASE", openai_server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-environment-42")
+    plain = dataclasses.replace(request(openai_server), api_base=None, api_key_env=None)
+    reply = gateway().complete(plain, on_call=lambda call: None)
+    [seen] = openai_server.completions()
+    assert reply.text.startswith(REPLY_PREFIX)
+    assert seen.headers["authorization"] == "Bearer sk-from-the-environment-42"
+
+
 def test_retry_after_is_honoured_and_the_sdk_does_not_retry(openai_server: FakeOpenAIServer) -> None:
     openai_server.script(["429:0.3", "ok"])
     calls: list[r.LLMCall] = []
