@@ -44,11 +44,44 @@ class InProcessConsumer(Consumer):  # type: ignore[misc]
         pass
 
 
+FILES_PER_THREAD = 3  # a Redis connection, an HTTP connection, and room for the rest
+FILES_SPARE = 256  # the database file, the logs, the libraries
+
+
+def allow_open_files(threads: int) -> int:
+    """Raise this process's limit on open files (the soft one, up to the hard one) so that
+    ``threads`` threads can each hold their connections; return the limit now in force.
+
+    Many systems start programs with a soft limit of 1,024: a worker of 500 threads needs
+    more (about 530 Redis and 500 HTTP connections), and would fail with "Too many open files"."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return -1
+    needed = threads * FILES_PER_THREAD + FILES_SPARE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        if target > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        if soft < needed:
+            log.warning(
+                "%d threads want about %d open files and this process may open %d (its hard limit): "
+                "raise it (ulimit -n) or run fewer threads per worker",
+                threads,
+                needed,
+                soft,
+            )
+    return int(soft)
+
+
 def make_consumer(queue: Queue, threads: int, *, in_process: bool, periodic: bool = True) -> Consumer:
     # Each thread may hold a Redis connection (an idle one waits on the queue holding one) and
-    # an HTTP connection (a model call): size this process's pools for them.
+    # an HTTP connection (a model call): size this process's pools, and its open files, for them.
     size_redis_pool(threads)
     size_http_pool(threads)
+    allow_open_files(threads)
     for name in ("huey", "huey.consumer"):
         if _QUIET not in logging.getLogger(name).filters:
             logging.getLogger(name).addFilter(_QUIET)

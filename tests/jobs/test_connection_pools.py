@@ -101,3 +101,23 @@ def test_a_consumer_of_150_threads_has_150_model_calls_in_flight() -> None:
     assert answered == threads + 1
     # httpx's default pool held this at 100 (each further call waited for a free connection).
     assert peak > 100, f"at most {peak} calls in flight at the server"
+
+
+def test_a_consumer_of_500_threads_may_open_the_files_its_connections_need() -> None:
+    """A soft limit of 1,024 open files (common) is raised for a worker of 500 threads, up to
+    the hard limit; it is never lowered."""
+    import resource
+
+    from jobs.consumer import FILES_PER_THREAD, FILES_SPARE, allow_open_files
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = 500 * FILES_PER_THREAD + FILES_SPARE
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        pytest.fail(f"this machine's hard limit on open files ({hard}) is below what the test needs ({needed})")
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+        assert allow_open_files(500) == needed
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == needed
+        assert allow_open_files(10) == needed  # a smaller consumer later does not lower it
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
