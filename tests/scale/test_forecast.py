@@ -9,8 +9,6 @@ number of battles too.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -19,7 +17,7 @@ from sparring import forecast
 from sparring.runtime import get_runtime
 from sparring.scale import validate_scale
 from sparring.stopping import StoppingRule
-from tests.helpers import scalar
+from tests.helpers import run_cli, scalar
 from tests.scale.test_scale_runs import wait_run
 
 CONFIGS = [
@@ -73,23 +71,7 @@ def test_the_threshold_rule_forecasts_where_it_stops(rate: float, expected: floa
 
 
 def test_scale_dry_run_json_launches_nothing_and_shows_both_costs() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sparring",
-            "scale",
-            "--runs",
-            "50",
-            "--stop-at-threshold",
-            "0.05",
-            "--dry-run",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_cli("scale", "--runs", "50", "--stop-at-threshold", "0.05", "--dry-run", "--json")
     assert done.returncode == 0, done.stderr
     payload = json.loads(done.stdout)
     assert payload["battles"] == 50 and payload["forecast"]["planned_battles"] == 50
