@@ -1,4 +1,8 @@
-"""``python -m sparring`` end to end, in a subprocess like a user's shell."""
+"""``python -m sparring`` end to end, in a subprocess like a user's shell.
+
+A follow-up command within a test (a second battle, a status) runs ``cli.main`` in this process
+(``run_cli``): each subprocess that runs a battle imports litellm again, 4-7 s on a busy machine.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import run_cli
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -30,7 +36,7 @@ def test_battle_json_has_the_documented_fields(isolated: Path) -> None:
     assert payload["outcome"] == "achieved" and payload["messages"] == 2 and payload["turns_to_goal"] == 1
     assert payload["tokens"] > 0 and payload["cost_usd"] > 0
 
-    held = cli("battle", "--agent-model", "sim/agent?concede=0", "--max-messages", "6", "--json")
+    held = run_cli("battle", "--agent-model", "sim/agent?concede=0", "--max-messages", "6", "--json")
     payload = json.loads(held.stdout)
     assert payload["outcome"] == "held" and payload["messages"] == 6 and payload["turns_to_goal"] is None
 
@@ -47,9 +53,9 @@ def test_a_judge_that_cannot_answer_gives_undecided_not_held() -> None:
     payload = json.loads(done.stdout)
     assert payload["outcome"] == "undecided" and payload["messages"] == 6 and payload["turns_to_goal"] is None
     assert "3 error verdicts in a row" in payload["error"]
-    status = cli("status", payload["battle_id"], "--json")
+    status = run_cli("status", payload["battle_id"], "--json")
     assert json.loads(status.stdout)["outcome"] == "undecided"
-    text = cli(*args, "--skip-judge-check", "--max-messages", "4")
+    text = run_cli(*args, "--skip-judge-check", "--max-messages", "4")
     assert "outcome: undecided" in text.stdout and "judge: error" in text.stdout
 
 

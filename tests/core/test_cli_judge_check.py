@@ -13,7 +13,7 @@ from sparring import cli as sparring_cli
 from tests.core.test_cli import cli
 from tests.fakes import openai_server as fake_openai
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.helpers import scalar
+from tests.helpers import run_cli, scalar
 
 openai_server = fake_openai.openai_server  # the fixture (an assignment, so ruff sees no redefinition)
 
@@ -103,7 +103,7 @@ def test_help_lists_the_skip_flag(command: str, capsys: pytest.CaptureFixture[st
 
 def test_retrying_an_undecided_battle_checks_its_judge_first(isolated: Path) -> None:
     """New-user run: `retry` on an undecided battle paid for more turns with the same broken judge."""
-    done = cli("battle", *GARBLED, "--max-messages", "6", "--skip-judge-check", "--json")
+    done = run_cli("battle", *GARBLED, "--max-messages", "6", "--skip-judge-check", "--json")  # in-process: setup
     battle_id = json.loads(done.stdout)["battle_id"]
     refused = cli("retry", battle_id)
     assert refused.returncode == 2, (refused.stdout, refused.stderr)
