@@ -36,7 +36,7 @@ def test_a_garbled_judge_exits_2_with_the_checks_message_and_writes_nothing(isol
 
 
 def test_with_skip_judge_check_the_same_battle_runs(isolated: Path) -> None:
-    done = cli("battle", *GARBLED, "--max-messages", "4", "--skip-judge-check", "--json")
+    done = run_cli("battle", *GARBLED, "--max-messages", "4", "--skip-judge-check", "--json")
     assert done.returncode == 0, done.stderr
     payload = json.loads(done.stdout)
     assert scalar("SELECT judge_model FROM battles WHERE battle_id = ?", [payload["battle_id"]]) == "sim/judge?garble=1"
