@@ -1,7 +1,8 @@
 """``python -m sparring`` end to end, in a subprocess like a user's shell.
 
-A follow-up command within a test (a second battle, a status) runs ``cli.main`` in this process
-(``run_cli``): each subprocess that runs a battle imports litellm again, 4-7 s on a busy machine.
+A follow-up command within a test (a second battle, a status) and the refused options run ``cli.main``
+in this process (``run_cli``): each subprocess that runs a battle imports litellm again, 4-7 s on a busy
+machine, and each refusal started an interpreter for ~0.5 s.
 """
 
 from __future__ import annotations
@@ -89,8 +90,11 @@ def test_text_output_shows_the_transcript() -> None:
         (["--system-prompt", "@/nonexistent/file.txt"], "cannot read"),
     ],
 )
-def test_invalid_options_exit_2_with_one_line_and_write_nothing(isolated: Path, args: list[str], expected: str) -> None:
-    done = cli("battle", *args, env={"OPENAI_API_KEY": ""})
+def test_invalid_options_exit_2_with_one_line_and_write_nothing(
+    isolated: Path, args: list[str], expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "")
+    done = run_cli("battle", *args)  # in-process like test_text_inputs' refusals: 18 interpreters took ~10 s
     assert done.returncode == 2
     assert done.stdout == ""
     lines = done.stderr.strip().splitlines()
