@@ -32,8 +32,13 @@ CONFIGS = [
 
 
 def test_forecasts_over_a_set_of_sim_runs_land_within_25_percent_of_the_actual_spend() -> None:
-    embedded.start(threads=2)
     for number, config in enumerate(CONFIGS):
+        # 8 threads for the fixed-N runs (17-19 s instead of 24-31 s for the test). The stopping rule's
+        # runs keep 2: the forecast leaves out the battles still in flight when a cell stops, and 8 of
+        # them overshot its actual spend by ~20%, too close to the 25% this test allows.
+        if "stop_at_threshold" in config:
+            embedded.stop()
+        embedded.start(threads=2 if "stop_at_threshold" in config else 8)
         wait_run(runs.submit_run({**config, "seed": number}), 300)  # the history
         run_id = runs.submit_run({**config, "seed": 1000 + number})
         wait_run(run_id, 300)
