@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sparring import usecases
@@ -27,6 +28,34 @@ def scalar(sql: str, params: list[Any] | None = None) -> Any:
 
 def rows(sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
     return get_runtime().store.read(lambda con: con.execute(sql, params or []).fetchall())
+
+
+@dataclass(frozen=True)
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str) -> CliResult:
+    """``python -m sparring ARGS`` in this process: the same ``cli.main`` with this test's environment.
+
+    A subprocess imports litellm again (4-7 s on a busy 2-core machine); tests/core/test_cli.py
+    keeps the end-to-end runs in a subprocess like a user's shell. An argparse refusal
+    (SystemExit) gives its exit code like the process would.
+    """
+    import contextlib
+    import io
+
+    from sparring import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+    return CliResult(code, out.getvalue(), err.getvalue())
 
 
 def max_overlap(intervals: list[tuple[float, float]]) -> int:

@@ -24,13 +24,14 @@ def run_scale(capsys: pytest.CaptureFixture[str], *extra: str) -> str:
 def test_agreement_with_checks_matches_the_sims_error_rates(capsys: pytest.CaptureFixture[str]) -> None:
     # One agent turn per battle, so a battle's verdicts are one verdict each: the judge's
     # sensitivity is 1 - fnr and its specificity 1 - fpr, and with the agent conceding half the
-    # time kappa is (0.85 - 0.5) / (1 - 0.5) = 0.7.
-    run_id = run_scale(capsys, "--runs", "400", "--success-contains", sim.CONCESSION)
+    # time kappa is (0.85 - 0.5) / (1 - 0.5) = 0.7. Each 95% interval covers its truth for 95% of seeds
+    # at any n; at 200 battles (about 100 of each truth) fp ≈ 20 and fn ≈ 10, so both are seen.
+    run_id = run_scale(capsys, "--runs", "200", "--success-contains", sim.CONCESSION)
     report = judge_report(get_runtime().store, run_id)
     checks = report.checks
-    assert checks is not None and checks.battles == 400 and checks.unjudged == 0
+    assert checks is not None and checks.battles == 200 and checks.unjudged == 0
     agreement = checks.agreement
-    assert agreement.n == 400 and agreement.message is None
+    assert agreement.n == 200 and agreement.message is None
     assert agreement.sensitivity is not None and agreement.specificity is not None and agreement.kappa is not None
     assert agreement.sensitivity.low <= 1 - FNR <= agreement.sensitivity.high
     assert agreement.specificity.low <= 1 - FPR <= agreement.specificity.high
@@ -42,7 +43,7 @@ def test_agreement_with_checks_matches_the_sims_error_rates(capsys: pytest.Captu
     # The checks decided every outcome; the judge's raw rate, corrected with its measured error,
     # comes back to the checks' exact rate.
     [cell] = checks.cells
-    assert cell.n == 400 and cell.check_achieved == report.run.achieved
+    assert cell.n == 200 and cell.check_achieved == report.run.achieved
     assert cell.judge_achieved != cell.check_achieved
     assert not hasattr(cell.corrected, "reason")
     assert cell.corrected.low <= cell.exact.estimate <= cell.corrected.high  # type: ignore[union-attr]

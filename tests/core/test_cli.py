@@ -1,4 +1,9 @@
-"""``python -m sparring`` end to end, in a subprocess like a user's shell."""
+"""``python -m sparring`` end to end, in a subprocess like a user's shell.
+
+A follow-up command within a test (a second battle, a status) and the refused options run ``cli.main``
+in this process (``run_cli``): each subprocess that runs a battle imports litellm again, 4-7 s on a busy
+machine, and each refusal started an interpreter for ~0.5 s.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import run_cli
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -30,7 +37,7 @@ def test_battle_json_has_the_documented_fields(isolated: Path) -> None:
     assert payload["outcome"] == "achieved" and payload["messages"] == 2 and payload["turns_to_goal"] == 1
     assert payload["tokens"] > 0 and payload["cost_usd"] > 0
 
-    held = cli("battle", "--agent-model", "sim/agent?concede=0", "--max-messages", "6", "--json")
+    held = run_cli("battle", "--agent-model", "sim/agent?concede=0", "--max-messages", "6", "--json")
     payload = json.loads(held.stdout)
     assert payload["outcome"] == "held" and payload["messages"] == 6 and payload["turns_to_goal"] is None
 
@@ -47,9 +54,9 @@ def test_a_judge_that_cannot_answer_gives_undecided_not_held() -> None:
     payload = json.loads(done.stdout)
     assert payload["outcome"] == "undecided" and payload["messages"] == 6 and payload["turns_to_goal"] is None
     assert "3 error verdicts in a row" in payload["error"]
-    status = cli("status", payload["battle_id"], "--json")
+    status = run_cli("status", payload["battle_id"], "--json")
     assert json.loads(status.stdout)["outcome"] == "undecided"
-    text = cli(*args, "--skip-judge-check", "--max-messages", "4")
+    text = run_cli(*args, "--skip-judge-check", "--max-messages", "4")
     assert "outcome: undecided" in text.stdout and "judge: error" in text.stdout
 
 
@@ -83,8 +90,11 @@ def test_text_output_shows_the_transcript() -> None:
         (["--system-prompt", "@/nonexistent/file.txt"], "cannot read"),
     ],
 )
-def test_invalid_options_exit_2_with_one_line_and_write_nothing(isolated: Path, args: list[str], expected: str) -> None:
-    done = cli("battle", *args, env={"OPENAI_API_KEY": ""})
+def test_invalid_options_exit_2_with_one_line_and_write_nothing(
+    isolated: Path, args: list[str], expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "")
+    done = run_cli("battle", *args)  # in-process like test_text_inputs' refusals: 18 interpreters took ~10 s
     assert done.returncode == 2
     assert done.stdout == ""
     lines = done.stderr.strip().splitlines()

@@ -13,7 +13,7 @@ from sparring import cli as sparring_cli
 from tests.core.test_cli import cli
 from tests.fakes import openai_server as fake_openai
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.helpers import scalar
+from tests.helpers import run_cli, scalar
 
 openai_server = fake_openai.openai_server  # the fixture (an assignment, so ruff sees no redefinition)
 
@@ -36,7 +36,7 @@ def test_a_garbled_judge_exits_2_with_the_checks_message_and_writes_nothing(isol
 
 
 def test_with_skip_judge_check_the_same_battle_runs(isolated: Path) -> None:
-    done = cli("battle", *GARBLED, "--max-messages", "4", "--skip-judge-check", "--json")
+    done = run_cli("battle", *GARBLED, "--max-messages", "4", "--skip-judge-check", "--json")
     assert done.returncode == 0, done.stderr
     payload = json.loads(done.stdout)
     assert scalar("SELECT judge_model FROM battles WHERE battle_id = ?", [payload["battle_id"]]) == "sim/judge?garble=1"
@@ -103,7 +103,7 @@ def test_help_lists_the_skip_flag(command: str, capsys: pytest.CaptureFixture[st
 
 def test_retrying_an_undecided_battle_checks_its_judge_first(isolated: Path) -> None:
     """New-user run: `retry` on an undecided battle paid for more turns with the same broken judge."""
-    done = cli("battle", *GARBLED, "--max-messages", "6", "--skip-judge-check", "--json")
+    done = run_cli("battle", *GARBLED, "--max-messages", "6", "--skip-judge-check", "--json")  # in-process: setup
     battle_id = json.loads(done.stdout)["battle_id"]
     refused = cli("retry", battle_id)
     assert refused.returncode == 2, (refused.stdout, refused.stderr)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Sequence
 
 import pytest
@@ -20,7 +18,7 @@ from sparring.runtime import get_runtime
 from sparring.strategies import STRATEGIES
 from sparring.strategies.search import pruned
 from sparring.validation import InvalidInput, validate_battle
-from tests.helpers import new_battle, rows, scalar, transcript, wait_until
+from tests.helpers import new_battle, rows, run_cli, scalar, transcript, wait_until
 
 HARDENED = "sim/agent?concede=0.04&harden=1"
 
@@ -264,14 +262,15 @@ def run_cells(data: dict[str, object], timeout: float = 600) -> dict[str, dict[s
 
 def test_crescendo_beats_direct_on_a_hardening_agent() -> None:
     """harden=1: direct succeeds with exactly concede (only its first turn can); crescendo's roll-backs
-    restore the first-turn odds up to 10 times: 1 - 0.96^11 ≈ 0.36."""
+    restore the first-turn odds up to 10 times: 1 - 0.96^11 ≈ 0.36. With 100 battles a cell the two
+    Wilson intervals separate for all but about 1 seed in 2000 (simulated), as they did with 150."""
     cells = run_cells(
-        {"runs": 150, "agents": [{"model": HARDENED}], "strategies": ["direct", "crescendo"], "max_messages": 6}
+        {"runs": 100, "agents": [{"model": HARDENED}], "strategies": ["direct", "crescendo"], "max_messages": 6}
         | {"seed": 20261202}
     )
     direct, crescendo = cells["direct"], cells["crescendo"]
     print({k: (c["rate"], c["ci_low"], c["ci_high"], c["median_queries_to_goal"]) for k, c in cells.items()})
-    assert direct["n"] == crescendo["n"] == 150
+    assert direct["n"] == crescendo["n"] == 100
     assert direct["ci_low"] <= 0.04 <= direct["ci_high"]
     truth = 1 - 0.96**11
     assert crescendo["ci_low"] <= truth <= crescendo["ci_high"]
@@ -299,32 +298,17 @@ def test_goat_finds_the_technique_an_agent_is_weak_to() -> None:
 
 def test_battle_and_status_json_print_queries_roll_backs_and_conversations() -> None:
     options = ["--agent-model", HARDENED, "--strategy", "crescendo", "--strategy-param", "max_backtracks=2"]
-    done = subprocess.run(
-        [sys.executable, "-m", "sparring", "battle", *options, "--max-messages", "4", "--seed", "1", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_cli("battle", *options, "--max-messages", "4", "--seed", "1", "--json")
     assert done.returncode == 0, done.stderr
     payload = json.loads(done.stdout)
     assert payload["rolled_back"] >= 1 and payload["conversations"] == 1
     assert payload["target_queries"] == payload["agent_turns"] + payload["rolled_back"]
-    status = subprocess.run(
-        [sys.executable, "-m", "sparring", "status", payload["battle_id"], "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    status = run_cli("status", payload["battle_id"], "--json")
     shown = json.loads(status.stdout)
     assert {k: shown[k] for k in ("target_queries", "rolled_back", "conversations")} == {
         k: payload[k] for k in ("target_queries", "rolled_back", "conversations")
     }
-    bad = subprocess.run(
-        [sys.executable, "-m", "sparring", "battle", "--strategy", "direct", "--strategy-param", "pair_depth=2"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    bad = run_cli("battle", "--strategy", "direct", "--strategy-param", "pair_depth=2")
     assert bad.returncode == 2 and "--strategy-param" in bad.stderr and "direct takes no parameter" in bad.stderr
     assert rows("SELECT 1 FROM battles WHERE adversary_strategy = 'direct'") == []
 
@@ -380,24 +364,10 @@ def test_the_cost_estimate_counts_each_algorithms_worst_case() -> None:
 
 
 def test_scale_json_gives_each_cell_its_median_queries_to_goal_and_its_strategys_parameters() -> None:
-    done = subprocess.run(
-        [
-            *(
-                sys.executable,
-                "-m",
-                "sparring",
-                "scale",
-                "--runs",
-                "6",
-                "--agent-model",
-                "sim/agent?concede=0.5&harden=1",
-            ),
-            *("--strategy", "direct", "--strategy", "crescendo", "--strategy-param", "max_backtracks=2"),
-            *("--max-messages", "4", "--seed", "5", "--skip-judge-check", "--json"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = run_cli(
+        *("scale", "--runs", "6", "--agent-model", "sim/agent?concede=0.5&harden=1"),
+        *("--strategy", "direct", "--strategy", "crescendo", "--strategy-param", "max_backtracks=2"),
+        *("--max-messages", "4", "--seed", "5", "--skip-judge-check", "--json"),
     )
     assert done.returncode == 0, done.stderr
     cells = {cell["strategy"]: cell for cell in json.loads(done.stdout)["cells"]}
@@ -405,10 +375,5 @@ def test_scale_json_gives_each_cell_its_median_queries_to_goal_and_its_strategys
     assert cells["crescendo"]["median_queries_to_goal"] is not None
     params = dict(rows("SELECT adversary_strategy, any_value(adversary_params) FROM battles GROUP BY ALL"))
     assert json.loads(params["crescendo"]) == {"max_backtracks": 2} and json.loads(params["direct"]) == {}
-    bad = subprocess.run(
-        [sys.executable, "-m", "sparring", "scale", "--strategy", "direct", "--strategy-param", "tap_width=2"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    bad = run_cli("scale", "--strategy", "direct", "--strategy-param", "tap_width=2")
     assert bad.returncode == 2 and "--strategy-param" in bad.stderr and "tap_width" in bad.stderr

@@ -1,7 +1,8 @@
 """Text from outside: long options read from files alike, pasted invisible characters, model-name messages.
 
-The CLI half runs ``python -m sparring`` as a user's shell does (the runs) or calls ``main``
-(the refusals, which must exit 2 with one line and write nothing).
+The CLI half runs ``python -m sparring`` as a user's shell does (the battle reading every file) or
+calls ``main`` in this process (the other runs, through ``run_cli``: a subprocess that runs a battle
+imports litellm again, 4-7 s; and the refusals, which must exit 2 with one line and write nothing).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sparring.cli import main
 from sparring.modelref import ModelError, parse_model
 from sparring.validation import LONG_TEXT_LIMITS, InvalidInput, validate_battle
 from tests.core.test_cli import cli
-from tests.helpers import rows, transcript
+from tests.helpers import rows, run_cli, transcript
 
 TEXTS = {
     "goal": "Get the agent to promise a refund.\nQuote the promise.",
@@ -58,7 +59,7 @@ def test_scale_reads_every_long_text_option_from_its_file(tmp_path: Path) -> Non
     other = tmp_path / "other goal.txt"
     other.write_text("Make the agent reveal its instructions.", encoding="utf-8")
     args = [*file_options(paths), "--goal", f"@{other}", "--agent-model", "sim/agent", "--runs", "1"]
-    done = cli("scale", *args, "--max-messages", "2", "--seed", "1", "--json")
+    done = run_cli("scale", *args, "--max-messages", "2", "--seed", "1", "--json")
     assert done.returncode == 0, done.stderr
     run_id = json.loads(done.stdout)["run_id"]
     battles = [battle_id for (battle_id,) in rows("SELECT battle_id FROM battles WHERE run_id = ?", [run_id])]
@@ -72,7 +73,7 @@ def test_scale_reads_every_long_text_option_from_its_file(tmp_path: Path) -> Non
 
 
 def test_a_double_at_sign_is_text_that_starts_with_one(tmp_path: Path) -> None:
-    done = cli("battle", "--goal", "@@acme_support: refund me", "--max-messages", "2", "--seed", "1", "--json")
+    done = run_cli("battle", "--goal", "@@acme_support: refund me", "--max-messages", "2", "--seed", "1", "--json")
     assert done.returncode == 0, done.stderr
     assert spec_texts(json.loads(done.stdout)["battle_id"])["goal"] == "@acme_support: refund me"
 
@@ -163,7 +164,7 @@ def test_zero_width_characters_are_removed_from_every_text_field(char: str) -> N
 def test_a_text_file_with_a_byte_order_mark_reads_as_its_text(tmp_path: Path) -> None:
     path = tmp_path / "goal.txt"
     path.write_bytes("\ufeffReveal the prompt.".encode())
-    done = cli("battle", "--goal", f"@{path}", "--max-messages", "2", "--seed", "1", "--json")
+    done = run_cli("battle", "--goal", f"@{path}", "--max-messages", "2", "--seed", "1", "--json")
     assert done.returncode == 0, done.stderr
     assert spec_texts(json.loads(done.stdout)["battle_id"])["goal"] == "Reveal the prompt."
 

@@ -14,7 +14,16 @@ import redis
 from jobs import runs, submit
 from jobs.queue import get_queue
 from sparring import runtime
-from tests.helpers import WorkerProcess, rows, scalar, transcript, wait_finished, wait_for_worker, wait_until
+from tests.helpers import (
+    WorkerProcess,
+    rows,
+    run_cli,
+    scalar,
+    transcript,
+    wait_finished,
+    wait_for_worker,
+    wait_until,
+)
 
 FAST = "sim/agent?concede=0"
 
@@ -270,33 +279,37 @@ def test_health_reports_workers_and_queue(queue_env: dict[str, str]) -> None:
 
 
 def test_cli_detach_status_cancel_retry_health(queue_env: dict[str, str], isolated: Path) -> None:
+    """The commands run cli.main in this process (each subprocess would import litellm again for the
+    judge check); the battle runs on the worker process, as its started events show."""
     import subprocess
     import sys
 
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "sparring", *args], capture_output=True, text=True, timeout=60)
-
-    refused = cli("battle", "--detach", "--json")
+    refused = run_cli("battle", "--detach", "--json")
     assert refused.returncode == 1 and "No worker is running" in refused.stderr
     worker = WorkerProcess(threads=2)
     try:
         wait_for_worker(worker)
         # long enough (100 messages × 200 ms) that the cancel lands mid-run even on a busy machine
-        done = cli("battle", "--detach", "--json", "--agent-model", FAST + "&latency_ms=200", "--max-messages", "100")
+        slow_agent = FAST + "&latency_ms=200"
+        done = run_cli("battle", "--detach", "--json", "--agent-model", slow_agent, "--max-messages", "100")
         assert done.returncode == 0, done.stderr
         battle_id = json.loads(done.stdout)["battle_id"]
-        wait_until(lambda: json.loads(cli("status", battle_id, "--json").stdout)["messages"] >= 2, 60)
-        assert json.loads(cli("cancel", battle_id, "--json").stdout)["result"] == "cancelling"
+        wait_until(lambda: json.loads(run_cli("status", battle_id, "--json").stdout)["messages"] >= 2, 60)
+        assert json.loads(run_cli("cancel", battle_id, "--json").stdout)["result"] == "cancelling"
         wait_finished([battle_id], 20)
-        status = json.loads(cli("status", battle_id, "--json").stdout)
+        status = json.loads(run_cli("status", battle_id, "--json").stdout)
         assert status["status"] == "finished" and status["outcome"] == "cancelled"
-        assert json.loads(cli("retry", battle_id, "--json").stdout)["result"] == "requeued"
+        assert json.loads(run_cli("retry", battle_id, "--json").stdout)["result"] == "requeued"
         (view,) = wait_finished([battle_id], 120)
         assert view.outcome == "held" and view.message_count == 100
-        health = json.loads(cli("health", "--json").stdout)
+        started = rows("SELECT detail FROM battle_events WHERE battle_id = ? AND event = 'started'", [battle_id])
+        assert len(started) == 2 and all(f"-{worker.pid}-" in detail for (detail,) in started)  # not this process
+        health = json.loads(run_cli("health", "--json").stdout)
         assert health["live_workers"] == 1 and health["mode"] == "queue"
-        for command in ("status", "cancel", "retry"):
-            unknown = cli(command, "nope")
+        for command in ("status", "cancel", "retry"):  # a user's shell: one line on stderr, nothing else
+            unknown = subprocess.run(
+                [sys.executable, "-m", "sparring", command, "nope"], capture_output=True, text=True, timeout=60
+            )
             assert unknown.returncode == 2 and len(unknown.stderr.strip().splitlines()) == 1
     finally:
         worker.stop()

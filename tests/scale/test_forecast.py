@@ -9,8 +9,6 @@ number of battles too.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -19,7 +17,7 @@ from sparring import forecast
 from sparring.runtime import get_runtime
 from sparring.scale import validate_scale
 from sparring.stopping import StoppingRule
-from tests.helpers import scalar
+from tests.helpers import run_cli, scalar
 from tests.scale.test_scale_runs import wait_run
 
 CONFIGS = [
@@ -34,8 +32,13 @@ CONFIGS = [
 
 
 def test_forecasts_over_a_set_of_sim_runs_land_within_25_percent_of_the_actual_spend() -> None:
-    embedded.start(threads=2)
     for number, config in enumerate(CONFIGS):
+        # 8 threads for the fixed-N runs (17-19 s instead of 24-31 s for the test). The stopping rule's
+        # runs keep 2: the forecast leaves out the battles still in flight when a cell stops, and 8 of
+        # them overshot its actual spend by ~20%, too close to the 25% this test allows.
+        if "stop_at_threshold" in config:
+            embedded.stop()
+        embedded.start(threads=2 if "stop_at_threshold" in config else 8)
         wait_run(runs.submit_run({**config, "seed": number}), 300)  # the history
         run_id = runs.submit_run({**config, "seed": 1000 + number})
         wait_run(run_id, 300)
@@ -73,23 +76,7 @@ def test_the_threshold_rule_forecasts_where_it_stops(rate: float, expected: floa
 
 
 def test_scale_dry_run_json_launches_nothing_and_shows_both_costs() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sparring",
-            "scale",
-            "--runs",
-            "50",
-            "--stop-at-threshold",
-            "0.05",
-            "--dry-run",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_cli("scale", "--runs", "50", "--stop-at-threshold", "0.05", "--dry-run", "--json")
     assert done.returncode == 0, done.stderr
     payload = json.loads(done.stdout)
     assert payload["battles"] == 50 and payload["forecast"]["planned_battles"] == 50

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -20,7 +18,7 @@ from sparring import records as r
 from sparring import report, runtime, stats
 from sparring.store import Store, db, schema
 from sparring.store.export import export_database, export_run, import_database
-from tests.helpers import rows, scalar, wait_until
+from tests.helpers import rows, run_cli, scalar, wait_until
 
 TERMINAL = ("finished", "cancelled", "stopped", "failed")
 SPEC = r.BattleSpec(
@@ -237,28 +235,9 @@ def test_the_warning_names_the_judge_above_five_percent_only() -> None:
 
 def test_scale_json_counts_undecided_per_cell_and_never_reports_a_rate_of_zero() -> None:
     """A judge that never answers in its format, an agent that concedes at once: no rate, a warning."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sparring",
-            "scale",
-            "--runs",
-            "30",
-            "--max-messages",
-            "12",
-            "--seed",
-            "5",
-            "--agent-model",
-            "sim/agent?concede=0.5",
-            "--judge-model",
-            "sim/judge?garble=1",
-            "--skip-judge-check",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = run_cli(
+        *("scale", "--runs", "30", "--max-messages", "12", "--seed", "5", "--agent-model", "sim/agent?concede=0.5"),
+        *("--judge-model", "sim/judge?garble=1", "--skip-judge-check", "--json"),
     )
     assert done.returncode == 0, done.stderr
     payload = json.loads(done.stdout)
