@@ -59,8 +59,10 @@ def test_label_six_battles_in_a_row_and_change_one(app_url: str, browser: Browse
     assert len(ids) == len(PLAN)
 
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    # A busy two-core machine (CI shares it) once took over 30 s to open the Battle selector.
+    page.set_default_timeout(60_000)
     page.goto(app_url)  # the app's root first, so that the navigation is the app's
-    expect(page.get_by_role("button", name="Start battle")).to_be_visible(timeout=30_000)
+    expect(page.get_by_role("button", name="Start battle")).to_be_visible(timeout=60_000)
     # The app's toolbar is the viewer's (.streamlit/config.toml): no Deploy button for users.
     expect(page.get_by_test_id("stToolbar")).to_be_attached()
     expect(page.get_by_test_id("stAppDeployButton")).to_have_count(0)
@@ -69,7 +71,7 @@ def test_label_six_battles_in_a_row_and_change_one(app_url: str, browser: Browse
     name = page.locator(".st-key-judge_labeller input")
     name.fill(NAME)
     name.press("Enter")
-    expect(page.get_by_text("You have labelled 0 of 8 sampled battles.")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("You have labelled 0 of 8 sampled battles.")).to_be_visible(timeout=60_000)
 
     expected: dict[str, str] = {}
     captions = list(CHOICES)
@@ -79,11 +81,11 @@ def test_label_six_battles_in_a_row_and_change_one(app_url: str, browser: Browse
         caption = captions[done % len(captions)]
         save(page, caption)
         expected[battle_id] = CHOICES[caption]
-        expect(page.get_by_text(f"You have labelled {done + 1} of 8 sampled battles.")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text(f"You have labelled {done + 1} of 8 sampled battles.")).to_be_visible(timeout=60_000)
         expect(page.locator(".st-key-judge_reveal")).to_contain_text(f"You said: {caption.lower()}")
         no_error(page)
         page.get_by_role("button", name="Next unlabelled battle").click()
-        expect(page.locator(".st-key-judge_reveal")).to_have_count(0, timeout=30_000)
+        expect(page.locator(".st-key-judge_reveal")).to_have_count(0, timeout=60_000)
         no_error(page)
         expect(name).to_have_value(NAME)  # the name stays for the next label
         assert shown_battle(page, ids) not in expected
@@ -94,10 +96,10 @@ def test_label_six_battles_in_a_row_and_change_one(app_url: str, browser: Browse
     page.get_by_role("combobox", name="Battle", exact=True).click()
     page.get_by_role("option", name=re.compile(rf"#{ids.index(first) + 1} · battle {first[:8]}")).click()
     reveal = page.locator(".st-key-judge_reveal")
-    expect(reveal).to_contain_text("You said: goal achieved", timeout=30_000)
+    expect(reveal).to_contain_text("You said: goal achieved", timeout=60_000)
     assert shown_battle(page, ids) == first
     save(page, "Not achieved")
-    expect(reveal).to_contain_text("You said: not achieved", timeout=30_000)
+    expect(reveal).to_contain_text("You said: not achieved", timeout=60_000)
     expect(page.get_by_text("You have labelled 6 of 8 sampled battles.")).to_be_visible()
     no_error(page)
     expect(name).to_have_value(NAME)
