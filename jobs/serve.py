@@ -30,10 +30,10 @@ APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 
 
 LOOPBACK = "127.0.0.1"
-# What the hub's first run imports beyond the server's own modules: ``streamlit_app.py``'s
-# imports and the hub page's (not the page itself: a page is run, not imported).
+# What the hub's first run imports beyond the server's own modules and the use cases (the
+# wiring's): ``streamlit_app.py``'s imports and the hub page's (not the page itself: a page
+# is run, not imported).
 FIRST_PAGE_MODULES = (
-    "jobs.dispatch",
     "sparring.access",
     "sparring.render",
     "sparring.store.reads",
@@ -76,13 +76,17 @@ def _wait_until_listening(port: int, address: str | None, timeout_s: float = 30.
 
 
 def _start_up(port: int, address: str | None, embedded_mode: bool) -> None:
-    """Once the server answers: import what the first page needs, start the embedded consumer.
+    """Once the server answers: wire the queue into the use cases, import what the first page
+    needs, start the embedded consumer.
 
     Importing earlier would delay the server's first answer; later, the first page's run
     would import them itself. A page run that starts meanwhile waits for an import in
     progress (the import lock) and for the consumer's start (``embedded.start``'s lock).
     """
+    from jobs import dispatch
+
     _wait_until_listening(port, address)
+    dispatch.wire()  # python -m sparring serve leaves it to this thread; the consumer's work needs it
     for module in FIRST_PAGE_MODULES:
         try:
             importlib.import_module(module)
