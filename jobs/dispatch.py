@@ -139,7 +139,7 @@ class QueueDispatcher:
     def serve(self, port: int, address: str | None) -> int:
         from jobs import serve
 
-        return serve.serve(port, address)
+        return serve.serve(port, address, dispatcher=self)
 
 
 def wire() -> QueueDispatcher:

@@ -21,8 +21,12 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sparring.settings import get_settings
+
+if TYPE_CHECKING:
+    from sparring.usecases import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,18 @@ def _start_consumer() -> None:
         log.exception("Could not start the in-process consumer; the first page view tries again")
 
 
+def _migrate() -> None:
+    """Create or upgrade the database, alongside the other start-up work: DuckDB does most of it
+    without the GIL, and a fresh store takes a quarter of a second. The consumer's start
+    migrates too, a no-op after this (each step re-reads what is applied, under DuckDB's lock)."""
+    from sparring.runtime import get_runtime
+
+    try:
+        get_runtime().store.migrate()
+    except Exception:
+        log.warning("Could not migrate the store ahead of the consumer's start", exc_info=True)
+
+
 def _wait_until_listening(port: int, address: str | None, timeout_s: float = 30.0) -> None:
     """Until something accepts connections on the port (the server), or ``timeout_s``."""
     host = LOOPBACK if address in (None, "", "0.0.0.0") else "::1" if address == "::" else address
@@ -75,18 +91,21 @@ def _wait_until_listening(port: int, address: str | None, timeout_s: float = 30.
             time.sleep(0.02)
 
 
-def _start_up(port: int, address: str | None, embedded_mode: bool) -> None:
-    """Once the server answers: wire the queue into the use cases, import what the first page
-    needs, start the embedded consumer.
+def _start_up(port: int, address: str | None, embedded_mode: bool, dispatcher: Dispatcher | None) -> None:
+    """Once the server answers: migrate the store (in another thread), wire the queue into the
+    use cases, import what the first page needs, start the embedded consumer.
 
     Importing earlier would delay the server's first answer; later, the first page's run
     would import them itself. A page run that starts meanwhile waits for an import in
     progress (the import lock) and for the consumer's start (``embedded.start``'s lock).
     """
-    from jobs import dispatch
-
     _wait_until_listening(port, address)
-    dispatch.wire()  # python -m sparring serve leaves it to this thread; the consumer's work needs it
+    if embedded_mode and get_settings().record_sink == "duckdb":  # what the consumer's start migrates
+        threading.Thread(target=_migrate, name="serve-migrate", daemon=True).start()
+    if dispatcher is not None:  # python -m sparring serve leaves it to this thread; the consumer's work needs it
+        from sparring import usecases
+
+        usecases.wire(dispatcher)
     for module in FIRST_PAGE_MODULES:
         try:
             importlib.import_module(module)
@@ -96,15 +115,19 @@ def _start_up(port: int, address: str | None, embedded_mode: bool) -> None:
         _start_consumer()
 
 
-def serve(port: int, address: str | None = None) -> int:
-    """Serve the app until stopped; in embedded mode, the consumer starts as soon as Streamlit answers."""
+def serve(port: int, address: str | None = None, dispatcher: Dispatcher | None = None) -> int:
+    """Serve the app until stopped; in embedded mode, the consumer starts as soon as Streamlit answers.
+
+    ``dispatcher``: wired into the use cases once Streamlit answers (``jobs.dispatch`` passes itself).
+    """
     from streamlit.web import cli as streamlit_cli
 
     # In a thread: migrating waits while another process holds the database file (a
     # notebook), and the pages must come up meanwhile. A session that starts meanwhile
     # waits for this start and gets the same consumer.
     embedded_mode = get_settings().mode == "embedded"
-    threading.Thread(target=_start_up, args=(port, address, embedded_mode), name="serve-start-up", daemon=True).start()
+    start_up = (port, address, embedded_mode, dispatcher)
+    threading.Thread(target=_start_up, args=start_up, name="serve-start-up", daemon=True).start()
     try:
         streamlit_cli.main(args=streamlit_args(port, address), prog_name="streamlit", standalone_mode=False)
     finally:
