@@ -45,16 +45,45 @@ def free_port() -> int:
 BARE_PAGE = 'import streamlit as st\n\nst.button("Start battle")\n'
 
 
+# A second floor: a page with a form of the hub's kinds of widgets (select boxes, radio, text
+# inputs and areas, number inputs, checkbox, markdown) and no code of ours. The browser loads
+# each kind's part of Streamlit's front end when it first shows one, and renders the form:
+# the hub cannot be faster than this page.
+FORM_PAGE = """import streamlit as st
+
+st.set_page_config(page_title="Form", layout="wide")
+st.navigation(
+    [st.Page(lambda: None, title="Hub", default=True), st.Page(lambda: None, title="B", url_path="b")], position="top"
+)
+st.title("Sparring")
+st.caption("Launch a battle")
+st.selectbox("Agent", ["Custom agent", "a", "b"])
+st.radio("Kind", ["Model", "HTTP endpoint", "Python callable"], horizontal=True)
+st.text_input("Agent model", "sim/agent")
+st.text_area("System prompt", "You are helpful")
+st.number_input("Temperature", 0.0, 2.0, 0.7)
+st.selectbox("Goal", ["a", "Write my own"])
+st.text_area("Goal text", "x")
+st.text_input("Adversary model", "sim/adversary")
+st.text_input("Judge model", "sim/judge")
+st.number_input("Max messages", 1, 100, 10)
+st.selectbox("Strategy", ["s1", "s2"])
+st.checkbox("Advanced")
+st.markdown("**Recent battles** :material/stadium:")
+st.button("Start battle")
+"""
+
+
 def app_start() -> tuple[float, float]:
     """Seconds from ``make run`` to the first HTTP answer and to the hub on screen."""
     return _start_and_render(lambda port: ["make", "--no-print-directory", "run", f"PORT={port}"])
 
 
-def bare_start() -> tuple[float, float]:
-    """The same two figures for ``BARE_PAGE``: what Streamlit and the browser take alone."""
+def bare_start(source: str = BARE_PAGE) -> tuple[float, float]:
+    """The same two figures for ``BARE_PAGE`` (or ``source``): what Streamlit and the browser take alone."""
     with tempfile.TemporaryDirectory() as folder:
         page = Path(folder) / "bare.py"
-        page.write_text(BARE_PAGE)
+        page.write_text(source)
         return _start_and_render(
             lambda port: [
                 str(ROOT / ".venv" / "bin" / "streamlit"),
@@ -299,23 +328,26 @@ def worker_rss(concurrent: int = 50) -> float:
     return peak
 
 
-def starts(rounds: int = 3) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-    """``rounds`` cold starts of the hub and of the bare page, interleaved (hub, bare, hub, ...),
-    so that what else runs on the machine weighs on both alike."""
-    hubs, bares = [], []
+def starts(rounds: int = 3) -> dict[str, list[tuple[float, float]]]:
+    """``rounds`` cold starts of the hub, the bare page and the form page, interleaved (hub,
+    bare, form, hub, ...), so that what else runs on the machine weighs on all alike."""
+    found: dict[str, list[tuple[float, float]]] = {"hub": [], "bare": [], "form": []}
     for _ in range(rounds):
-        hubs.append(app_start())
-        bares.append(bare_start())
-    return hubs, bares
+        found["hub"].append(app_start())
+        found["bare"].append(bare_start())
+        found["form"].append(bare_start(FORM_PAGE))
+    return found
 
 
 def start_rows(name: str, rounds: int = 3) -> list[dict[str, Any]]:
-    hubs, bares = starts(rounds)
-    http = median([h for h, _ in hubs])
-    hub = median([h for _, h in hubs])
-    bare = median([h for _, h in bares])
+    found = starts(rounds)
+    http = median([h for h, _ in found["hub"]])
+    hub, bare, form = (median([shown for _, shown in found[page]]) for page in ("hub", "bare", "form"))
     ratio = hub / bare
-    each = ", ".join(f"{h:.2f}/{b:.2f}" for (_, h), (_, b) in zip(hubs, bares, strict=True))
+    each = ", ".join(
+        f"{h:.2f}/{b:.2f}/{f:.2f}"
+        for (_, h), (_, b), (_, f) in zip(found["hub"], found["bare"], found["form"], strict=True)
+    )
     return [
         record(name, "make run to first HTTP response", http, "s", "≤ 5", http <= 5, notes=f"median of {rounds}"),
         record(name, "make run to the hub rendered", hub, "s", "≤ 5", hub <= 5, notes=f"median of {rounds}"),
@@ -327,7 +359,14 @@ def start_rows(name: str, rounds: int = 3) -> list[dict[str, Any]]:
             "×",
             "≤ 1.3",
             ratio <= 1.3,
-            notes=f"medians of {rounds} each, interleaved in one run; hub/bare s: {each}",
+            notes=f"medians of {rounds} each, interleaved in one run; hub/bare/form s: {each}",
+        ),
+        record(
+            name,
+            "form page (the hub's kinds of widgets, no code) / bare page",
+            form / bare,
+            "×",
+            notes=f"medians of {rounds}, same run; what the browser alone adds for such a form; no target",
         ),
     ]
 
