@@ -33,16 +33,22 @@ def _in_process_consumer(data_dir: str, namespace: str) -> EmbeddedConsumer:
     return embedded.start(warm_up=False)
 
 
+# When the first run ends, its page is still on its way to the browser (the browser may
+# still fetch parts of Streamlit's front end): the warm-up waits this long more.
+WARM_UP_DELAY_S = 5.0
+
+
 @st.cache_resource(show_spinner=False)
 def _warm_up_models() -> bool:
     """Import litellm in a background thread, once per server process.
 
-    Called after the first page is on screen: the import takes seconds of CPU and holds
-    the GIL for much of it, so starting it earlier would slow the first render down.
+    Started after the first page's run, and waits ``WARM_UP_DELAY_S`` more: the import takes
+    seconds of CPU and holds the GIL for much of it, so starting it earlier would slow the
+    first page's delivery down (``python -m bench.coldstart --breakdown`` shows it if it does).
     """
     from jobs.consumer import warm_up_in_background
 
-    warm_up_in_background()
+    warm_up_in_background(delay_s=WARM_UP_DELAY_S)
     return True
 
 

@@ -125,10 +125,17 @@ def shut_down(consumer: Consumer, worker: runner.WorkerRuntime, wait_s: float = 
     flush_all()
 
 
-def warm_up_in_background() -> threading.Thread:
-    """Import litellm off the request path, so that the first battle does not wait 7 s."""
+def warm_up_in_background(delay_s: float = 0.0) -> threading.Thread:
+    """Import litellm off the request path, so that the first battle does not wait 7 s.
+
+    ``delay_s``: wait that long first (the app: its first page is still being delivered when
+    its first run ends, and the import holds the GIL). A battle that needs litellm sooner
+    imports it itself; the import lock makes the two share one import.
+    """
 
     def warm() -> None:
+        if delay_s > 0:
+            time.sleep(delay_s)
         from sparring.gateway import warm_up
 
         try:

@@ -2,21 +2,20 @@
 
 Each entry point (``streamlit_app.py``, ``python -m sparring``, the worker) calls ``wire()``
 once; the use cases then reach the queue through it and the core never imports ``jobs``.
+
+Importing this module is cheap (each method imports what it uses): ``python -m sparring
+serve`` starts Streamlit with it, before the queue and the core are loaded.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from jobs import judge_check, judging, ledger, runs
-from jobs.queue import Queue, get_queue
-from jobs.submit import check_reachable, live_workers, worker_command
-from sparring import records as r
-from sparring import usecases
-from sparring.judging.check import JudgeCheck
-
 if TYPE_CHECKING:
+    from jobs.queue import Queue
+    from sparring import records as r
     from sparring.judging import RejudgeResult  # statistics (scipy): loaded only when a re-judge runs
+    from sparring.judging.check import JudgeCheck
 
 
 class QueueDispatcher:
@@ -24,18 +23,26 @@ class QueueDispatcher:
 
     @property
     def queue(self) -> Queue:
+        from jobs.queue import get_queue
+
         return get_queue()
 
     def ensure_reachable(self) -> None:
+        from jobs.submit import check_reachable
+
         check_reachable(self.queue)
 
     def live_workers(self) -> list[dict[str, Any]]:
+        from jobs.submit import live_workers
+
         return live_workers(self.queue)
 
     def heartbeat_ttl_s(self) -> float:
         return float(self.queue.settings.heartbeat_ttl_s)
 
     def worker_command(self) -> str:
+        from jobs.submit import worker_command
+
         return worker_command(self.queue)
 
     def claim(self, key: str, value: str, ttl_s: float) -> str:
@@ -62,6 +69,8 @@ class QueueDispatcher:
         self.queue.huey.revoke_by_id(battle_id, revoke_once=True)
 
     def reopen_for_retry(self, run_id: str, battle_id: str) -> None:
+        from jobs import ledger
+
         ledger.reopen_for_retry(run_id, battle_id)
 
     def enqueue_fan_out(self, run_id: str) -> None:
@@ -72,18 +81,28 @@ class QueueDispatcher:
         return self.queue.coord.run_cancel_reason(run_id)
 
     def stop_run(self, run_id: str, reason: str) -> None:
+        from jobs import runs
+
         runs.stop_run(run_id, reason, queue=self.queue)
 
     def enqueue_rejudge(self, record: r.JudgeRunCreated) -> None:
+        from jobs import judging
+
         judging.enqueue_rejudge(self.queue, record)
 
     def cancel_rejudge(self, judge_run_id: str, status: str) -> str:
+        from jobs import judging
+
         return judging.cancel_rejudge_job(self.queue, judge_run_id, status)
 
     def check_judge(self, judge_model: str, rubric: str | None, *, require_worker: bool) -> JudgeCheck:
+        from jobs import judge_check
+
         return judge_check.check_judge(judge_model, rubric, require_worker=require_worker)
 
     def stalled_rejudges(self, judge_run_ids: list[str]) -> set[str]:
+        from jobs import judging
+
         return judging.stalled(judge_run_ids)
 
     # The consumer, the health report and the server load what runs jobs (and Streamlit): only when asked.
@@ -98,9 +117,13 @@ class QueueDispatcher:
         embedded.stop()
 
     def rejudge_here(self, record: r.JudgeRunCreated, threads: int) -> RejudgeResult:
+        from jobs import judging
+
         return judging.rejudge_in_foreground(record, threads=threads)
 
     def rejudge_in_background(self, data: dict[str, Any]) -> str:
+        from jobs import judging
+
         return judging.run_here(data)
 
     def health_report(self) -> dict[str, Any]:
@@ -116,11 +139,13 @@ class QueueDispatcher:
     def serve(self, port: int, address: str | None) -> int:
         from jobs import serve
 
-        return serve.serve(port, address)
+        return serve.serve(port, address, dispatcher=self)
 
 
 def wire() -> QueueDispatcher:
     """Wire the queue into the use cases (once, at an entry point); return the dispatcher."""
+    from sparring import usecases
+
     dispatcher = QueueDispatcher()
     usecases.wire(dispatcher)
     return dispatcher

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from sparring import serve_options
 from sparring.battle_fields import BATTLE_FIELDS, BattleField
 from sparring.modelref import strip_invisible
 from sparring.targets.config import MAX_TEMPLATE_CHARS, MAX_TOOLS_CHARS
@@ -356,20 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("folder", help="A folder written by `export --all`.")
     importer.add_argument("--json", action="store_true")
 
-    serve = sub.add_parser(
-        "serve",
-        help="Serve the app (what `make run` does).",
-        description="Serve the app. In embedded mode (no REDIS_URL) this process also runs battles, "
-        "starting at once: queued or interrupted work resumes without waiting for a browser to open a page.",
-    )
-    serve.add_argument("--port", type=_port, default=8501, help="Port to listen on (default 8501).")
-    serve.add_argument(
-        "--address",
-        type=_address,
-        default="127.0.0.1",
-        help="Address to listen on (default 127.0.0.1: this machine only). Any other address, e.g. 0.0.0.0, "
-        "needs sign-in configured ([auth] in .streamlit/secrets.toml) or SPARRING_ALLOW_ANONYMOUS=1.",
-    )
+    serve = sub.add_parser("serve", help="Serve the app (what `make run` does).", description=serve_options.DESCRIPTION)
+    serve_options.add_arguments(serve)
 
     migrate = sub.add_parser("migrate", help="Create or upgrade the database schema.")
     migrate.add_argument("--json", action="store_true")
@@ -407,18 +396,6 @@ def add_judge_commands(sub: Any) -> None:
     )
     report.add_argument("run_id", help="Run id of a scale test.")
     report.add_argument("--json", action="store_true", help="Print one JSON object instead of text.")
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r} (use 1 to 65535)")
-    return int(text)
-
-
-def _address(text: str) -> str:
-    if not text or any(c.isspace() for c in text):
-        raise argparse.ArgumentTypeError(f"not an address: {text!r} (e.g. 127.0.0.1, 0.0.0.0 or a host name)")
-    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -670,11 +647,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from sparring import access, usecases
-    from sparring.settings import get_settings
+    from sparring import usecases
 
-    signin = access.signin_configured(access.secrets_files())
-    refusal = access.serve_refusal(args.address, signin=signin, allow_anonymous=get_settings().allow_anonymous)
+    refusal = serve_options.refusal(args.address)
     if refusal:
         raise UsageError(refusal)
     return usecases.dispatcher().serve(args.port, args.address)

@@ -10,8 +10,7 @@ one screen refresh share it and release the file right after.
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from sparring.store import Store, ui_queries
 from sparring.store.db import Connection
@@ -28,6 +27,9 @@ from sparring.store.ui_queries import (
     SampleLine,
     SchemaObject,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd  # loaded by DuckDB's ``.df()`` when a read returns a frame
 
 # -- a run -------------------------------------------------------------------------------------------
 

@@ -18,16 +18,18 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from sparring import formatting
 from sparring import records as r
-from sparring.store import Store, export, queries
+from sparring.store import Store, queries
+
+if TYPE_CHECKING:
+    # pandas and pyarrow (about half a second to import) are loaded by the reads that return
+    # frames (DuckDB's ``.df()``) or write files, not on import: the hub's first page shows
+    # none, and a fresh server shows it sooner without them.
+    import pandas as pd
+    import pyarrow as pa
 from sparring.store.db import Connection
 
 GOAL_PREVIEW_CHARS = 200
@@ -607,6 +609,12 @@ def export_run_part(store: Store, run_id: str, part: str, fmt: str) -> bytes:
     """One part of a run (``battles`` or ``messages``) as CSV or Parquet bytes, built in memory."""
     if part not in EXPORT_PARTS or fmt not in EXPORT_FORMATS:
         raise ValueError(f"cannot export {part!r} as {fmt!r}")
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    from sparring.store import export
+
     sql = export.RUN_QUERIES[part]
     table: pa.Table = store.read(lambda con: con.sql(sql, params=[run_id]).to_arrow_table())
     sink = pa.BufferOutputStream()

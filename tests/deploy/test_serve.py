@@ -83,3 +83,28 @@ def test_serve_runs_a_detached_scale_test_without_any_visitor(
 def test_serve_refuses_a_bad_port_or_address(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--port", "http"], "python -m sparring serve: argument --port: not a port number: 'http' (use 1 to 65535)"),
+        (["--address", "0.0.0.0"], "Refusing to serve on 0.0.0.0 without sign-in"),
+    ],
+)
+def test_python_m_sparring_serve_reads_its_options_as_the_command_line_does(
+    isolated: Path, argv: list[str], message: str
+) -> None:
+    """``python -m sparring serve`` parses its options apart from ``sparring.cli`` (Streamlit starts
+    sooner): the same one-line refusals and exit code, and nothing served."""
+    env = {k: v for k, v in os.environ.items() if k != "SPARRING_ALLOW_ANONYMOUS"}
+    done = subprocess.run(
+        [sys.executable, "-m", "sparring", "serve", *argv],
+        cwd=ROOT,
+        env={**env, "HOME": str(isolated)},  # no secrets.toml of the user's: no sign-in configured
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(message) and len(done.stderr.strip().splitlines()) == 1, done.stderr
