@@ -552,28 +552,25 @@ def _install_http_client(litellm: Any) -> None:
 
 
 # -- OpenAI-compatible providers: our own SDK clients ---------------------------------------
-# Two costs measured at 200 threads (bench.profile --path http) are gone with our own clients:
+# Three costs measured at 200 threads (bench.profile --path http) are gone with our own clients:
 # - litellm keys its cached SDK client by the call's timeout too, and a battle's timeout is
 #   what is left of its time limit, so it built a new OpenAI client for nearly every call;
 # - one httpx pool of N connections looks at each of them on every request and every
-#   release (httpcore's pool is linear): at N = 216 that was a fifth of the worker's CPU.
-# So the threads share small pools: each thread keeps to one shard of SHARD_THREADS threads,
-# and each shard has one OpenAI client (keep-alive, no SDK retries: we own them) per base
-# URL and key. litellm still shapes the request, parses the reply and prices it.
-SHARD_THREADS = 8
-SHARD_CONNECTIONS = 2 * SHARD_THREADS  # headroom: a thread never waits for a connection
-_shard = threading.local()
-_shard_counter = iter(range(1 << 62))
-_openai_clients: dict[tuple[str, str, str | None, int], Any] = {}
+#   release (httpcore's pool is linear): at N = 216 that was a fifth of the worker's CPU;
+# - a pool is one lock: shared by 8 threads, a fifth of the battle threads' samples were
+#   waiting for it (py-spy --idle), as replies arrive together.
+# So each thread has its own OpenAI client (keep-alive, no SDK retries: we own them) per
+# base URL and key, with a pool of its own; 200 of them take under 1 MB. They go with their
+# thread. litellm still shapes the request, parses the reply and prices it.
+THREAD_CONNECTIONS = 2  # a thread makes one call at a time; one spare while one closes
+_thread_clients = threading.local()
 
 
 def _openai_client(api_base: str | None, api_key: str | None) -> Any:
-    """This thread's shard's OpenAI SDK client for ``api_base`` and ``api_key``."""
-    number = getattr(_shard, "number", None)
-    if number is None:
-        with _http_lock:
-            number = _shard.number = next(_shard_counter)
-    shards = max(1, -(-http_pool_size() // SHARD_THREADS))
+    """This thread's OpenAI SDK client for ``api_base`` and ``api_key``."""
+    clients: dict[tuple[str, str, str | None], Any] | None = getattr(_thread_clients, "clients", None)
+    if clients is None:
+        clients = _thread_clients.clients = {}
     base = (
         api_base
         or os.environ.get("OPENAI_BASE_URL")
@@ -582,13 +579,10 @@ def _openai_client(api_base: str | None, api_key: str | None) -> Any:
     )
     key = api_key or os.environ.get("OPENAI_API_KEY") or ""
     organization = os.environ.get("OPENAI_ORGANIZATION")
-    slot = (base, key, organization, number % shards)
-    client = _openai_clients.get(slot)
+    slot = (base, key, organization)
+    client = clients.get(slot)
     if client is None:
-        with _http_lock:
-            client = _openai_clients.get(slot)
-            if client is None:
-                client = _openai_clients[slot] = _new_openai_client(base, key, organization)
+        client = clients[slot] = _new_openai_client(base, key, organization)
     return client
 
 
@@ -598,7 +592,7 @@ def _new_openai_client(base: str, key: str, organization: str | None) -> Any:
     from litellm.llms.custom_httpx.http_handler import get_ssl_configuration, http2_enabled
 
     session = httpx.Client(  # what litellm's own client has (TLS settings, redirects, HTTP/2 choice)
-        limits=httpx.Limits(max_connections=SHARD_CONNECTIONS, max_keepalive_connections=SHARD_CONNECTIONS),
+        limits=httpx.Limits(max_connections=THREAD_CONNECTIONS, max_keepalive_connections=THREAD_CONNECTIONS),
         verify=get_ssl_configuration(),
         follow_redirects=True,
         http2=http2_enabled(),
