@@ -261,7 +261,8 @@ CASES: list[tuple[str, int, int, int, int, float, float | None]] = [
     ("sim", 200, 500, 1, 50, 1.10, None),
     ("sim", 200, 2000, 2, 100, 1.15, None),
     ("http", 100, 500, 1, 50, 1.10, None),
-    ("http", 200, 2000, 1, 200, 1.15, 450),
+    ("http", 200, 2000, 2, 100, 1.15, 450),  # as the sim case: two workers of 100 threads
+    ("http", 200, 2000, 1, 200, 1.15, 450),  # and one worker of 200 (issue 23 measured this one)
     ("http", 1000, 5000, 2, 500, 1.20, 700),
 ]
 CPU_PER_CALL_TARGET_MS = 6.0  # real HTTP path, the worker's CPU per model call, everything included
