@@ -327,6 +327,7 @@ def run(
             record(name, "ingester CPU per call", case["ingester_cpu_ms_per_call"], "ms", notes="python -m jobs.ingest")
         )
     rows += explain(name, case, latency_ms, path)
+    table(f"1. Concurrency makespan: {name}", rows)
     return rows
 
 
@@ -347,7 +348,6 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     rows = []
     for case in cases:
         rows += run(*case)
-    table("1. Concurrency makespan", rows)
     return rows
 
 
