@@ -340,7 +340,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--sink", choices=["duckdb", "stream"], default="duckdb", help="with --case")
     args = parser.parse_args(argv)
     if args.case:
-        battles, latency_ms, workers, threads = (int(x) for x in args.case.split(","))
+        try:
+            battles, latency_ms, workers, threads = (int(x) for x in args.case.split(","))
+        except ValueError:
+            parser.error(f"--case wants four whole numbers, BATTLES,LATENCY_MS,WORKERS,THREADS, not {args.case!r}")
+        if min(battles, workers, threads) < 1 or latency_ms < 0:
+            parser.error("--case: battles, workers and threads must be at least 1, the latency not negative")
         paths = ["sim", "http"] if args.path == "both" else [args.path]
         cases = [(p, battles, latency_ms, workers, threads, 1.15, None, args.sink) for p in paths]
     else:
