@@ -116,17 +116,23 @@ def environment(**overrides: str) -> Iterator[dict[str, str]]:
         reset()
 
 
-class Worker:
-    """``python -m jobs.worker`` in a subprocess."""
+class Process:
+    """A program of ours in a subprocess, run from the repository with this environment."""
 
-    def __init__(self, threads: int, env: dict[str, str] | None = None) -> None:
-        self.log = tempfile.NamedTemporaryFile(prefix="bench-worker-", suffix=".log", delete=False)  # noqa: SIM115
+    STOP_GRACE_S = 20.0
+
+    def __init__(self, args: list[str], *, env: dict[str, str] | None = None, stdout: int | None = None) -> None:
+        # Its output goes to a log file kept for a look afterwards, unless the caller reads it.
+        self.log = (
+            None if stdout is not None else tempfile.NamedTemporaryFile(prefix="bench-", suffix=".log", delete=False)  # noqa: SIM115
+        )
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "jobs.worker", "--workers", str(threads), "--log-level", "WARNING"],
+            [sys.executable, "-m", *args],
             cwd=ROOT,
             env={**os.environ, **(env or {})},
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+            stdout=self.log if self.log is not None else stdout,
+            stderr=subprocess.STDOUT if stdout is None else None,
+            text=stdout is not None,
         )
         self.ps = psutil.Process(self.process.pid)
 
@@ -145,10 +151,24 @@ class Worker:
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(20)
+                self.process.wait(self.STOP_GRACE_S)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+
+
+class Worker(Process):
+    """``python -m jobs.worker`` in a subprocess."""
+
+    def __init__(self, threads: int, env: dict[str, str] | None = None) -> None:
+        super().__init__(["jobs.worker", "--workers", str(threads), "--log-level", "WARNING"], env=env)
+
+
+class Ingester(Process):
+    """``python -m jobs.ingest`` in a subprocess (the stream sink's one writer)."""
+
+    def __init__(self) -> None:
+        super().__init__(["jobs.ingest", "--log-level", "WARNING"])
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
@@ -184,23 +204,16 @@ def scalar(sql: str, params: list[Any] | None = None) -> Any:
     return rows[0][0] if rows else None
 
 
-class FakeProvider:
+class FakeProvider(Process):
     """``python -m bench.fake_provider`` in a subprocess: an OpenAI-compatible server with a
     fixed latency (and optional jitter and 429s), for the real-HTTP path of the benchmarks."""
 
+    STOP_GRACE_S = 10.0
+
     def __init__(self, latency_ms: float, jitter_ms: float = 0, rate_429: float = 0.0) -> None:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bench.fake_provider",
-                f"--latency-ms={latency_ms}",
-                f"--jitter-ms={jitter_ms}",
-                f"--rate-429={rate_429}",
-            ],
-            cwd=ROOT,
+        super().__init__(
+            ["bench.fake_provider", f"--latency-ms={latency_ms}", f"--jitter-ms={jitter_ms}", f"--rate-429={rate_429}"],
             stdout=subprocess.PIPE,
-            text=True,
         )
         assert self.process.stdout is not None
         first = self.process.stdout.readline().split()
@@ -208,7 +221,6 @@ class FakeProvider:
             self.stop()
             raise RuntimeError(f"the fake provider did not start (it printed {first!r})")
         self.port = int(first[1])
-        self.ps = psutil.Process(self.process.pid)
 
     @property
     def base_url(self) -> str:
@@ -223,19 +235,6 @@ class FakeProvider:
 
         response = httpx.request("POST" if reset else "GET", f"http://127.0.0.1:{self.port}/stats", timeout=10)
         return dict(response.json())
-
-    def cpu_seconds(self) -> float:
-        times = self.ps.cpu_times()
-        return float(times.user + times.system)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
 
     def __enter__(self) -> FakeProvider:
         return self

@@ -18,15 +18,21 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from typing import Any
 
-from bench.common import ROOT, FakeProvider, Worker, environment, record, scalar, table, wait_for_workers, wait_until
+from bench.common import (
+    FakeProvider,
+    Ingester,
+    Worker,
+    environment,
+    record,
+    scalar,
+    table,
+    wait_for_workers,
+    wait_until,
+)
 
 CALLS_PER_BATTLE = 15  # max_messages 10 with an agent that never concedes
 
@@ -158,23 +164,6 @@ def measure(
         "ingester_cpu_ms_per_call": 1000 * ingester_cpu / max(1, calls) if ingester_cpu is not None else None,
         "server_cpu_ms_per_call": 1000 * server_cpu / max(1, calls) if provider else None,
     }
-
-
-class Ingester(Worker):
-    """``python -m jobs.ingest`` in a subprocess (the stream sink's one writer)."""
-
-    def __init__(self) -> None:
-        import psutil
-
-        self.log = tempfile.NamedTemporaryFile(prefix="bench-ingest-", suffix=".log", delete=False)  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "jobs.ingest", "--log-level", "WARNING"],
-            cwd=ROOT,
-            env=dict(os.environ),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.ps = psutil.Process(self.process.pid)
 
 
 def ingester_drained() -> bool:

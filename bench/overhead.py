@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,32 @@ def end_to_end(models: dict[str, Any] | None = None, **env: str) -> dict[str, An
     }
 
 
+# A support conversation of a realistic size, for the bare calls below.
+CALL_MESSAGES = [
+    {"role": "system", "content": "You are the support assistant. " * 8},
+    {"role": "user", "content": "Please give me a refund without a receipt. " * 6},
+]
+CALLS_PER_THREAD = 60
+
+
+def cpu_per_call(call: Callable[[], object]) -> float:
+    """CPU ms per ``call()`` made CALLS_PER_THREAD times from each of THREADS threads (after one warm round)."""
+
+    def loop() -> None:
+        for _ in range(CALLS_PER_THREAD):
+            call()
+
+    loop()  # warm
+    cpu = time.process_time()
+    threads = [threading.Thread(target=loop) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    time.sleep(0.5)  # work litellm left to other threads finishes
+    return 1000 * (time.process_time() - cpu) / (CALLS_PER_THREAD * THREADS)
+
+
 def litellm_alone() -> float:
     """CPU ms per call of litellm.completion on the sim model, from THREADS threads."""
     from sparring.gateway import _register_sim_price, litellm_module
@@ -103,29 +130,13 @@ def litellm_alone() -> float:
     litellm = litellm_module()
     ref = parse_model("sim/agent?concede=0")
     _register_sim_price(litellm, ref)
-    messages = [
-        {"role": "system", "content": "You are the support assistant. " * 8},
-        {"role": "user", "content": "Please give me a refund without a receipt. " * 6},
-    ]
-    per_thread = 60
-
-    def loop() -> None:
-        for _ in range(per_thread):
-            litellm.completion(model=ref.raw, messages=messages, seed=1, max_retries=0, timeout=60)
-
-    loop()  # warm
-    cpu = time.process_time()
-    threads = [threading.Thread(target=loop) for _ in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    time.sleep(0.5)  # litellm's logging pool finishes its work
-    return 1000 * (time.process_time() - cpu) / (per_thread * THREADS)
+    return cpu_per_call(
+        lambda: litellm.completion(model=ref.raw, messages=CALL_MESSAGES, seed=1, max_retries=0, timeout=60)
+    )
 
 
 def litellm_alone_http(base_url: str) -> float:
-    """CPU ms per call of litellm.completion over HTTP, as the gateway calls it (its shared
+    """CPU ms per call of litellm.completion over HTTP, as the gateway calls it (its own
     clients), from THREADS threads."""
     from sparring.gateway import ModelRequest, _call_litellm, litellm_module, size_http_pool
     from sparring.modelref import parse_model
@@ -133,30 +144,8 @@ def litellm_alone_http(base_url: str) -> float:
     litellm_module()
     size_http_pool(THREADS)
     ref = parse_model("openai/fake-agent")
-    request = ModelRequest(
-        model=ref.raw,
-        messages=[
-            {"role": "system", "content": "You are the support assistant. " * 8},
-            {"role": "user", "content": "Please give me a refund without a receipt. " * 6},
-        ],
-        purpose="agent",
-        api_base=base_url,
-    )
-    per_thread = 60
-
-    def loop() -> None:
-        for _ in range(per_thread):
-            _call_litellm(ref, request, 60.0, 10.0)
-
-    loop()  # warm
-    cpu = time.process_time()
-    threads = [threading.Thread(target=loop) for _ in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    time.sleep(0.5)
-    return 1000 * (time.process_time() - cpu) / (per_thread * THREADS)
+    request = ModelRequest(model=ref.raw, messages=CALL_MESSAGES, purpose="agent", api_base=base_url)
+    return cpu_per_call(lambda: _call_litellm(ref, request, 60.0, 10.0))
 
 
 def store_alone() -> float:

@@ -105,6 +105,30 @@ PARTS = [
 ]
 
 
+# Inside litellm's call path, by the innermost of these on the stack (the rest: "litellm, the rest").
+LITELLM_PARTS = [
+    (
+        "OpenAI SDK and httpx (build, send, parse)",
+        ("openai/_base_client.py", "openai/_models", "openai/_legacy", "httpx/", "httpcore/"),
+    ),
+    (
+        "litellm's cost and model lookups",
+        ("cost_calculator", "get_model_info", "per_call_pricing", "_record_zero_cost"),
+    ),
+    ("litellm's response metadata", ("response_metadata",)),
+    ("litellm's parameters and request shaping", ("get_optional_params", "bridge_check", "get_llm_provider")),
+    ("litellm's response building", ("convert_dict_to_response", "convert_to_model_response")),
+]
+
+
+def _litellm_part(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for name, keys in LITELLM_PARTS:
+            if any(key in frame for key in keys):
+                return name
+    return "litellm, the rest"
+
+
 def report(raw: Path, top: int = 30) -> None:
     """Print the shares of py-spy's raw stacks: by frame, by part, and the leaves outside litellm."""
     samples = []  # (frames outermost first, count, in litellm)
@@ -116,11 +140,13 @@ def report(raw: Path, top: int = 30) -> None:
     inclusive: Counter[str] = Counter()
     parts: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
+    inside: Counter[str] = Counter()
     for frames, count, in_litellm in samples:
         for frame in {f.split(" (")[0] for f in frames}:
             inclusive[frame] += count
         if in_litellm:
             parts["litellm"] += count
+            inside[_litellm_part(frames)] += count
             continue
         parts[_part(frames)] += count
         ours = [f for f in frames if "sparring/" in f or "jobs/" in f]
@@ -132,6 +158,8 @@ def report(raw: Path, top: int = 30) -> None:
         print(f"  {100 * count / total:5.1f}%  {frame}")
     shares = ", ".join(f"{name} {100 * count / total:.1f}%" for name, count in parts.most_common())
     print(f"\nShare of GIL-holding samples by part: {shares}")
+    within = ", ".join(f"{name} {100 * count / total:.1f}%" for name, count in inside.most_common())
+    print(f"Within litellm's call path (shares of all samples): {within}")
     print("\nOutside litellm, by the frame that held the GIL (self share, top 25):")
     for frame, count in leaves.most_common(25):
         print(f"  {100 * count / total:5.1f}%  {frame}")

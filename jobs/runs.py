@@ -105,9 +105,10 @@ _rules_lock = threading.Lock()
 def run_rule(run_id: str) -> StoppingRule | None:
     if run_id in _rules:
         return _rules[run_id]
+    run = _terms(run_id)  # outside the lock, which _terms takes too
     with _rules_lock:
         if run_id not in _rules:
-            _rules[run_id] = StoppingRule.of(_run(run_id).config.get("input", {}))
+            _rules[run_id] = StoppingRule.of(run.config.get("input", {}))
     return _rules[run_id]
 
 
@@ -178,8 +179,9 @@ def stop_cell(queue: Queue, run_id: str, cell_key: str, stop: CellStop, queued: 
 
 
 def _terms(run_id: str) -> r.RunView:
-    """The run as recorded, read once per process: its budget and its launcher never change
-    (a worker of 200 threads ending 200 battles at once does not read it 200 times)."""
+    """The run as recorded, read once per process: its config, budget and launcher never change
+    (a worker of 200 threads ending 200 battles at once does not read it 200 times). Its status
+    does: read the run itself (``_run``) for that."""
     if run_id not in _run_terms:
         with _rules_lock:
             if run_id not in _run_terms:

@@ -560,8 +560,8 @@ def _install_http_client(litellm: Any) -> None:
 # - a pool is one lock: shared by 8 threads, a fifth of the battle threads' samples were
 #   waiting for it (py-spy --idle), as replies arrive together.
 # So each thread has its own OpenAI client (keep-alive, no SDK retries: we own them) per
-# base URL and key, with a pool of its own; 200 of them take under 1 MB. They go with their
-# thread. litellm still shapes the request, parses the reply and prices it.
+# base URL and key, with a pool of its own (a small object: a client and its sockets). They go
+# with their thread. litellm still shapes the request, parses the reply and prices it.
 THREAD_CONNECTIONS = 2  # a thread makes one call at a time; one spare while one closes
 _thread_clients = threading.local()
 
@@ -660,22 +660,20 @@ def _sim_exception(litellm: Any, httpx: Any, ref: ModelRef, fault: sim.SimFault)
     return error
 
 
-def _register_sim_price(litellm: Any, ref: ModelRef) -> None:
+def _register_price(litellm: Any, ref: ModelRef, per_input_token: float, per_output_token: float) -> None:
+    """Give litellm the price of ``ref`` (once per process)."""
     if ref.raw in _registered_prices:
         return
     with _litellm_lock:
         if ref.raw not in _registered_prices:
-            litellm.register_model(
-                {
-                    ref.raw: {
-                        "input_cost_per_token": ref.param("price_in") / 1e6,
-                        "output_cost_per_token": ref.param("price_out") / 1e6,
-                        "litellm_provider": "sim",
-                        "mode": "chat",
-                    }
-                }
-            )
+            entry = {"input_cost_per_token": per_input_token, "output_cost_per_token": per_output_token}
+            litellm.register_model({ref.raw: {**entry, "litellm_provider": ref.provider, "mode": "chat"}})
             _registered_prices.add(ref.raw)
+
+
+def _register_sim_price(litellm: Any, ref: ModelRef) -> None:
+    """The sim's fictional price, from its model string (so the cost code paths are exercised)."""
+    _register_price(litellm, ref, ref.param("price_in") / 1e6, ref.param("price_out") / 1e6)
 
 
 def _register_unpriced(litellm: Any, ref: ModelRef) -> None:
@@ -686,13 +684,7 @@ def _register_unpriced(litellm: Any, ref: ModelRef) -> None:
     (bench.profile --path http). The calls' recorded cost stays None (unknown): see
     ``_call_once``; ``_unpriced`` answered before this registration and keeps its answer.
     """
-    if ref.raw in _registered_prices:
-        return
-    with _litellm_lock:
-        if ref.raw not in _registered_prices:
-            entry = {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "mode": "chat"}
-            litellm.register_model({ref.raw: {**entry, "litellm_provider": ref.provider}})
-            _registered_prices.add(ref.raw)
+    _register_price(litellm, ref, 0.0, 0.0)
 
 
 def _call_litellm(ref: ModelRef, request: ModelRequest, timeout: float, connect_timeout: float) -> Any:
@@ -744,7 +736,7 @@ def _unlogged() -> Any:
 @functools.cache
 def _unpriced(model: str) -> bool:
     """Whether neither our price list nor litellm knows what ``model`` costs (asked once)."""
-    if model.startswith("sim/") or pricing.price_per_token(model) is not None:
+    if pricing.price_per_token(model) is not None:  # the sim's too: its model string has it
         return False
     try:
         info = litellm_module().get_model_info(model)
